@@ -1,0 +1,48 @@
+# diffaug-genomics: set-up, demo, tests and benchmarks. Every target creates what it needs.
+#
+# GPU clusters: choose the torch build, e.g.
+#   make install TORCH_SPEC="torch" TORCH_INDEX="https://download.pytorch.org/whl/cu124"
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?=
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR ?= demo-out
+EXAMPLE := resources/examples/dhs_example.fa
+EXAMPLE_LABELS := resources/examples/dhs_example_labels.tsv
+export DIFFAUG_NO_BAR ?=
+
+.PHONY: install test lint demo check-install bench-encode bench-fit bench-quality clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install -q "$(TORCH_SPEC)" $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX))
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	touch $@
+
+install: $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+demo: $(STAMP)
+	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
+	$(BIN)/diffaug encode $(EXAMPLE) -o $(DEMO_DIR)/example.h5 --length 200 --labels $(EXAMPLE_LABELS)
+	$(BIN)/diffaug inspect $(DEMO_DIR)/example.h5
+
+# A non-editable install into a fresh virtualenv gives a working `diffaug` from any directory.
+check-install: $(STAMP)
+	bash .ci/check-install.sh
+
+bench-encode: $(STAMP)
+	$(BIN)/python benchmarks/bench_encode.py
+
+clean:
+	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,3 @@
+"""``diffaug encode`` (placeholder until the encode command lands)."""
+def encode() -> None:
+    """Encode FASTA or BED regions to one-hot HDF5."""

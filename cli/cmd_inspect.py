@@ -1,0 +1,3 @@
+"""``diffaug inspect`` (placeholder)."""
+def inspect() -> None:
+    """Summarise a diffaug HDF5 file."""

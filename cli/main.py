@@ -1,0 +1,72 @@
+"""Entry point of the ``diffaug`` command: builds the Typer app and maps errors to exit codes.
+
+Exit codes: 0 success, 2 bad input or usage (one line on stderr naming file, record, reason),
+1 any other failure, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+from diffaug_genomics_cli import commands
+
+from diffaug_genomics._version import __version__
+
+app = typer.Typer(
+    name="diffaug",
+    help="DiffAug for genomics: diffusion-generated positives for contrastive sequence embeddings.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+commands.register(app)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"diffaug-genomics {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """DiffAug for genomics."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI; library errors become one line on stderr and a meaningful exit code."""
+    from diffaug_genomics.errors import DiffaugError
+
+    try:
+        app(args=argv, standalone_mode=False)
+    except DiffaugError as exc:
+        typer.echo(f"diffaug: error: {exc}", err=True)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        typer.echo("diffaug: interrupted", err=True)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except typer.Exit as exc:  # --help, --version
+        sys.exit(exc.exit_code)
+    except SystemExit:
+        raise
+    except Exception as exc:  # click usage errors and unexpected failures
+        import click
+
+        if isinstance(exc, click.exceptions.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        if isinstance(exc, click.exceptions.Abort):
+            sys.exit(130)
+        raise
+    sys.exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Errors the command line turns into one clean line on stderr.
+
+:class:`InputError` (bad input or usage) exits with code 2; :class:`DiffaugError` with 1.
+Messages name the file, the record or line, and the reason, in that order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class DiffaugError(Exception):
+    """A failure the user should see as one line, without a traceback (exit code 1)."""
+
+    exit_code = 1
+
+
+class InputError(DiffaugError):
+    """Bad input or usage: a file, record, line or option the user can fix (exit code 2)."""
+
+    exit_code = 2
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        path: str | Path | None = None,
+        record: str | None = None,
+        line: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.path = None if path is None else str(path)
+        self.record = record
+        self.line = line
+        parts = []
+        if self.path is not None:
+            parts.append(self.path)
+        if line is not None:
+            parts.append(f"line {line}")
+        if record is not None:
+            parts.append(f"record '{record}'")
+        prefix = ": ".join(parts)
+        super().__init__(f"{prefix}: {reason}" if prefix else reason)
+
+
+class ConfigError(InputError):
+    """An invalid configuration key or value (exit code 2)."""
