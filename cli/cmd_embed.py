@@ -1,4 +1,24 @@
-"""``diffaug embed`` (placeholder until the command lands)."""
-def embed() -> None:
-    """Not implemented yet."""
-    raise SystemExit("diffaug embed: not implemented yet")
+"""``diffaug embed``: embeddings of every record with a trained run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def embed(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `diffaug fit`."),
+    source: str = typer.Argument(..., metavar="INPUT", help="FASTA ('-' for stdin) or HDF5 from `diffaug encode`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Embeddings HDF5 to write."),
+    batch_size: int = typer.Option(512, "--batch-size", min=1, help="Sequences per forward pass."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+) -> None:
+    """Write /embeddings (N, D) float32, /ids and /labels (when known) to an HDF5 file."""
+    from diffaug_genomics.embed import embed as run_embed
+    from diffaug_genomics.progress import LOG, configure_logging
+
+    configure_logging()
+    LOG.info("%s", run_embed(run_dir, source, output, batch_size=batch_size, device=device,
+                             force=force).line())

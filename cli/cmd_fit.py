@@ -1,4 +1,36 @@
-"""``diffaug fit`` (placeholder until the command lands)."""
-def fit() -> None:
-    """Not implemented yet."""
-    raise SystemExit("diffaug fit: not implemented yet")
+"""``diffaug fit``: train a DiffAug encoder (and generator) on FASTA or one-hot HDF5."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def fit(
+    source: str = typer.Argument(..., metavar="INPUT", help="FASTA (plain/gzip, '-' for stdin) or HDF5 from `diffaug encode`."),
+    output: Path = typer.Option(..., "-o", "--output", help="Run directory to create (or resume)."),
+    config: Path | None = typer.Option(None, "--config", help="YAML config overriding the preset."),
+    preset: str = typer.Option("default", "--preset", help="tiny | default | paper."),
+    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE override, e.g. encoder.width=256 (repeatable)."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed for data order, initialisation and sampling (default 0)."),
+    device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."),
+    augment: str | None = typer.Option(None, "--augment", help="diffaug | knn-mixup | handcrafted."),
+) -> None:
+    """Train an encoder with DiffAug (or a baseline augmentation) and save it in a run directory."""
+    from diffaug_genomics.errors import DiffaugError
+    from diffaug_genomics.fit import PREEMPTED_EXIT_CODE, Preempted
+    from diffaug_genomics.fit import fit as run_fit
+    from diffaug_genomics.progress import LOG, configure_logging
+
+    configure_logging()
+    try:
+        result = run_fit(source, output, preset=preset, config_file=config, overrides=overrides,
+                         seed=seed, device=device, augment=augment, resume=resume)
+    except Preempted as exc:
+        LOG.warning("%s", exc)
+        raise typer.Exit(PREEMPTED_EXIT_CODE) from None
+    except DiffaugError:
+        raise
+    LOG.info("fit finished in %.1f s: %s", result.seconds, result.run_dir)

@@ -1,4 +1,30 @@
-"""``diffaug generate`` (placeholder until the command lands)."""
-def generate() -> None:
-    """Not implemented yet."""
-    raise SystemExit("diffaug generate: not implemented yet")
+"""``diffaug generate``: synthetic positives of every record, as FASTA."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def generate(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `diffaug fit --augment diffaug`."),
+    source: str = typer.Argument(..., metavar="INPUT", help="FASTA ('-' for stdin) or HDF5 from `diffaug encode`."),
+    output: str = typer.Option(..., "-o", "--output", help="FASTA to write ('-' for standard output)."),
+    per_sequence: int = typer.Option(1, "--per-sequence", "-k", min=1, help="Positives per input record (K)."),
+    steps: int | None = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the run's bank.steps)."),
+    strength: float | None = typer.Option(None, "--strength", min=0.0, max=1.0, help="1 = from pure noise; < 1 = SDEdit from the noised source (default: the run's)."),
+    guidance: float | None = typer.Option(None, "--guidance", help="Classifier-free guidance scale (default: the run's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed for sampling."),
+    batch_size: int = typer.Option(256, "--batch-size", min=1, help="Samples per denoiser pass."),
+    device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+) -> None:
+    """Headers: >{id}|pos{k} source={id} steps={S} strength={s}; K positives per record, in order."""
+    from diffaug_genomics.generate import generate as run_generate
+    from diffaug_genomics.progress import LOG, configure_logging
+
+    configure_logging()
+    LOG.info("%s", run_generate(run_dir, source, output, per_sequence=per_sequence, steps=steps,
+                                strength=strength, guidance_scale=guidance, seed=seed,
+                                batch_size=batch_size, device=device, force=force).line())

@@ -39,33 +39,24 @@ def _root(
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; library errors become one line on stderr and a meaningful exit code."""
+    """Run the CLI; library errors become one line on stderr and a meaningful exit code.
+
+    Typer's standalone mode handles usage errors (exit 2), ``--help`` and success (exit 0);
+    everything the library raises as :class:`DiffaugError` is caught here.
+    """
     from diffaug_genomics.errors import DiffaugError
 
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=argv, prog_name="diffaug")
     except DiffaugError as exc:
         typer.echo(f"diffaug: error: {exc}", err=True)
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         typer.echo("diffaug: interrupted", err=True)
         sys.exit(130)
-    except BrokenPipeError:
+    except BrokenPipeError:  # e.g. `diffaug generate ... -o - | head`
+        sys.stderr.close()
         sys.exit(0)
-    except typer.Exit as exc:  # --help, --version
-        sys.exit(exc.exit_code)
-    except SystemExit:
-        raise
-    except Exception as exc:  # click usage errors and unexpected failures
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
-            sys.exit(130)
-        raise
-    sys.exit(0)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,348 @@
+"""Typed run configuration: defaults, presets, YAML files, dotted ``--set`` overrides, validation.
+
+Resolution order (later wins): dataclass defaults < preset (``resources/presets/NAME.yaml``) <
+``--config`` YAML < ``--set key=value`` overrides < explicit flags (``--seed``, ``--device``,
+``--augment``). Configs are data: YAML is parsed with ``yaml.safe_load`` and nothing in it is ever
+imported or executed. An unknown key or a value of the wrong type is a :class:`ConfigError`
+(exit code 2) naming the dotted key, raised before any work starts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from diffaug_genomics.errors import ConfigError
+
+PRESETS = ("tiny", "default", "paper")
+AUGMENTS = ("diffaug", "knn-mixup", "handcrafted")
+
+
+@dataclass
+class DataConfig:
+    """How sequences become fixed-length one-hot rows (see ``diffaug encode``)."""
+
+    length: int | None = None  # bp; None = longest record in the input
+    policy: str = "center"  # pad | crop | center | window
+    stride: int | None = None  # bp, for policy=window
+
+
+@dataclass
+class EncoderConfig:
+    """Semantic encoder f(x) -> z and the projection head g(z) -> y used only by the loss."""
+
+    backbone: str = "conv1d"
+    width: int = 128
+    n_blocks: int = 3
+    stem_kernel: int = 15
+    block_kernel: int = 5
+    embed_dim: int = 128
+    proj_hidden: int = 256
+    proj_dim: int = 64
+    rc: bool = False  # reverse-complement invariance: domain knowledge, off by default
+
+
+@dataclass
+class LossConfig:
+    """Contrastive loss: ``soft`` (the paper's Student-t loss) or ``infonce`` (NT-Xent)."""
+
+    name: str = "soft"
+    temperature: float = 0.2  # infonce
+    nu_z: float = 100.0  # soft: degrees of freedom in embedding space
+    nu_y: float = 0.01  # soft: degrees of freedom in projection space
+
+
+@dataclass
+class KnnConfig:
+    """Phase-1 positives: kNN-mixup with neighbours in a domain-knowledge-free space."""
+
+    space: str = "kmer"  # onehot-pca | kmer | embedding
+    k: int = 10
+    kmer_k: int = 4
+    pca_dim: int = 50
+    alpha_min: float = 0.0
+    alpha_max: float = 1.0
+
+
+@dataclass
+class HandcraftedConfig:
+    """EvoAug-style hand-designed augmentations (the ``--augment handcrafted`` baseline)."""
+
+    mutation_rate: list[float] = field(default_factory=lambda: [0.05, 0.10])
+    rc_prob: float = 0.5
+    max_shift: int = 10
+    indel_prob: float = 0.5
+    indel_size: list[int] = field(default_factory=lambda: [1, 20])
+
+
+@dataclass
+class GeneratorConfig:
+    """Conditional diffusion model p(x | z): 1D U-Net denoiser and its noise schedule."""
+
+    backbone: str = "unet1d"
+    channels: list[int] = field(default_factory=lambda: [48, 96, 96])
+    time_dim: int = 128
+    num_train_timesteps: int = 1000
+    beta_schedule: str = "cosine"  # cosine | linear
+    prediction_type: str = "epsilon"  # epsilon | v_prediction
+    cond_dropout: float = 0.1  # probability of training unconditionally (classifier-free)
+    ema_decay: float = 0.998
+    lr: float = 1e-3
+    batch_size: int = 256
+    steps: int = 750  # optimisation steps per round
+    steps_per_checkpoint: int = 250
+
+
+@dataclass
+class BankConfig:
+    """The bank of generated positives, refreshed once per round."""
+
+    fraction: float = 0.5  # fraction of positives drawn from the bank in encoder phases
+    sampler: str = "ddim"  # ddim | ddpm
+    steps: int = 20
+    strength: float = 0.5  # 1.0 = from pure noise; < 1 = SDEdit from the noised source
+    guidance_scale: float = 2.0
+    eta: float = 0.0
+    batch_size: int = 500
+
+
+@dataclass
+class ScheduleConfig:
+    """Warm-up, then ``rounds`` x (generator -> bank refresh -> encoder)."""
+
+    warmup_epochs: int = 6
+    rounds: int = 2
+    epochs_per_round: int = 6
+
+
+@dataclass
+class OptimConfig:
+    """Encoder optimiser (AdamW) and learning-rate schedule over all encoder epochs."""
+
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    batch_size: int = 256
+    lr_schedule: str = "cosine"  # cosine | constant
+    min_lr_ratio: float = 0.1
+
+
+@dataclass
+class Config:
+    """The whole resolved configuration of a ``diffaug fit`` run."""
+
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | mps
+    augment: str = "diffaug"
+    modality: str = "dna"
+    log_every: int = 10  # steps between metrics.csv rows
+    data: DataConfig = field(default_factory=DataConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    knn: KnnConfig = field(default_factory=KnnConfig)
+    handcrafted: HandcraftedConfig = field(default_factory=HandcraftedConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    bank: BankConfig = field(default_factory=BankConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON-ready)."""
+        return dataclasses.asdict(self)
+
+    def hash(self) -> str:
+        """Short sha256 of the canonical JSON form: identifies a configuration."""
+        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+# Keys written into config.yaml for the record (versions, world size); ignored when read back.
+RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input")
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "device": ("auto", "cpu", "cuda", "mps"),
+    "augment": AUGMENTS,
+    "data.policy": ("pad", "crop", "center", "window"),
+    "loss.name": ("soft", "infonce"),
+    "knn.space": ("onehot-pca", "kmer", "embedding"),
+    "generator.beta_schedule": ("cosine", "linear"),
+    "generator.prediction_type": ("epsilon", "v_prediction"),
+    "bank.sampler": ("ddim", "ddpm"),
+    "optim.lr_schedule": ("cosine", "constant"),
+}
+
+POSITIVE = {"encoder.width", "encoder.n_blocks", "encoder.embed_dim", "encoder.proj_dim",
+            "encoder.proj_hidden", "knn.k", "knn.kmer_k", "knn.pca_dim", "generator.batch_size",
+            "generator.num_train_timesteps", "generator.steps_per_checkpoint", "bank.steps",
+            "bank.batch_size", "optim.batch_size", "data.length", "data.stride", "log_every"}
+FRACTIONS = {"generator.cond_dropout", "bank.fraction", "bank.strength",
+             "knn.alpha_min", "knn.alpha_max", "handcrafted.rc_prob", "handcrafted.indel_prob"}
+
+
+def _check_type(key: str, value: Any, annotation: Any) -> Any:
+    """Coerce/validate ``value`` against a field annotation; raise ConfigError naming ``key``."""
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        args = typing.get_args(annotation)
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _check_type(key, value, inner[0])
+    if origin is list:
+        (item,) = typing.get_args(annotation)
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"config key '{key}': expected a list, got {value!r}")
+        return [_check_type(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
+    if annotation is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}': expected true/false, got {value!r}")
+        return value
+    if annotation is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
+        return value
+    if annotation is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}': expected a string, got {value!r}")
+        return value
+    raise ConfigError(f"config key '{key}': unsupported type")  # pragma: no cover
+
+
+def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
+    """Apply a nested dict of updates onto a dataclass instance, validating every key."""
+    if not isinstance(updates, dict):
+        raise ConfigError(f"config key '{prefix.rstrip('.') or '<root>'}': expected a mapping")
+    hints = typing.get_type_hints(type(obj))
+    names = {f.name for f in dataclasses.fields(obj)}
+    for key, value in updates.items():
+        dotted = f"{prefix}{key}"
+        if not prefix and key in RECORD_KEYS:
+            continue
+        if key not in names:
+            raise ConfigError(f"unknown config key '{dotted}'")
+        current = getattr(obj, key)
+        if dataclasses.is_dataclass(current):
+            _merge(current, value, f"{dotted}.")
+        else:
+            setattr(obj, key, _check_type(dotted, value, hints[key]))
+
+
+def _validate(cfg: Config) -> None:
+    flat = _flatten(cfg.to_dict())
+    for key, allowed in CHOICES.items():
+        if flat[key] not in allowed:
+            raise ConfigError(f"config key '{key}': {flat[key]!r} is not one of {', '.join(allowed)}")
+    for key in POSITIVE:
+        if flat[key] is not None and flat[key] <= 0:
+            raise ConfigError(f"config key '{key}': must be positive, got {flat[key]}")
+    for key in FRACTIONS:
+        if not 0.0 <= flat[key] <= 1.0:
+            raise ConfigError(f"config key '{key}': must be between 0 and 1, got {flat[key]}")
+    if cfg.knn.alpha_min > cfg.knn.alpha_max:
+        raise ConfigError("config key 'knn.alpha_min': must not exceed knn.alpha_max")
+    if cfg.bank.steps > cfg.generator.num_train_timesteps:
+        raise ConfigError("config key 'bank.steps': must not exceed generator.num_train_timesteps")
+    for key in ("schedule.warmup_epochs", "schedule.rounds", "schedule.epochs_per_round",
+                "generator.steps"):
+        if flat[key] < 0:
+            raise ConfigError(f"config key '{key}': must be >= 0, got {flat[key]}")
+    if len(cfg.generator.channels) < 1 or min(cfg.generator.channels) <= 0:
+        raise ConfigError("config key 'generator.channels': must be a non-empty list of positive ints")
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``'encoder.width=256'`` -> ``{'encoder': {'width': 256}}`` (value parsed as YAML scalar)."""
+    if "=" not in text:
+        raise ConfigError(f"--set '{text}': expected KEY=VALUE")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key:
+        raise ConfigError(f"--set '{text}': empty key")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    nested: dict[str, Any] = {}
+    cursor = nested
+    parts = key.split(".")
+    for part in parts[:-1]:
+        cursor = cursor.setdefault(part, {})
+    cursor[parts[-1]] = value
+    return nested
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping safely (never executes code); errors name the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"{p}: config file not found")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{p}: invalid YAML ({str(exc).splitlines()[0]})") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{p}: a config file must be a YAML mapping")
+    return data
+
+
+def preset_dict(name: str) -> dict[str, Any]:
+    """The overrides a named preset applies to the defaults."""
+    if name not in PRESETS:
+        raise ConfigError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})")
+    text = (resources.files("diffaug_genomics.resources") / "presets" / f"{name}.yaml").read_text()
+    return yaml.safe_load(text) or {}
+
+
+def resolve_config(preset: str | None = "default", config_file: str | Path | None = None,
+                   overrides: list[str] | None = None, **flags: Any) -> Config:
+    """Build and validate a :class:`Config` (see module docstring for the order)."""
+    cfg = Config()
+    layers: list[tuple[str, dict[str, Any]]] = []
+    if preset:
+        layers.append((f"preset {preset}", preset_dict(preset)))
+    if config_file:
+        layers.append((str(config_file), load_yaml(config_file)))
+    for text in overrides or []:
+        layers.append((f"--set {text}", parse_override(text)))
+    for _, layer in layers:
+        _merge(cfg, layer)
+    _merge(cfg, {k: v for k, v in flags.items() if v is not None})
+    _validate(cfg)
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> Config:
+    """Rebuild a :class:`Config` from a saved ``config.yaml`` mapping (record keys ignored)."""
+    cfg = Config()
+    _merge(cfg, data)
+    _validate(cfg)
+    return cfg
+
+
+def dump_yaml(data: dict[str, Any]) -> str:
+    """Stable YAML text of a nested dict."""
+    return yaml.safe_dump(data, sort_keys=False, default_flow_style=None)

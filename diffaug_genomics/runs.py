@@ -1,0 +1,60 @@
+"""Loading a finished run directory for ``embed`` and ``generate``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from diffaug_genomics.config import Config, config_from_dict
+from diffaug_genomics.errors import InputError
+from diffaug_genomics.models.registry import Modality, get_modality
+from diffaug_genomics.train import checkpoint as ckpt
+
+
+@dataclass
+class FinishedRun:
+    """A trained encoder (eval mode), optionally its generator, and the run's configuration."""
+
+    run_dir: Path
+    config: Config
+    modality: Modality
+    sample_shape: tuple[int, ...]
+    encoder: nn.Module
+    config_hash: str
+    denoiser: nn.Module | None = None
+
+
+def load_run(run_dir: str | Path, device: torch.device, with_generator: bool = False) -> FinishedRun:
+    """Load ``encoder.pt`` (and ``generator.pt``) from a run directory onto ``device``.
+
+    Raises :class:`InputError` if the directory holds no finished run.
+    """
+    root = Path(run_dir)
+    if not root.is_dir():
+        raise InputError("run directory not found", path=root)
+    enc_path = root / "encoder.pt"
+    if not enc_path.exists():
+        hint = " (training has not finished: resume it with diffaug fit --resume)" \
+            if (root / "checkpoints" / "latest.pt").exists() else ""
+        raise InputError(f"no finished run here: encoder.pt is missing{hint}", path=root)
+    saved: dict[str, Any] = ckpt.load(enc_path, ckpt.ENCODER_FORMAT)
+    cfg = config_from_dict(saved["config"])
+    modality = get_modality(saved["modality"])
+    shape = tuple(saved["sample_shape"])
+    encoder = modality.build_encoder(cfg, shape)
+    encoder.load_state_dict(saved["encoder"])
+    run = FinishedRun(root, cfg, modality, shape, encoder.to(device).eval(), saved["config_hash"])
+    if with_generator:
+        gen_path = root / "generator.pt"
+        if not gen_path.exists():
+            raise InputError(f"no generator.pt: this run was trained with --augment "
+                             f"{cfg.augment}, which has no generator", path=root)
+        gen = ckpt.load(gen_path, ckpt.GENERATOR_FORMAT)
+        denoiser = modality.build_denoiser(cfg, shape, cfg.encoder.embed_dim)
+        denoiser.load_state_dict(gen["denoiser"])
+        run.denoiser = denoiser.to(device).eval()
+    return run

@@ -1,0 +1,501 @@
+"""The DiffAug training loop: warm-up, then rounds of (generator -> bank refresh -> encoder).
+
+The schedule is a list of :class:`Stage` s, each made of *units* (an encoder epoch, a block of
+generator steps, one bank refresh). Every unit draws its randomness from generators seeded by
+``(seed, stage, unit)``, and a checkpoint is written after every unit (and mid-unit when a stop
+is requested), holding both models, optimisers, EMA, the unit's generator state and the step
+within it. Resuming therefore replays the exact same computation: a run killed at any moment and
+resumed ends with the same weights as an uninterrupted one (bit for bit on CPU).
+
+Baselines (``augment = knn-mixup | handcrafted``) run one encoder stage with the same number of
+encoder epochs, so every method gets the same encoder budget.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import hashlib
+import logging
+import math
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from diffaug_genomics.config import Config
+from diffaug_genomics.models.registry import Modality, build_head
+from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.train import checkpoint as ckpt
+from diffaug_genomics.train.distributed import SINGLE, DistContext
+
+METRIC_FIELDS = ["time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s"]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One block of the schedule: ``kind`` in warmup | encoder | generator | bank."""
+
+    kind: str
+    round: int
+    units: int
+
+
+def plan(cfg: Config) -> list[Stage]:
+    """The schedule of a run as a list of stages (units are epochs, step blocks or refreshes)."""
+    s = cfg.schedule
+    if cfg.augment != "diffaug":
+        epochs = s.warmup_epochs + s.rounds * s.epochs_per_round
+        return [Stage("encoder", 0, epochs)] if epochs > 0 else []
+    stages = [Stage("warmup", 0, s.warmup_epochs)]
+    gen_units = math.ceil(cfg.generator.steps / cfg.generator.steps_per_checkpoint)
+    for r in range(1, s.rounds + 1):
+        stages += [Stage("generator", r, gen_units), Stage("bank", r, 1),
+                   Stage("encoder", r, s.epochs_per_round)]
+    return [stage for stage in stages if stage.units > 0]
+
+
+def unit_seed(seed: int, stage: int, unit: int) -> int:
+    """A 63-bit seed for one unit of one stage, independent of everything before it."""
+    digest = hashlib.sha256(f"{seed}/{stage}/{unit}".encode()).digest()
+    return int.from_bytes(digest[:8], "little") >> 1
+
+
+class StopRequested(Exception):  # noqa: N818 - control flow, not an error
+    """Raised inside a unit after a checkpoint was written because a stop was requested."""
+
+
+@dataclass
+class RunPaths:
+    """Files of a run directory."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.yaml"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.root / "checkpoints"
+
+    @property
+    def latest(self) -> Path:
+        return self.checkpoints / "latest.pt"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics.csv"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "log.txt"
+
+    @property
+    def encoder(self) -> Path:
+        return self.root / "encoder.pt"
+
+    @property
+    def generator(self) -> Path:
+        return self.root / "generator.pt"
+
+    def neighbours(self, tag: str) -> Path:
+        return self.root / "cache" / f"neighbours-{tag}.npz"
+
+    @property
+    def bank(self) -> Path:
+        return self.root / "cache" / "bank.pt"
+
+
+class Trainer:
+    """Runs (or resumes) the schedule of :func:`plan` on in-memory data.
+
+    ``rows`` are the stored samples (DNA: ``(N, L, 4) uint8``); the modality turns a block of
+    rows into model tensors. ``should_stop`` is polled after every step: when it returns True the
+    trainer writes a checkpoint and raises :class:`StopRequested`.
+    """
+
+    def __init__(self, cfg: Config, modality: Modality, rows: np.ndarray, run_dir: Path,
+                 device: torch.device, ctx: DistContext = SINGLE,
+                 should_stop: Callable[[], bool] | None = None) -> None:
+        self.cfg, self.modality, self.rows = cfg, modality, rows
+        self.paths = RunPaths(Path(run_dir))
+        self.device, self.ctx = device, ctx
+        self.should_stop = should_stop or (lambda: False)
+        self.n = len(rows)
+        self.sample_shape = tuple(modality.to_model(rows[:1]).shape[1:])
+        self.stages = plan(cfg)
+        torch.manual_seed(cfg.seed)
+        self.encoder = modality.build_encoder(cfg, self.sample_shape).to(device)
+        self.head = build_head(cfg, cfg.encoder.embed_dim).to(device)
+        self.enc_params = list(self.encoder.parameters()) + list(self.head.parameters())
+        self.enc_opt = torch.optim.AdamW(self.enc_params, lr=cfg.optim.lr,
+                                         weight_decay=cfg.optim.weight_decay)
+        self.denoiser: nn.Module | None = None
+        self.ema: nn.Module | None = None
+        self.gen_opt: torch.optim.Optimizer | None = None
+        if cfg.augment == "diffaug":
+            from diffaug_genomics.diffusion import Diffusion
+
+            g = cfg.generator
+            self.diffusion = Diffusion(num_train_timesteps=g.num_train_timesteps,
+                                       beta_schedule=g.beta_schedule,
+                                       prediction_type=g.prediction_type).to(device)
+            self.denoiser = modality.build_denoiser(cfg, self.sample_shape,
+                                                    cfg.encoder.embed_dim).to(device)
+            self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
+            self.gen_opt = torch.optim.AdamW(self.denoiser.parameters(), lr=g.lr, weight_decay=0.0)
+        self.handcrafted = modality.build_handcrafted(cfg) if cfg.augment == "handcrafted" else None
+        self.batch = min(cfg.optim.batch_size, self.n)
+        self.steps_per_epoch = max(1, self.n // self.batch)
+        total_epochs = sum(s.units for s in self.stages if s.kind in ("warmup", "encoder"))
+        self.total_enc_steps = max(1, total_epochs * self.steps_per_epoch)
+        # progress through the schedule
+        self.stage_idx, self.unit_idx, self.step_in_unit = 0, 0, 0
+        self.enc_step, self.gen_step, self.metric_rows = 0, 0, 0
+        self.unit_gen_state: torch.Tensor | None = None
+        self.neighbours: np.ndarray | None = None
+        self.bank: torch.Tensor | None = None
+        self.cond: torch.Tensor | None = None
+        self.t0 = time.perf_counter()
+
+    # ------------------------------------------------------------------ state and checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {
+            "format": ckpt.CHECKPOINT_FORMAT,
+            "config_hash": self.cfg.hash(),
+            "progress": {"stage": self.stage_idx, "unit": self.unit_idx,
+                         "step_in_unit": self.step_in_unit, "enc_step": self.enc_step,
+                         "gen_step": self.gen_step, "metric_rows": self.metric_rows},
+            "unit_generator": self.unit_gen_state,
+            "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
+            "enc_opt": self.enc_opt.state_dict(), "rng": ckpt.rng_state(),
+        }
+        if self.denoiser is not None:
+            state.update(denoiser=self.denoiser.state_dict(), ema=self.ema.state_dict(),
+                         gen_opt=self.gen_opt.state_dict())
+        return state
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("config_hash") != self.cfg.hash():
+            from diffaug_genomics.errors import InputError
+
+            raise InputError("the checkpoint was written with a different configuration; "
+                             "resume with the run's own config.yaml or start a new run",
+                             path=self.paths.latest)
+        p = state["progress"]
+        self.stage_idx, self.unit_idx, self.step_in_unit = p["stage"], p["unit"], p["step_in_unit"]
+        self.enc_step, self.gen_step, self.metric_rows = p["enc_step"], p["gen_step"], p["metric_rows"]
+        self.unit_gen_state = state["unit_generator"]
+        self.encoder.load_state_dict(state["encoder"])
+        self.head.load_state_dict(state["head"])
+        self.enc_opt.load_state_dict(state["enc_opt"])
+        if self.denoiser is not None:
+            self.denoiser.load_state_dict(state["denoiser"])
+            self.ema.load_state_dict(state["ema"])
+            self.gen_opt.load_state_dict(state["gen_opt"])
+        ckpt.set_rng_state(state["rng"])
+
+    def save_checkpoint(self) -> None:
+        if self.ctx.is_main:
+            ckpt.save_atomic(self.state_dict(), self.paths.latest)
+
+    def resume(self) -> bool:
+        """Load ``checkpoints/latest.pt`` if it exists; returns whether it did."""
+        if not self.paths.latest.exists():
+            return False
+        self.load_state_dict(ckpt.load(self.paths.latest, ckpt.CHECKPOINT_FORMAT))
+        self._truncate_metrics(self.metric_rows)
+        LOG.info("resuming at stage %d/%d (%s), unit %d, step %d", self.stage_idx + 1,
+                 len(self.stages), self.stages[min(self.stage_idx, len(self.stages) - 1)].kind,
+                 self.unit_idx, self.step_in_unit)
+        return True
+
+    # ------------------------------------------------------------------------------- metrics
+    def _truncate_metrics(self, rows: int) -> None:
+        if not self.ctx.is_main or not self.paths.metrics.exists():
+            return
+        with open(self.paths.metrics, newline="") as fh:
+            lines = list(csv.reader(fh))
+        with open(self.paths.metrics, "w", newline="") as fh:
+            csv.writer(fh).writerows(lines[: rows + 1])
+
+    def _log_metric(self, phase: str, rnd: int, epoch: int, step: int, loss: float, lr: float,
+                    rate: float) -> None:
+        self.metric_rows += 1
+        if not self.ctx.is_main:
+            return
+        new = not self.paths.metrics.exists()
+        with open(self.paths.metrics, "a", newline="") as fh:
+            writer = csv.writer(fh)
+            if new:
+                writer.writerow(METRIC_FIELDS)
+            writer.writerow([f"{time.perf_counter() - self.t0:.2f}", phase, rnd, epoch, step,
+                             f"{loss:.6f}", f"{lr:.3g}", f"{rate:.1f}"])
+
+    # --------------------------------------------------------------------------------- data
+    def _x(self, idx: np.ndarray) -> torch.Tensor:
+        """Model-layout tensor of the rows ``idx`` on the device."""
+        return self.modality.to_model(self.rows[idx]).to(self.device)
+
+    def _embed_all(self, model: nn.Module, batch_size: int = 1024) -> torch.Tensor:
+        """Encoder embeddings of every row, ``(N, D)`` float32 on the device (eval mode)."""
+        model.eval()
+        out = []
+        with torch.no_grad():
+            for start in range(0, self.n, batch_size):
+                out.append(model(self._x(np.arange(start, min(start + batch_size, self.n)))))
+        return torch.cat(out)
+
+    def _ensure_neighbours(self, stage_idx: int) -> None:
+        """kNN indices for kNN-mixup, cached in the run directory (recomputed per round for
+        ``knn.space = embedding``)."""
+        if self.cfg.augment == "handcrafted":
+            return
+        space = self.cfg.knn.space
+        stage = self.stages[stage_idx]
+        tag = f"{space}-r{stage.round}" if space == "embedding" else space
+        if getattr(self, "_neigh_tag", None) == tag:
+            return
+        from diffaug_genomics.positives.knn import knn_indices, load_neighbours, save_neighbours
+
+        meta = {"space": space, "k": self.cfg.knn.k, "n": self.n, "kmer_k": self.cfg.knn.kmer_k,
+                "pca_dim": self.cfg.knn.pca_dim, "seed": self.cfg.seed,
+                "data": _rows_digest(self.rows)}
+        path = self.paths.neighbours(tag)
+        cached = load_neighbours(path, meta) if path.exists() else None
+        if cached is None:
+            t = time.perf_counter()
+            if space == "embedding":
+                feats = self._embed_all(self.encoder).cpu().numpy()
+                feats /= np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12
+            else:
+                feats = self.modality.knn_features(self.rows, self.cfg, self.cfg.seed)
+            cached = knn_indices(feats, min(self.cfg.knn.k, self.n - 1), metric="cosine",
+                                 device=str(self.device))
+            if self.ctx.is_main:
+                save_neighbours(path, cached, meta)
+            LOG.info("neighbours (%s, k=%d) for %d samples in %.1f s", space, self.cfg.knn.k,
+                     self.n, time.perf_counter() - t)
+        self.neighbours, self._neigh_tag = cached, tag
+
+    # ---------------------------------------------------------------------------- positives
+    def _positives(self, stage: Stage, idx: np.ndarray, x: torch.Tensor,
+                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """(anchor view, positive view) for a batch, by augmentation and stage."""
+        if self.handcrafted is not None:  # both views augmented, as in SimCLR / EvoAug
+            return self.handcrafted(x, gen), self.handcrafted(x, gen)
+        from diffaug_genomics.positives.knn import knn_mixup
+
+        k = self.neighbours.shape[1]
+        pick = torch.randint(k, (len(idx),), generator=gen).numpy()
+        partner = self._x(self.neighbours[idx, pick])
+        lo, hi = self.cfg.knn.alpha_min, self.cfg.knn.alpha_max
+        pos = knn_mixup(x, partner, gen, (lo, hi))
+        if stage.kind == "encoder" and self.bank is not None and self.cfg.augment == "diffaug":
+            use_bank = torch.rand(len(idx), generator=gen) < self.cfg.bank.fraction
+            if use_bank.any():
+                bank = self.bank[torch.from_numpy(idx)].to(self.device, torch.float32)
+                mask = use_bank.to(self.device).view(-1, *([1] * (x.dim() - 1)))
+                pos = torch.where(mask, bank, pos)
+        return x, pos
+
+    def _loss(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        from diffaug_genomics.losses import info_nce_loss, soft_contrastive_loss
+
+        z = self.encoder(torch.cat([a, b]))
+        y = self.head(z)
+        n = len(a)
+        if self.cfg.loss.name == "soft":
+            return soft_contrastive_loss(z[:n], y[:n], y[n:], nu_z=self.cfg.loss.nu_z,
+                                         nu_y=self.cfg.loss.nu_y, gather=self.ctx.distributed)
+        return info_nce_loss(y[:n], y[n:], temperature=self.cfg.loss.temperature,
+                             gather=self.ctx.distributed)
+
+    def _enc_lr(self) -> float:
+        o = self.cfg.optim
+        if o.lr_schedule == "constant":
+            return o.lr
+        frac = min(1.0, self.enc_step / self.total_enc_steps)
+        return o.lr * (o.min_lr_ratio + (1 - o.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * frac)))
+
+    # --------------------------------------------------------------------------------- units
+    def _unit_generator(self, seed: int) -> torch.Generator:
+        gen = torch.Generator().manual_seed(seed)
+        if self.step_in_unit > 0 and self.unit_gen_state is not None:
+            gen.set_state(self.unit_gen_state)
+        return gen
+
+    def _checkpoint_mid_unit(self, gen: torch.Generator) -> None:
+        self.unit_gen_state = gen.get_state()
+        self.save_checkpoint()
+        raise StopRequested
+
+    def _encoder_epoch(self, stage: Stage, seed: int) -> float:
+        gen = self._unit_generator(seed)
+        perm = np.random.default_rng(seed).permutation(self.n)
+        self.encoder.train()
+        self.head.train()
+        losses, t, done = [], time.perf_counter(), 0
+        for step in range(self.step_in_unit, self.steps_per_epoch):
+            idx = perm[step * self.batch:(step + 1) * self.batch]
+            x = self._x(idx)
+            a, b = self._positives(stage, idx, x, gen)
+            lr = self._enc_lr()
+            for group in self.enc_opt.param_groups:
+                group["lr"] = lr
+            loss = self._loss(a, b)
+            self.enc_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.enc_opt.step()
+            self.enc_step += 1
+            self.step_in_unit = step + 1
+            losses.append(loss.item())
+            done += len(idx)
+            if self.enc_step % self.cfg.log_every == 0:
+                self._log_metric(stage.kind, stage.round, self.unit_idx, self.enc_step,
+                                 losses[-1], lr, done / (time.perf_counter() - t))
+            if self.should_stop() and self.step_in_unit < self.steps_per_epoch:
+                self._checkpoint_mid_unit(gen)
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def _generator_block(self, stage: Stage, seed: int) -> float:
+        g = self.cfg.generator
+        gen = self._unit_generator(seed)
+        first = self.unit_idx * g.steps_per_checkpoint
+        n_steps = min(g.steps_per_checkpoint, g.steps - first)
+        self.denoiser.train()
+        losses, t = [], time.perf_counter()
+        for step in range(self.step_in_unit, n_steps):
+            idx = torch.randint(self.n, (min(g.batch_size, self.n),), generator=gen).numpy()
+            x0 = self.modality.to_diffusion(self._x(idx))
+            loss = self.diffusion.loss(self.denoiser, x0, self.cond[torch.from_numpy(idx).to(self.device)],
+                                       p_uncond=g.cond_dropout, generator=gen)
+            self.gen_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.gen_opt.step()
+            _ema_update(self.ema, self.denoiser, g.ema_decay)
+            self.gen_step += 1
+            self.step_in_unit = step + 1
+            losses.append(loss.item())
+            if self.gen_step % self.cfg.log_every == 0:
+                rate = len(losses) * len(idx) / (time.perf_counter() - t)
+                self._log_metric("generator", stage.round, self.unit_idx, self.gen_step,
+                                 losses[-1], g.lr, rate)
+            if self.should_stop() and self.step_in_unit < n_steps:
+                self._checkpoint_mid_unit(gen)
+        return float(np.mean(losses)) if losses else float("nan")
+
+    def _refresh_bank(self, stage: Stage, seed: int) -> float:
+        """Generate one positive per training sample with the EMA denoiser (no resume inside:
+        a refresh is one unit, redone whole if interrupted)."""
+        b = self.cfg.bank
+        gen = torch.Generator().manual_seed(seed)
+        self.ema.eval()
+        out = torch.empty((self.n, *self.sample_shape), dtype=torch.float16)
+        t = time.perf_counter()
+        with progress(f"bank refresh (round {stage.round})", total=self.n, unit="seq",
+                      enabled=self.ctx.is_main) as bar:
+            for start in range(0, self.n, b.batch_size):
+                idx = np.arange(start, min(start + b.batch_size, self.n))
+                x = self._x(idx)
+                sample = self.diffusion.sample(
+                    self.ema, self.cond[start:start + len(idx)], tuple(x.shape), steps=b.steps,
+                    sampler=b.sampler, eta=b.eta, strength=b.strength,
+                    x_init=self.modality.to_diffusion(x), guidance_scale=b.guidance_scale,
+                    generator=gen)
+                out[start:start + len(idx)] = self.modality.from_diffusion(sample).cpu().half()
+                bar.advance(len(idx))
+        previous = self.bank
+        self.bank = out
+        if self.ctx.is_main:
+            ckpt.save_atomic({"format": "diffaug-genomics/bank/1", "round": stage.round,
+                              "bank": out}, self.paths.bank)
+        seconds = time.perf_counter() - t
+        changed = float("nan") if previous is None else float((previous != out).float().mean())
+        LOG.info("bank refreshed: %d positives in %.1f s (%.2f s per 1000); changed vs previous "
+                 "round: %s", self.n, seconds, 1000 * seconds / self.n,
+                 "n/a" if math.isnan(changed) else f"{changed:.3f}")
+        self._log_metric("bank", stage.round, 0, self.gen_step, changed, 0.0, self.n / seconds)
+        return seconds
+
+    def _prepare_stage(self, stage_idx: int) -> None:
+        """Per-stage inputs that are a pure function of the state at the stage start."""
+        stage = self.stages[stage_idx]
+        if stage.kind in ("warmup", "encoder"):
+            self._ensure_neighbours(stage_idx)
+        if stage.kind in ("generator", "bank"):
+            if self.cond is None or getattr(self, "_cond_round", None) != stage.round:
+                self.cond = self._embed_all(self.encoder)  # encoder is frozen until the next stage
+                self._cond_round = stage.round
+        if stage.kind == "encoder" and self.cfg.augment == "diffaug" and self.bank is None:
+            saved = ckpt.load(self.paths.bank, "diffaug-genomics/bank/1")
+            self.bank = saved["bank"]
+
+    # ----------------------------------------------------------------------------------- run
+    def run(self) -> None:
+        """Run every remaining unit of the schedule, checkpointing after each."""
+        total_units = sum(s.units for s in self.stages)
+        done_units = sum(s.units for s in self.stages[: self.stage_idx]) + self.unit_idx
+        with progress("fit", total=total_units, unit="unit", enabled=self.ctx.is_main) as bar:
+            bar.advance(done_units)
+            while self.stage_idx < len(self.stages):
+                stage_idx = self.stage_idx
+                stage = self.stages[stage_idx]
+                self._prepare_stage(stage_idx)
+                while self.stage_idx == stage_idx:
+                    seed = unit_seed(self.cfg.seed, stage_idx, self.unit_idx)
+                    what = f"{stage.kind} r{stage.round} {self.unit_idx + 1}/{stage.units}"
+                    if stage.kind in ("warmup", "encoder"):
+                        what += f": loss {self._encoder_epoch(stage, seed):.4f}"
+                    elif stage.kind == "generator":
+                        what += f": loss {self._generator_block(stage, seed):.4f}"
+                    else:
+                        what += f": {self._refresh_bank(stage, seed):.1f} s"
+                    LOG.log(logging.INFO if self.ctx.is_main else logging.DEBUG, "%s", what)
+                    self.unit_idx, self.step_in_unit, self.unit_gen_state = self.unit_idx + 1, 0, None
+                    if self.unit_idx == stage.units:
+                        self.stage_idx, self.unit_idx = self.stage_idx + 1, 0
+                    self.save_checkpoint()
+                    finished = self.stage_idx != stage_idx
+                    if finished and stage.kind in ("warmup", "encoder") and self.ctx.is_main:
+                        name = "warmup.pt" if stage.kind == "warmup" else f"round{stage.round}.pt"
+                        shutil.copyfile(self.paths.latest, self.paths.checkpoints / name)
+                    bar.advance(1, postfix=what)
+                    if self.should_stop() and self.stage_idx < len(self.stages):
+                        raise StopRequested
+        self._write_final()
+
+    def _write_final(self) -> None:
+        if not self.ctx.is_main:
+            return
+        common = {"config": self.cfg.to_dict(), "modality": self.modality.name,
+                  "sample_shape": list(self.sample_shape), "config_hash": self.cfg.hash()}
+        ckpt.save_atomic({"format": ckpt.ENCODER_FORMAT, **common,
+                          "encoder": self.encoder.state_dict(), "head": self.head.state_dict()},
+                         self.paths.encoder)
+        if self.ema is not None:
+            ckpt.save_atomic({"format": ckpt.GENERATOR_FORMAT, **common,
+                              "denoiser": self.ema.state_dict()}, self.paths.generator)
+
+
+def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters(), strict=True):
+            e.lerp_(p, 1.0 - decay)
+        for e, b in zip(ema.buffers(), model.buffers(), strict=True):
+            e.copy_(b)
+
+
+def _rows_digest(rows: np.ndarray) -> str:
+    """Cheap identity of a dataset for caches: shape plus a hash of a strided sample of rows."""
+    h = hashlib.sha256(str(rows.shape).encode())
+    step = max(1, len(rows) // 256)
+    h.update(np.ascontiguousarray(rows[::step]).tobytes())
+    return h.hexdigest()[:16]
