@@ -36,6 +36,11 @@ demo: $(STAMP)
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 	$(BIN)/diffaug encode $(EXAMPLE) -o $(DEMO_DIR)/example.h5 --length 200 --labels $(EXAMPLE_LABELS)
 	$(BIN)/diffaug inspect $(DEMO_DIR)/example.h5
+	$(BIN)/diffaug fit $(DEMO_DIR)/example.h5 -o $(DEMO_DIR)/run --preset tiny --seed 0
+	$(BIN)/diffaug embed $(DEMO_DIR)/run $(DEMO_DIR)/example.h5 -o $(DEMO_DIR)/embeddings.h5
+	$(BIN)/diffaug generate $(DEMO_DIR)/run $(EXAMPLE) -o $(DEMO_DIR)/positives.fa --per-sequence 2
+	$(BIN)/diffaug evaluate $(DEMO_DIR)/embeddings.h5 --protocol linear,knn --folds 5 -o $(DEMO_DIR)/report.json
+	@echo "demo outputs in $(DEMO_DIR)/: example.h5 run/ embeddings.h5 positives.fa report.json"
 
 # A non-editable install into a fresh virtualenv gives a working `diffaug` from any directory.
 check-install: $(STAMP)
@@ -43,6 +48,9 @@ check-install: $(STAMP)
 
 bench-encode: $(STAMP)
 	$(BIN)/python benchmarks/bench_encode.py
+
+bench-fit: $(STAMP)
+	$(BIN)/python benchmarks/bench_fit.py
 
 clean:
 	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache .ruff_cache

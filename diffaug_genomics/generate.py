@@ -102,7 +102,7 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
                 seqs = decode(gen_onehot)
                 for i in range(stop - start):
                     sid, own = chunk.ids[start + i], int(chunk.lengths[start + i])
-                    off = row_offset(policy, length, own)
+                    off = row_offset(chunk.policy, length, own)
                     src = decode(rows[i])[off:off + own]
                     for k in range(per_sequence):
                         s = seqs[i * per_sequence + k][off:off + own]

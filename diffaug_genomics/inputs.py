@@ -19,12 +19,14 @@ READ_ROWS = 4096
 
 @dataclass
 class Chunk:
-    """A block of input rows: ``onehot (n, L, 4) uint8``, ids, ``lengths (n,)`` and labels."""
+    """A block of input rows: ``onehot (n, L, 4) uint8``, ids, ``lengths (n,)``, labels, and
+    the policy that placed each record in its row (``center`` rows start at ``(L - length)//2``)."""
 
     onehot: np.ndarray
     ids: list[str]
     lengths: np.ndarray
     labels: list[str] | None
+    policy: str = "pad"
 
 
 def iter_chunks(source: str | Path, length: int | None = None, policy: str = "center",
@@ -37,6 +39,7 @@ def iter_chunks(source: str | Path, length: int | None = None, policy: str = "ce
         with open_onehot(source) as f:
             n = f["onehot"].shape[0]
             has_labels = "labels" in f
+            stored_policy = str(f.attrs.get("policy", "pad"))
             for start in range(0, n, rows):
                 stop = min(start + rows, n)
                 labels = None
@@ -44,7 +47,7 @@ def iter_chunks(source: str | Path, length: int | None = None, policy: str = "ce
                     labels = [s.decode() if isinstance(s, bytes) else str(s)
                               for s in f["labels"][start:stop]]
                 yield Chunk(f["onehot"][start:stop], read_strings_slice(f["ids"], start, stop),
-                            f["lengths"][start:stop], labels)
+                            f["lengths"][start:stop], labels, stored_policy)
         return
     from diffaug_genomics.encode import encode_records
     from diffaug_genomics.io.fasta import read_fasta
@@ -54,7 +57,7 @@ def iter_chunks(source: str | Path, length: int | None = None, policy: str = "ce
 
         raise InputError("FASTA input needs a sequence length (the run's data.length)", path=source)
     for enc in encode_records(read_fasta(source), length, policy, stride, chunk_records=rows):
-        yield Chunk(enc.onehot, list(enc.ids), np.asarray(enc.lengths), None)
+        yield Chunk(enc.onehot, list(enc.ids), np.asarray(enc.lengths), None, policy)
 
 
 def read_strings_slice(ds, start: int, stop: int) -> list[str]:  # noqa: ANN001 - h5py dataset

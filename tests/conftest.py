@@ -5,7 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
+
+from diffaug_genomics.alphabet import one_hot
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "resources" / "examples"
@@ -23,3 +26,28 @@ def example_fasta() -> Path:
 def example_labels() -> Path:
     """TSV (id, label) for :func:`example_fasta`."""
     return EXAMPLES / "dhs_example_labels.tsv"
+
+
+def read_example_rows(path: Path, n: int | None = None) -> np.ndarray:
+    """One-hot ``(n, 200, 4) uint8`` of the first ``n`` example records, by a plain reader."""
+    seqs = [line.strip() for line in path.read_text().splitlines() if line and line[0] != ">"]
+    seqs = seqs[:n] if n else seqs
+    return np.stack([one_hot(s) for s in seqs])
+
+
+@pytest.fixture(scope="session")
+def example_rows(example_fasta: Path) -> np.ndarray:
+    """The first 128 example sequences as ``(128, 200, 4) uint8``."""
+    return read_example_rows(example_fasta, 128)
+
+
+# A configuration small enough for many training runs per test session: 4 steps per epoch on
+# 128 sequences, two rounds, every stage kind present.
+MICRO = [
+    "encoder.width=16", "encoder.embed_dim=16", "encoder.proj_hidden=32", "encoder.proj_dim=8",
+    "encoder.n_blocks=1", "generator.channels=[8, 16]", "generator.time_dim=16",
+    "generator.batch_size=32", "generator.steps=6", "generator.steps_per_checkpoint=3",
+    "bank.steps=3", "bank.batch_size=64", "schedule.warmup_epochs=1", "schedule.rounds=2",
+    "schedule.epochs_per_round=1", "optim.batch_size=32", "log_every=1", "knn.k=4",
+    "knn.kmer_k=3",
+]

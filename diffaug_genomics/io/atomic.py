@@ -34,6 +34,13 @@ def check_output(path: str | Path, force: bool = False) -> Path:
     return out
 
 
+def default_mode() -> int:
+    """Permissions a plainly created file would get under the current umask (e.g. 0644)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_output(path: str | Path, force: bool = False) -> Iterator[Path]:
     """Yield a temporary path in the target's directory; rename it onto ``path`` on success.
@@ -44,6 +51,7 @@ def atomic_output(path: str | Path, force: bool = False) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, default_mode())  # mkstemp makes 0600; outputs get the usual umask
     try:
         yield tmp_path
         os.replace(tmp_path, out)

@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from diffaug_genomics.errors import DiffaugError, InputError
+from diffaug_genomics.io.atomic import default_mode
 
 CHECKPOINT_FORMAT = "diffaug-genomics/checkpoint/1"
 ENCODER_FORMAT = "diffaug-genomics/encoder/1"
@@ -26,6 +27,7 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.chmod(tmp, default_mode())
     try:
         with os.fdopen(fd, "wb") as fh:
             torch.save(obj, fh)

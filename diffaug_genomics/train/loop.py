@@ -413,6 +413,8 @@ class Trainer:
                 out[start:start + len(idx)] = self.modality.from_diffusion(sample).cpu().half()
                 bar.advance(len(idx))
         previous = self.bank
+        if previous is None and stage.round > 1 and self.paths.bank.exists():  # resumed run
+            previous = ckpt.load(self.paths.bank, "diffaug-genomics/bank/1")["bank"]
         self.bank = out
         if self.ctx.is_main:
             ckpt.save_atomic({"format": "diffaug-genomics/bank/1", "round": stage.round,

@@ -1,0 +1,452 @@
+"""FASTA or BED regions to one-hot HDF5 (``diffaug-genomics/onehot/1``, see :mod:`.io.h5`).
+
+Encoding rules (the alphabet lives in :mod:`diffaug_genomics.alphabet`): A, C, G, T in any case
+set one channel, U counts as T, N and the other IUPAC codes give an all-zero row, and so does
+padding. Every record becomes rows of exactly ``length`` (L) positions:
+
+``pad`` / ``crop``
+    keep the first L bases of a longer record and right-pad a shorter one. The two are the same
+    operation; the name only says which change the user expects (the summary counts both).
+``center``
+    crop or pad symmetrically. A longer record loses ``(n - L) // 2`` bases on the left and the
+    rest on the right; a shorter one gets ``(L - n) // 2`` padding rows on the left and the rest
+    on the right.
+``window``
+    tile each record with windows of L bases every ``stride`` bases (default: L, no overlap).
+    Window ids are ``id:start-end``, 0-based half-open coordinates in the record. When the
+    windows do not end exactly at the record's end, one last window is aligned to the end
+    (``start = n - L``, overlapping its neighbour more) so every base is covered and no window
+    is padded. A record shorter than L gives one right-padded window ``id:0-n``.
+
+``/lengths`` holds how many positions of a row are the record's own sequence (N counts,
+padding does not).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from diffaug_genomics.alphabet import BASE_INDEX, ONEHOT_TABLE
+from diffaug_genomics.errors import InputError
+from diffaug_genomics.io.atomic import atomic_output, check_output
+from diffaug_genomics.io.bed import open_genome, region_sequences
+from diffaug_genomics.io.fasta import VALID_BYTES, ReadStats, read_fasta
+from diffaug_genomics.progress import progress
+
+POLICIES = ("pad", "crop", "center", "window")
+
+DEFAULT_CHUNK_RECORDS = 4096
+"""Rows per encoded chunk (the HDF5 writer regroups them into its own chunks)."""
+MAX_CHUNK_BYTES = 32 << 20
+"""Upper bound on one chunk's one-hot array: long L gets fewer rows per chunk."""
+
+_PAD = b"\x00"  # not a nucleotide: the lookup gives an all-zero row
+_ONEHOT32 = np.ascontiguousarray(ONEHOT_TABLE).view(np.uint32).reshape(256)
+"""Byte -> its one-hot row packed in a uint32 (one gather writes 4 channels)."""
+_CALLED = bytes(i for i in range(256) if BASE_INDEX[i] >= 0)
+_NOT_AMBIGUOUS = _CALLED + _PAD
+
+
+@dataclass
+class EncodedChunk:
+    """One block of encoded rows.
+
+    Attributes:
+        onehot: ``(n, L, 4) uint8``, channels A, C, G, T.
+        ids: n row ids (record ids, or ``id:start-end`` for windows).
+        lengths: ``(n,) int32`` positions holding the record's own sequence.
+        record_ids: n ids of the record each row came from (equal to ``ids`` unless windows).
+        records: input records that started in this chunk.
+        padded, cropped: rows shorter / longer than L before padding / cropping.
+        windows: rows produced by the ``window`` policy.
+        n_bases, n_ambiguous: sequence positions written, and how many were N/IUPAC.
+    """
+
+    onehot: np.ndarray
+    ids: list[str]
+    lengths: np.ndarray
+    record_ids: list[str] = field(default_factory=list)
+    records: int = 0
+    padded: int = 0
+    cropped: int = 0
+    windows: int = 0
+    n_bases: int = 0
+    n_ambiguous: int = 0
+
+
+@dataclass
+class EncodeSummary:
+    """What an encode run did; :meth:`line` is the one-line report the CLI prints."""
+
+    output: str
+    source: str
+    length: int
+    policy: str
+    records: int = 0
+    rows: int = 0
+    padded: int = 0
+    cropped: int = 0
+    windows: int = 0
+    n_bases: int = 0
+    n_ambiguous: int = 0
+    input_bytes: int = 0
+    seconds: float = 0.0
+
+    @property
+    def n_fraction(self) -> float:
+        """Fraction of written sequence positions that are N or another ambiguity code."""
+        return self.n_ambiguous / self.n_bases if self.n_bases else 0.0
+
+    def add(self, chunk: EncodedChunk) -> None:
+        self.records += chunk.records
+        self.rows += len(chunk.ids)
+        self.padded += chunk.padded
+        self.cropped += chunk.cropped
+        self.windows += chunk.windows
+        self.n_bases += chunk.n_bases
+        self.n_ambiguous += chunk.n_ambiguous
+
+    def line(self) -> str:
+        """``encoded 500 records -> 500 rows (L=200, pad): ...`` with counts, time and rate."""
+        secs = max(self.seconds, 1e-9)
+        return (f"encoded {self.records} records -> {self.rows} rows (L={self.length}, "
+                f"{self.policy}): {self.padded} padded, {self.cropped} cropped, "
+                f"{self.windows} windows, N fraction {self.n_fraction:.4f}; "
+                f"{self.seconds:.2f} s, {self.records / secs:,.0f} records/s, "
+                f"{self.input_bytes / secs / 1e6:.1f} MB/s -> {self.output}")
+
+
+def _check_length(length: int | None) -> int:
+    if length is None or isinstance(length, bool) or int(length) != length or length <= 0:
+        raise InputError(f"--length must be a positive integer (got {length})")
+    return int(length)
+
+
+def _check_policy(policy: str, stride: int | None) -> None:
+    if policy not in POLICIES:
+        raise InputError(f"unknown policy '{policy}' (choose from {', '.join(POLICIES)})")
+    if stride is not None:
+        if policy != "window":
+            raise InputError("--stride only applies to --policy window")
+        if isinstance(stride, bool) or int(stride) != stride or stride <= 0:
+            raise InputError(f"--stride must be a positive integer (got {stride})")
+
+
+def window_starts(n: int, length: int, stride: int) -> np.ndarray:
+    """0-based starts of the windows tiling a record of ``n`` bases (see module docstring)."""
+    if n <= length:
+        return np.zeros(1, dtype=np.int64)
+    starts = np.arange(0, n - length + 1, stride, dtype=np.int64)
+    if starts[-1] + length < n:
+        starts = np.append(starts, n - length)
+    return starts
+
+
+class _Batch:
+    """Rows being collected as bytes-like pieces of whole rows (``k * L`` bytes each)."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.reset()
+
+    def reset(self) -> None:
+        self.pieces: list[bytes | memoryview] = []
+        self.ids: list[str] = []
+        self.record_ids: list[str] = []
+        self.lengths: list[int] = []
+        self.records = self.padded = self.cropped = self.windows = 0
+
+    @property
+    def n(self) -> int:
+        return len(self.ids)
+
+    def flush(self) -> EncodedChunk:
+        n, L = self.n, self.length
+        joined = b"".join(self.pieces)
+        if joined.translate(None, VALID_BYTES + _PAD):
+            self._raise_invalid(joined)
+        onehot = _ONEHOT32[np.frombuffer(joined, dtype=np.uint8)].view(np.uint8).reshape(n, L, 4)
+        lengths = np.asarray(self.lengths, dtype=np.int32)
+        chunk = EncodedChunk(
+            onehot=onehot, ids=self.ids, lengths=lengths, record_ids=self.record_ids,
+            records=self.records, padded=self.padded, cropped=self.cropped,
+            windows=self.windows, n_bases=int(lengths.sum()),
+            n_ambiguous=len(joined.translate(None, _NOT_AMBIGUOUS)))
+        self.reset()
+        return chunk
+
+    def _raise_invalid(self, joined: bytes) -> None:
+        L = self.length
+        for row in range(self.n):
+            bad = joined[row * L:(row + 1) * L].translate(None, VALID_BYTES + _PAD)
+            if bad:
+                shown = chr(bad[0]) if 32 < bad[0] < 127 else f"0x{bad[0]:02x}"
+                raise InputError(f"invalid character '{shown}' in sequence",
+                                 record=self.record_ids[row])
+
+
+def encode_records(records: Iterable[tuple[str, bytes]], length: int, policy: str = "pad",
+                   stride: int | None = None,
+                   chunk_records: int = DEFAULT_CHUNK_RECORDS) -> Iterator[EncodedChunk]:
+    """One-hot encode ``(id, sequence bytes)`` records in chunks of ``chunk_records`` rows.
+
+    Args:
+        records: e.g. :func:`diffaug_genomics.io.fasta.read_fasta`; sequences are bytes.
+        length: L, positions per row (> 0).
+        policy: ``pad``, ``crop``, ``center`` or ``window`` (module docstring).
+        stride: window step for ``window`` (default L).
+        chunk_records: rows per yielded chunk (the last may be shorter); reduced so that one
+            chunk's one-hot stays under :data:`MAX_CHUNK_BYTES`. Window rows of one long record
+            are spread over as many chunks as needed, so memory never grows with a record's
+            window count.
+
+    Yields:
+        :class:`EncodedChunk` with ``onehot (n, L, 4) uint8``.
+
+    Raises:
+        InputError: bad length/policy/stride, or a byte that is not a nucleotide (naming the
+            record; only the kept part of a record is checked here, :func:`read_fasta` checks
+            whole records).
+    """
+    L = _check_length(length)
+    _check_policy(policy, stride)
+    step = L if stride is None else int(stride)
+    cap = max(1, min(int(chunk_records), MAX_CHUNK_BYTES // (4 * L)))
+    batch = _Batch(L)
+    for rid, seq in records:
+        n = len(seq)
+        batch.records += 1
+        if policy == "window" and n > L:
+            starts = window_starts(n, L, step)
+            view = np.lib.stride_tricks.sliding_window_view(np.frombuffer(seq, np.uint8), L)
+            i = 0
+            while i < len(starts):
+                take = min(cap - batch.n, len(starts) - i)
+                sel = starts[i:i + take]
+                batch.pieces.append(memoryview(np.ascontiguousarray(view[sel])).cast("B"))
+                batch.ids.extend(f"{rid}:{s}-{s + L}" for s in sel.tolist())
+                batch.record_ids.extend([rid] * take)
+                batch.lengths.extend([L] * take)
+                batch.windows += take
+                i += take
+                if batch.n >= cap:
+                    yield batch.flush()
+            continue
+        if n <= L:
+            if policy == "center" and n < L:
+                left = (L - n) // 2
+                row = _PAD * left + seq + _PAD * (L - n - left)
+            else:
+                row = seq.ljust(L, _PAD)
+            batch.padded += n < L
+            kept = n
+        else:
+            start = (n - L) // 2 if policy == "center" else 0
+            row = seq[start:start + L]
+            batch.cropped += 1
+            kept = L
+        if policy == "window":
+            batch.ids.append(f"{rid}:0-{n}")
+            batch.windows += 1
+        else:
+            batch.ids.append(rid)
+        batch.pieces.append(row)
+        batch.record_ids.append(rid)
+        batch.lengths.append(kept)
+        if batch.n >= cap:
+            yield batch.flush()
+    if batch.n:
+        yield batch.flush()
+
+
+def _check_input(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise InputError("no such file", path=p)
+    if p.is_dir():
+        raise InputError(f"is a directory, not a {what}", path=p)
+    if not os.access(p, os.R_OK):
+        raise InputError("not readable (permission denied)", path=p)
+    return p
+
+
+def _write(chunks: Iterable[EncodedChunk], tmp: Path, summary: EncodeSummary,
+           attrs: Mapping[str, object], labels: Mapping[str, str] | None,
+           labels_path: str | Path | None, on_chunk: Callable[[], None],
+           final_attrs: Callable[[], Mapping[str, object]]) -> None:
+    """Append every chunk (and its labels) to a new ``onehot/1`` file at ``tmp``."""
+    from diffaug_genomics.io.h5 import OneHotWriter
+
+    with OneHotWriter(tmp, summary.length, attrs) as writer:
+        for chunk in chunks:
+            row_labels = None
+            if labels is not None:
+                row_labels = []
+                for rec in chunk.record_ids:  # window rows take their record's label
+                    label = labels.get(rec)
+                    if label is None:
+                        raise InputError(f"no label for record '{rec}'", path=labels_path,
+                                         record=rec)
+                    row_labels.append(label)
+            writer.append(chunk.onehot, chunk.ids, chunk.lengths, labels=row_labels)
+            summary.add(chunk)
+            on_chunk()
+        if writer.n == 0:
+            raise InputError("no records to write", path=summary.source)
+        writer.set_attrs(**final_attrs())
+
+
+def _spool_stdin(directory: Path) -> Path:
+    """Copy standard input to a temporary file in ``directory`` (bytes as given, gzip kept)."""
+    fd, name = tempfile.mkstemp(prefix=".diffaug-stdin.", suffix=".tmp", dir=directory)
+    with os.fdopen(fd, "wb") as out:
+        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 22)
+    return Path(name)
+
+
+def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = None,
+                 policy: str = "pad", stride: int | None = None,
+                 labels: str | Path | None = None, force: bool = False,
+                 show_progress: bool = True) -> EncodeSummary:
+    """Encode a FASTA file (plain, gzip or bgzip; ``"-"`` for stdin) to ``onehot/1`` HDF5.
+
+    Args:
+        input: FASTA path or ``"-"``.
+        output: the ``.h5`` file, written atomically (temporary name, then rename).
+        length: L; default the longest record (found by a first pass; standard input is spooled
+            to a temporary file beside the output for that). Required for ``window``.
+        policy: ``pad`` | ``crop`` | ``center`` | ``window`` (see the module docstring).
+        stride: window step (``window`` only; default L).
+        labels: TSV with columns ``id``, ``label``; every record id must be present (windows
+            take their record's label). Written to ``/labels``.
+        force: replace an existing output.
+        show_progress: progress bar on a terminal / log lines otherwise.
+
+    Returns:
+        :class:`EncodeSummary`.
+
+    Raises:
+        InputError: bad options, input or labels; nothing is left at ``output``.
+    """
+    start = time.perf_counter()
+    if length is not None:
+        length = _check_length(length)
+    _check_policy(policy, stride)
+    if policy == "window" and length is None:
+        raise InputError("--policy window needs --length")
+    out = check_output(output, force)
+    from_stdin = str(input) == "-"
+    name = "<stdin>" if from_stdin else str(input)
+    if not from_stdin:
+        _check_input(input, "FASTA file")
+    label_map = None
+    if labels is not None:
+        from diffaug_genomics.io.labels import read_labels
+
+        label_map = read_labels(labels)
+
+    spool: Path | None = None
+    source: str | Path = input
+    try:
+        if from_stdin and length is None:
+            spool = _spool_stdin(out.parent)
+            source = spool
+        size = None if from_stdin and spool is None else Path(source).stat().st_size / 1e6
+        passes = 2 if length is None else 1
+        with progress(f"encoding {Path(name).name}", total=None if size is None else
+                      size * passes, unit="MB", enabled=show_progress) as bar:
+            if length is None:  # first pass: the longest record
+                scan = ReadStats()
+                length = 0
+                for _, seq in read_fasta(source, stats=scan, name=name):
+                    length = max(length, len(seq))
+                bar.advance(scan.bytes_read / 1e6)
+            stats = ReadStats()
+            summary = EncodeSummary(output=str(out), source=name, length=length, policy=policy)
+            attrs = {"policy": policy, "source": name if from_stdin else Path(input).name,
+                     "stride": (stride or length) if policy == "window" else None}
+            records = read_fasta(source, stats=stats, name=name)
+            chunks = encode_records(records, length, policy, stride)
+            done = [0]
+
+            def advance() -> None:
+                bar.advance((stats.bytes_read - done[0]) / 1e6)
+                done[0] = stats.bytes_read
+
+            with atomic_output(out, force) as tmp:
+                _write(chunks, tmp, summary, attrs, label_map, labels, advance,
+                       lambda: {"source_sha256": stats.sha256})
+    finally:
+        if spool is not None:
+            spool.unlink(missing_ok=True)
+    summary.input_bytes = stats.bytes_read
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def encode_bed(bed: str | Path, genome: str | Path, output: str | Path, *, length: int,
+               strand_aware: bool = False, pad_out_of_bounds: bool = False,
+               labels: str | Path | None = None, force: bool = False,
+               show_progress: bool = True) -> EncodeSummary:
+    """Extract BED regions from an indexed genome (pyfaidx) and encode them like a FASTA.
+
+    Regions are 0-based half-open (BED). The id is the name column, else ``chrom:start-end``.
+    Regions longer or shorter than ``length`` go through the ``center`` policy (crop or N-pad
+    symmetrically around the region's middle; the genome flanks are not read). ``-`` strand
+    regions are reverse-complemented only with ``strand_aware``. A region past the chromosome
+    end is an error naming the BED line, or padded with N when ``pad_out_of_bounds``.
+    The genome's ``.fai`` is built beside it when missing.
+
+    Raises:
+        InputError: naming the BED line for end < start, an unknown chromosome, a region off
+            the end, a duplicate name; or the genome when it cannot be indexed.
+    """
+    start = time.perf_counter()
+    length = _check_length(length)
+    out = check_output(output, force)
+    bed_path = _check_input(bed, "BED file")
+    genome_path = _check_input(genome, "genome FASTA")
+    label_map = None
+    if labels is not None:
+        from diffaug_genomics.io.labels import read_labels
+
+        label_map = read_labels(labels)
+    fasta = open_genome(genome_path)
+    counts = {"out_of_bounds": 0, "reverse_complemented": 0}
+    summary = EncodeSummary(output=str(out), source=str(bed_path), length=length,
+                            policy="center")
+    try:
+        records = region_sequences(bed_path, fasta, strand_aware=strand_aware,
+                               pad_out_of_bounds=pad_out_of_bounds, counts=counts)
+        chunks = encode_records(records, length, "center")
+        attrs = {"policy": "center", "source": bed_path.name, "genome": genome_path.name,
+                 "strand_aware": bool(strand_aware),
+                 "pad_out_of_bounds": bool(pad_out_of_bounds)}
+        with progress(f"encoding {bed_path.name}", unit="regions",
+                      enabled=show_progress) as bar, atomic_output(out, force) as tmp:
+            _write(chunks, tmp, summary, attrs, label_map, labels,
+                   lambda: bar.advance(summary.records - bar.done),
+                   lambda: {"source_sha256": _sha256_file(bed_path), **counts})
+    finally:
+        fasta.close()
+    summary.input_bytes = summary.n_bases
+    summary.seconds = time.perf_counter() - start
+    return summary

@@ -1,0 +1,183 @@
+"""Evaluation protocols on embeddings of known separability, label alignment, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from diffaug_genomics.errors import InputError
+from diffaug_genomics.evaluate import (
+    SCHEMA,
+    baseline_features,
+    evaluate_embeddings,
+    hungarian_accuracy,
+)
+from diffaug_genomics.io.h5 import write_embeddings
+
+DIFFAUG = str(Path(sys.executable).parent / "diffaug")
+CLASSES = np.array(["GM12878", "HepG2", "K562", "hESCT0"])
+
+
+def separable(n_per_class: int = 30, dim: int = 8, seed: int = 0):
+    """Class c sits at 8 * e_c plus N(0, 1) noise: separable by a margin of many sds, in
+    Euclidean and in cosine geometry."""
+    rng = np.random.default_rng(seed)
+    y = np.repeat(CLASSES, n_per_class)
+    x = rng.normal(size=(len(y), dim)).astype(np.float32)
+    x[np.arange(len(y)), np.searchsorted(CLASSES, y)] += 8.0
+    order = rng.permutation(len(y))
+    return x[order], y[order]
+
+
+def test_separable_embeddings_score_perfectly():
+    x, y = separable()
+    report = evaluate_embeddings(x, y, folds=5, seed=0)
+    for name in ("linear", "knn", "svc"):
+        acc = report["protocols"][name]["metrics"]["accuracy"]
+        assert acc["mean"] == 1.0 and acc["sd"] == 0.0 and len(acc["values"]) == 5
+        assert report["protocols"][name]["metrics"]["macro_f1"]["mean"] == 1.0
+    km = report["protocols"]["kmeans"]["metrics"]
+    assert km["ari"]["mean"] > 0.99 and km["nmi"]["mean"] > 0.99 and km["accuracy"]["mean"] == 1.0
+    assert report["protocols"]["kmeans"]["fitted_on"] == "all"
+
+
+def test_random_embeddings_are_near_chance():
+    # 400 samples, 4 balanced-ish random classes, 16 pure-noise dimensions. Under the null, the
+    # accuracy pooled over 400 out-of-fold predictions has sd sqrt(0.25 * 0.75 / 400) = 0.022;
+    # a tolerance of 0.1 around 0.25 is over 4 sd (observed 0.21-0.31 over seeds 0-4).
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 16))
+    y = rng.choice(CLASSES, size=400)
+    report = evaluate_embeddings(x, y, folds=5, seed=0)
+    for name in ("linear", "knn", "svc"):
+        assert abs(report["protocols"][name]["metrics"]["accuracy"]["mean"] - 0.25) < 0.1, name
+    km = report["protocols"]["kmeans"]["metrics"]
+    # ARI is 0 in expectation under the null; NMI has a small positive bias (about 0.005 here)
+    assert abs(km["ari"]["mean"]) < 0.03 and km["nmi"]["mean"] < 0.03
+    assert 0.25 <= report["chance"] < 0.32
+
+
+def test_report_schema():
+    x, y = separable(10)
+    report = evaluate_embeddings(x, y, protocols=("knn", "linear"), folds=3, seed=1)
+    assert set(report) == {"schema", "tool_version", "created", "mode", "folds", "seed", "n",
+                           "n_test", "dim", "classes", "class_counts", "chance", "protocols",
+                           "warnings"}
+    assert report["schema"] == SCHEMA == "diffaug-genomics/evaluation/1"
+    assert report["mode"] == "cross-validation" and report["folds"] == 3 and report["seed"] == 1
+    assert (report["n"], report["n_test"], report["dim"]) == (40, None, 8)
+    assert report["classes"] == sorted(CLASSES.tolist())
+    assert report["class_counts"] == {"train": dict.fromkeys(sorted(CLASSES), 10), "test": None}
+    assert report["chance"] == 0.25
+    assert list(report["protocols"]) == ["linear", "knn"]  # canonical order
+    entry = report["protocols"]["knn"]
+    assert set(entry) == {"params", "seconds", "metrics"} and entry["params"]["k"] == 10
+    assert set(entry["metrics"]) == {"accuracy", "macro_f1"}
+    assert set(entry["metrics"]["accuracy"]) == {"mean", "sd", "values"}
+    json.dumps(report, allow_nan=False)
+
+
+def test_fixed_split():
+    x, y = separable(30, seed=0)
+    tx, ty = separable(10, seed=1)
+    report = evaluate_embeddings(x, y, tx, ty, protocols=("linear", "knn", "kmeans"))
+    assert report["mode"] == "fixed-split" and report["folds"] is None
+    assert (report["n"], report["n_test"]) == (120, 40)
+    assert report["class_counts"]["test"] == dict.fromkeys(sorted(CLASSES), 10)
+    acc = report["protocols"]["linear"]["metrics"]["accuracy"]
+    assert acc == {"mean": 1.0, "sd": None, "values": [1.0]}
+    assert report["protocols"]["kmeans"]["fitted_on"] == "test"
+    # the test set really is what gets scored: flip its labels and accuracy collapses
+    flipped = evaluate_embeddings(x, y, tx, ty[::-1], protocols=("knn",))
+    assert flipped["protocols"]["knn"]["metrics"]["accuracy"]["mean"] < 0.6
+    # a test class absent from training is reported, not fatal
+    ty2 = ty.copy()
+    ty2[0] = "HUVEC"
+    warned = evaluate_embeddings(x, y, tx, ty2, protocols=("knn",))
+    assert any("HUVEC" in w for w in warned["warnings"])
+
+
+def test_input_errors():
+    x, y = separable(4)
+    with pytest.raises(InputError, match="a single class"):
+        evaluate_embeddings(x, np.repeat("a", len(x)))
+    with pytest.raises(InputError, match="has 4 sample.*fewer than the 5 folds"):
+        evaluate_embeddings(x, y, folds=5)
+    with pytest.raises(InputError, match="D = 3, the training embeddings D = 8"):
+        evaluate_embeddings(x, y, x[:, :3], y)
+    with pytest.raises(InputError, match="unknown protocol"):
+        evaluate_embeddings(x, y, protocols=("umap",), folds=2)
+    bad = x.copy()
+    bad[2, 1] = np.nan
+    with pytest.raises(InputError, match="NaN or infinite"):
+        evaluate_embeddings(bad, y, folds=2)
+
+
+def test_hungarian_accuracy_ignores_cluster_names():
+    y = np.array(list("aabbcc"))
+    assert hungarian_accuracy(y, np.array([2, 2, 0, 0, 1, 1])) == 1.0
+    assert hungarian_accuracy(y, np.array([0, 0, 0, 0, 1, 1])) == pytest.approx(4 / 6)
+
+
+def test_baseline_features():
+    from diffaug_genomics.alphabet import one_hot
+
+    onehot = np.stack([one_hot("GGCCAATTNN"), one_hot("AAAAAAAAAA")])
+    gc = baseline_features(onehot, "gc")
+    assert gc.shape == (2, 1) and gc.dtype == np.float32 and gc[:, 0].tolist() == [0.5, 0.0]
+    flat = baseline_features(onehot, "onehot")
+    assert flat.shape == (2, 40) and flat.sum() == 18
+    pytest.importorskip("diffaug_genomics.kmers")
+    spectrum = baseline_features(onehot, "kmer", k=3)
+    assert spectrum.shape == (2, 64) and np.allclose(spectrum.sum(axis=1), 1.0)
+    with pytest.raises(ValueError, match="unknown baseline kind"):
+        baseline_features(onehot, "gapped")
+
+
+# ------------------------------------------------------------------------------- the CLI
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([DIFFAUG, "evaluate", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_cli_aligns_tsv_labels_by_id(tmp_path):
+    x, y = separable(20)
+    ids = [f"r{i:03d}" for i in range(len(y))]
+    write_embeddings(tmp_path / "emb.h5", x, ids)  # no /labels: they come from the TSV
+    rows = list(zip(ids, y, strict=True))
+    np.random.default_rng(5).shuffle(rows)
+    (tmp_path / "labels.tsv").write_text(
+        "label\tid\textra\n" + "".join(f"{lab}\t{i}\tz\n" for i, lab in rows))
+    proc = _run("emb.h5", "--labels", "labels.tsv", "--protocol", "linear,knn,kmeans",
+                "--folds", "4", "-o", "report.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "linear" in proc.stdout and "1.000 ± 0.000" in proc.stdout
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["schema"] == SCHEMA and report["folds"] == 4
+    assert report["protocols"]["knn"]["metrics"]["accuracy"]["mean"] == 1.0  # aligned by id
+    assert report["inputs"]["labels"] == "labels.tsv"
+    assert report["inputs"]["embeddings_attrs"]["schema"] == "diffaug-genomics/embeddings/1"
+
+
+def test_cli_errors_are_one_line(tmp_path):
+    x, y = separable(3)
+    ids = [f"r{i}" for i in range(len(y))]
+    write_embeddings(tmp_path / "nolabels.h5", x, ids)
+    write_embeddings(tmp_path / "small.h5", x, ids, labels=list(y))
+    for args, expect in (
+        (["nolabels.h5"], "nolabels.h5: no labels"),
+        (["small.h5", "--protocol", "knn"], "small.h5: class 'GM12878' has 3 sample(s), fewer "
+                                            "than the 5 folds"),
+    ):
+        proc = _run(*args, cwd=tmp_path)
+        assert proc.returncode == 2, proc.stderr
+        assert "Traceback" not in proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and expect in lines[0], proc.stderr

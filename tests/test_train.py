@@ -1,0 +1,163 @@
+"""The training loop: schedule, exact resume, determinism, the bank of generated positives."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from conftest import MICRO
+
+from diffaug_genomics.config import resolve_config
+from diffaug_genomics.models.registry import get_modality
+from diffaug_genomics.train.loop import StopRequested, Trainer, plan
+
+
+def make_trainer(cfg, rows, run_dir: Path, should_stop=None) -> Trainer:
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    (run_dir / "cache").mkdir(exist_ok=True)
+    return Trainer(cfg, get_modality("dna"), rows, run_dir, torch.device("cpu"),
+                   should_stop=should_stop)
+
+
+def final_state(trainer: Trainer) -> dict[str, torch.Tensor]:
+    state = {f"encoder.{k}": v for k, v in trainer.encoder.state_dict().items()}
+    state.update({f"head.{k}": v for k, v in trainer.head.state_dict().items()})
+    if trainer.ema is not None:
+        state.update({f"ema.{k}": v for k, v in trainer.ema.state_dict().items()})
+    return state
+
+
+def assert_same(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+@pytest.fixture(scope="module")
+def micro_cfg():
+    return resolve_config("tiny", overrides=MICRO)
+
+
+@pytest.fixture(scope="module")
+def reference(micro_cfg, example_rows, tmp_path_factory):
+    """One uninterrupted micro run, shared by the resume tests."""
+    run_dir = tmp_path_factory.mktemp("reference")
+    trainer = make_trainer(micro_cfg, example_rows, run_dir)
+    trainer.run()
+    return trainer, run_dir
+
+
+def test_plan_gives_baselines_the_same_encoder_budget(micro_cfg):
+    kinds = [(s.kind, s.round, s.units) for s in plan(micro_cfg)]
+    assert kinds == [("warmup", 0, 1), ("generator", 1, 2), ("bank", 1, 1), ("encoder", 1, 1),
+                     ("generator", 2, 2), ("bank", 2, 1), ("encoder", 2, 1)]
+    for augment in ("knn-mixup", "handcrafted"):
+        cfg = resolve_config("tiny", overrides=MICRO, augment=augment)
+        assert [(s.kind, s.units) for s in plan(cfg)] == [("encoder", 3)]
+
+
+def test_run_writes_checkpoints_metrics_and_final_weights(reference):
+    trainer, run_dir = reference
+    for name in ("checkpoints/latest.pt", "checkpoints/warmup.pt", "checkpoints/round1.pt",
+                 "checkpoints/round2.pt", "encoder.pt", "generator.pt", "metrics.csv"):
+        assert (run_dir / name).is_file(), name
+    state = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
+    assert state["progress"]["stage"] == len(trainer.stages)
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    phases = {r["phase"] for r in rows}
+    assert phases == {"warmup", "generator", "bank", "encoder"}
+    assert all(np.isfinite(float(r["loss"])) for r in rows if r["phase"] != "bank")
+    assert {"time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s"} <= rows[0].keys()
+
+
+def test_bank_is_filled_non_trivial_and_refreshed_each_round(reference, example_rows):
+    trainer, run_dir = reference
+    bank = trainer.bank.float()  # the round-2 bank, (N, 4, L) in [0, 1]
+    assert bank.shape == (len(example_rows), 4, 200)
+    assert bank.abs().sum() > 0 and bank.std() > 0.05  # not the zero vectors of the published code
+    source = torch.from_numpy(example_rows).permute(0, 2, 1).float()
+    identity = (bank.argmax(1) == source.argmax(1)).float().mean().item()
+    assert 0.3 < identity < 0.999, identity  # close to the source, not a copy
+    rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv")) if r["phase"] == "bank"]
+    assert [r["round"] for r in rows] == ["1", "2"]
+    assert float(rows[1]["loss"]) > 0.05  # fraction of bank values changed from round 1
+
+
+@pytest.mark.parametrize("stop_at", [2, 7, 13, 19])
+def test_stop_and_resume_is_bit_for_bit(micro_cfg, example_rows, reference, tmp_path, stop_at):
+    """Stopping mid-unit (a checkpoint is written) at steps in warm-up, generator and encoder
+    stages, then resuming in a fresh Trainer, ends with exactly the reference weights."""
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] == stop_at
+
+    with pytest.raises(StopRequested):
+        make_trainer(micro_cfg, example_rows, tmp_path, should_stop=stop).run()
+    resumed = make_trainer(micro_cfg, example_rows, tmp_path)
+    assert resumed.resume()
+    resumed.run()
+    assert_same(final_state(resumed), final_state(reference[0]))
+    ref_rows = list(csv.reader(open(reference[1] / "metrics.csv")))
+    new_rows = list(csv.reader(open(tmp_path / "metrics.csv")))
+    assert [r[1:6] for r in new_rows] == [r[1:6] for r in ref_rows]  # same steps and losses
+
+
+def test_kill_without_checkpoint_then_resume_is_bit_for_bit(micro_cfg, example_rows, reference,
+                                                           tmp_path):
+    """A crash (no checkpoint at the moment of death) resumes from the last unit boundary."""
+    calls = {"n": 0}
+
+    def crash() -> bool:
+        calls["n"] += 1
+        if calls["n"] == 16:
+            raise KeyboardInterrupt
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(micro_cfg, example_rows, tmp_path, should_stop=crash).run()
+    resumed = make_trainer(micro_cfg, example_rows, tmp_path)
+    assert resumed.resume()
+    assert resumed.stage_idx > 0
+    resumed.run()
+    assert_same(final_state(resumed), final_state(reference[0]))
+
+
+def test_same_seed_same_weights_other_seed_differs(example_rows, tmp_path):
+    overrides = MICRO + ["schedule.rounds=0", "schedule.warmup_epochs=2"]
+    runs = []
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        cfg = resolve_config("tiny", overrides=overrides, seed=seed)
+        trainer = make_trainer(cfg, example_rows, tmp_path / name)
+        trainer.run()
+        runs.append(final_state(trainer))
+    assert_same(runs[0], runs[1])
+    assert any(not torch.equal(runs[0][k], runs[2][k]) for k in runs[0])
+
+
+@pytest.mark.parametrize("augment", ["knn-mixup", "handcrafted"])
+def test_baselines_train_the_same_encoder_without_a_generator(augment, example_rows, tmp_path):
+    cfg = resolve_config("tiny", overrides=MICRO, augment=augment)
+    trainer = make_trainer(cfg, example_rows, tmp_path)
+    before = {k: v.clone() for k, v in trainer.encoder.state_dict().items()}
+    trainer.run()
+    assert (tmp_path / "encoder.pt").exists() and not (tmp_path / "generator.pt").exists()
+    assert trainer.enc_step == 3 * trainer.steps_per_epoch
+    changed = [k for k, v in trainer.encoder.state_dict().items()
+               if v.dtype.is_floating_point and not torch.equal(v, before[k])]
+    assert changed
+
+
+def test_resume_refuses_a_different_configuration(micro_cfg, example_rows, reference, tmp_path):
+    import shutil
+
+    from diffaug_genomics.errors import InputError
+
+    shutil.copytree(reference[1] / "checkpoints", tmp_path / "checkpoints")
+    other = resolve_config("tiny", overrides=MICRO + ["encoder.width=24"])
+    with pytest.raises(InputError, match="different configuration"):
+        make_trainer(other, example_rows, tmp_path).resume()
