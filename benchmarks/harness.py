@@ -1,0 +1,140 @@
+"""Shared pieces of the quality benchmarks: datasets as HDF5, one method run, probes.
+
+A *method* is trained on the training sequences only (no labels); its encoder embeds the
+training and the evaluation sequences; probes are fitted on the training embeddings with their
+labels and scored on the evaluation set (a fixed split: by chromosome for DHS, 70/30 for splice).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from diffaug_genomics.datasets import fetch
+from diffaug_genomics.embed import embed
+from diffaug_genomics.encode import encode_fasta
+from diffaug_genomics.evaluate import baseline_features, evaluate_embeddings
+from diffaug_genomics.fit import fit
+from diffaug_genomics.inputs import load_rows
+from diffaug_genomics.io.h5 import read_embeddings
+
+# name -> (labels of the splits in the fetched cache: training, evaluation)
+SPLITS = {"dhs": ("train", "test", "validation"), "splice": ("train", "test", None)}
+
+# The random encoder: no training at all (zero epochs), same architecture.
+METHODS = {
+    "random": ["schedule.warmup_epochs=0", "schedule.rounds=0"],
+    "knn-mixup": [],
+    "handcrafted": [],
+    "diffaug": [],
+}
+
+
+@dataclass
+class Split:
+    """One dataset prepared for a benchmark: HDF5 files with labels."""
+
+    name: str
+    train: Path
+    evaluate: Path
+    n_train: int
+    n_eval: int
+
+
+def _subsample_fasta(fasta: Path, labels_tsv: Path, n: int | None, seed: int,
+                     out_fa: Path, out_tsv: Path) -> int:
+    """Class-stratified subsample of ``n`` records (all when ``n`` is None)."""
+    lines = fasta.read_text().splitlines()
+    recs = [(lines[i][1:].split()[0], lines[i + 1]) for i in range(0, len(lines), 2)]
+    lab = dict(line.split("\t") for line in labels_tsv.read_text().splitlines()[1:])
+    idx = np.arange(len(recs))
+    if n is not None and n < len(recs):
+        y = np.array([lab[r[0]] for r in recs])
+        rng = np.random.default_rng(seed)
+        keep = []
+        for cls in sorted(set(y)):
+            members = idx[y == cls]
+            take = round(n * len(members) / len(recs))
+            keep.extend(rng.choice(members, size=min(take, len(members)), replace=False))
+        idx = np.sort(np.array(keep))
+    out_fa.write_text("".join(f">{recs[i][0]}\n{recs[i][1]}\n" for i in idx))
+    out_tsv.write_text("id\tlabel\n" + "".join(f"{recs[i][0]}\t{lab[recs[i][0]]}\n" for i in idx))
+    return len(idx)
+
+
+def prepare(name: str, workdir: Path, n_train: int | None, n_eval: int | None,
+            evaluate_on: str = "test", seed: int = 0) -> Split:
+    """Fetch ``name`` (dhs | splice), subsample, and encode train/eval splits to HDF5."""
+    cache = fetch(name)
+    train_split, test_split, val_split = SPLITS[name]
+    eval_split = {"test": test_split, "validation": val_split}[evaluate_on]
+    if eval_split is None:
+        raise ValueError(f"{name} has no {evaluate_on} split")
+    out = workdir / f"{name}-{n_train}-{evaluate_on}-{n_eval}"
+    out.mkdir(parents=True, exist_ok=True)
+    files = {}
+    for role, split, n in (("train", train_split, n_train), ("eval", eval_split, n_eval)):
+        h5 = out / f"{role}.h5"
+        if not h5.exists():
+            fa, tsv = out / f"{role}.fa", out / f"{role}_labels.tsv"
+            _subsample_fasta(cache / f"{split}.fa", cache / f"{split}_labels.tsv", n, seed, fa, tsv)
+            encode_fasta(fa, h5, labels=tsv, policy="center", show_progress=False)
+        files[role] = h5
+    return Split(name, files["train"], files["eval"], len(load_rows(files["train"])[1]),
+                 len(load_rows(files["eval"])[1]))
+
+
+def probe(train_emb: np.ndarray, train_y: list[str], eval_emb: np.ndarray,
+          eval_y: list[str], seed: int = 0) -> dict[str, float]:
+    """Linear-probe and kNN accuracy (and macro-F1) on the evaluation set."""
+    report = evaluate_embeddings(train_emb, train_y, eval_emb, eval_y,
+                                 protocols=("linear", "knn"), seed=seed)
+    out = {}
+    for proto in ("linear", "knn"):
+        for metric in ("accuracy", "macro_f1"):
+            out[f"{proto}_{metric}"] = report["protocols"][proto]["metrics"][metric]["mean"]
+    out["chance"] = report["chance"]
+    return out
+
+
+def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str = "default",
+               overrides: list[str] | None = None) -> dict:
+    """Train ``method`` on the split's training set, embed both sets, probe. Cached by name."""
+    tag = "_".join([method, f"s{seed}", *(o.replace("=", "-") for o in overrides or [])])
+    run_dir = workdir / split.name / tag
+    result_file = run_dir / "result.json"
+    if result_file.exists():
+        return json.loads(result_file.read_text())
+    augment = "knn-mixup" if method == "random" else method
+    t = time.perf_counter()
+    fit(split.train, run_dir, preset=preset, seed=seed, augment=augment,
+        overrides=METHODS[method] + list(overrides or []))
+    seconds = time.perf_counter() - t
+    embs = {}
+    for role, path in (("train", split.train), ("eval", split.evaluate)):
+        out = run_dir / f"emb_{role}.h5"
+        if not out.exists():
+            embed(run_dir, path, out)
+        emb, _, labels, _ = read_embeddings(out)
+        embs[role] = (emb, labels)
+    result = {"dataset": split.name, "method": method, "seed": seed, "overrides": overrides or [],
+              "fit_seconds": seconds, **probe(*embs["train"], *embs["eval"], seed=seed)}
+    result_file.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def classical(split: Split, kind: str, k: int = 0) -> dict:
+    """k-mer spectrum or GC content features with the same probes (no training)."""
+    t = time.perf_counter()
+    feats, labels = {}, {}
+    for role, path in (("train", split.train), ("eval", split.evaluate)):
+        rows, _, lab, _ = load_rows(path)
+        feats[role], labels[role] = baseline_features(rows, kind, k), lab
+    scores = probe(feats["train"], labels["train"], feats["eval"], labels["eval"])
+    name = f"{k}-mer" if kind == "kmer" else kind
+    return {"dataset": split.name, "method": name, "seed": 0, "fit_seconds": 0.0,
+            "feature_seconds": time.perf_counter() - t, **scores}

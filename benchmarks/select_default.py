@@ -1,0 +1,66 @@
+"""Choose the ``default`` preset on training and validation data only (never the test split).
+
+Trains candidate configurations on a class-stratified subsample of the DHS *training* split and
+scores linear-probe / kNN accuracy on the *validation* split (chr2). Results are appended to
+``benchmarks/results/selection.jsonl`` and summarised in ``benchmarks/results/selection.md``.
+
+    python benchmarks/select_default.py [--n-train 3000] [--n-eval 2000] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+from harness import prepare, run_method  # noqa: E402
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# name -> (method, overrides). Each is one hypothesis from feasibility.md's untried levers.
+CANDIDATES: dict[str, tuple[str, list[str]]] = {
+    "random": ("random", []),
+    "knn-kmer4-soft": ("knn-mixup", ["knn.space=kmer", "knn.kmer_k=4", "loss.name=soft"]),
+    "knn-pca-soft": ("knn-mixup", ["knn.space=onehot-pca", "loss.name=soft"]),
+    "knn-kmer4-infonce": ("knn-mixup", ["knn.space=kmer", "knn.kmer_k=4", "loss.name=infonce"]),
+    "knn-kmer5-soft": ("knn-mixup", ["knn.space=kmer", "knn.kmer_k=5", "loss.name=soft"]),
+    "handcrafted-soft": ("handcrafted", ["loss.name=soft"]),
+    "handcrafted-infonce": ("handcrafted", ["loss.name=infonce"]),
+    "diffaug-default": ("diffaug", []),
+    "diffaug-infonce": ("diffaug", ["loss.name=infonce"]),
+    "diffaug-s0.3": ("diffaug", ["bank.strength=0.3"]),
+    "diffaug-frac1": ("diffaug", ["bank.fraction=1.0"]),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=3000)
+    parser.add_argument("--n-eval", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--workdir", type=Path, default=Path(".bench/selection"))
+    parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--set", dest="common", action="append", default=[],
+                        help="override applied to every candidate (budget)")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    split = prepare("dhs", args.workdir, args.n_train, args.n_eval, evaluate_on="validation")
+    RESULTS.mkdir(exist_ok=True)
+    for name, (method, overrides) in CANDIDATES.items():
+        if args.only and name not in args.only:
+            continue
+        res = run_method(split, method, args.seed, args.workdir, overrides=overrides + args.common)
+        res["candidate"] = name
+        res["n_train"], res["n_eval"] = split.n_train, split.n_eval
+        with open(RESULTS / "selection.jsonl", "a") as fh:
+            fh.write(json.dumps(res) + "\n")
+        print(f"{name:22s} linear {res['linear_accuracy']:.3f}  knn {res['knn_accuracy']:.3f}  "
+              f"fit {res['fit_seconds']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()
