@@ -58,8 +58,9 @@ bench-fit: $(STAMP)
 QUALITY_BUDGET ?= --dhs-train 2000 --dhs-eval 1500 --set schedule.warmup_epochs=2 \
 	--set schedule.epochs_per_round=4 --set generator.steps=200 --set generator.batch_size=128 \
 	--set bank.steps=10
+QUALITY_SEEDS_DHS ?=
 bench-quality: $(STAMP)
-	$(BIN)/python benchmarks/bench_quality.py --seeds 0 1 2 $(QUALITY_BUDGET)
+	$(BIN)/python benchmarks/bench_quality.py --seeds 0 1 2 $(QUALITY_SEEDS_DHS) $(QUALITY_BUDGET)
 
 clean:
 	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache .ruff_cache
