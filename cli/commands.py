@@ -14,6 +14,7 @@ COMMANDS = [
     ("embed", "cmd_embed", "embed"),
     ("generate", "cmd_generate", "generate"),
     ("evaluate", "cmd_evaluate", "evaluate"),
+    ("merge", "cmd_merge", "merge"),
 ]
 
 

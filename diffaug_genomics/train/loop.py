@@ -44,6 +44,7 @@ from torch import nn
 from diffaug_genomics.config import Config
 from diffaug_genomics.models.registry import Modality, build_head
 from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.shards import shard_seed
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train import distributed as dist
 from diffaug_genomics.train.distributed import SINGLE, DistContext
@@ -77,12 +78,6 @@ def plan(cfg: Config) -> list[Stage]:
 def unit_seed(seed: int, stage: int, unit: int) -> int:
     """A 63-bit seed for one unit of one stage, independent of everything before it."""
     digest = hashlib.sha256(f"{seed}/{stage}/{unit}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1
-
-
-def shard_seed(seed: int, rank: int, world_size: int) -> int:
-    """A 63-bit seed for rank ``rank`` of ``world_size``'s share of a unit seeded ``seed``."""
-    digest = hashlib.sha256(f"{seed}/shard {rank} of {world_size}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
