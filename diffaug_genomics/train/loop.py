@@ -410,6 +410,7 @@ class Trainer:
     def _checkpoint_mid_unit(self, gen: torch.Generator) -> None:
         self.unit_gen_state = gen.get_state()
         self.save_checkpoint()
+        dist.barrier()  # no rank exits (and no launcher kills the job) before rank 0 wrote it
         raise StopRequested
 
     def _encoder_epoch(self, stage: Stage, seed: int) -> float:
@@ -562,6 +563,7 @@ class Trainer:
                         shutil.copyfile(self.paths.latest, self.paths.checkpoints / name)
                     bar.advance(1, postfix=what)
                     if self._poll_stop() and self.stage_idx < len(self.stages):
+                        dist.barrier()
                         raise StopRequested
         self._write_final()
 
