@@ -159,6 +159,22 @@ def test_preempted_fit_jobs_checkpoint_requeue_and_resume_to_the_same_weights(
         assert all(torch.equal(resumed[k], reference[k]) for k in reference), name
 
 
+def test_multi_node_script_rendezvous_on_the_first_host(cluster, work, fit_job):
+    """The several-nodes script (torchrun agents meeting at a c10d rendezvous on the first host
+    of the allocation) run on the one node this cluster has: same job, same weights."""
+    path = script(cluster, work, "fit", "example.h5", "-o", "runs/multi", "--preset", "tiny",
+                  *MICRO_ARGS, *RANKS, *FIT_RESOURCES[2:], "--nodes", "2")
+    text = path.read_text()
+    assert "--rdzv-endpoint" in text and "#SBATCH --nodes=2" in text
+    path.write_text(text.replace("#SBATCH --nodes=2", "#SBATCH --nodes=1"))
+    records = cluster.wait(submit(cluster, path), timeout_s=300)
+    run_dir = work / "runs" / "multi"
+    assert [(r.state, r.exit_code) for r in records] == [("COMPLETED", 0)], logs(run_dir)
+    assert f"rendezvous {cluster.node}:" in logs(run_dir)
+    reference, got = weights(fit_job[0]), weights(run_dir)
+    assert all(torch.equal(got[k], reference[k]) for k in reference)
+
+
 def test_embed_array_of_three_then_merge_equals_unsharded_embed(cluster, work, fit_job):
     run_dir = fit_job[0]
     path = script(cluster, work, "embed", str(run_dir), "example.h5", "-o", "emb/e.h5",
