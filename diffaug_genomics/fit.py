@@ -28,13 +28,19 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import TYPE_CHECKING
 
 from diffaug_genomics._version import __version__
 from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_yaml, resolve_config
 from diffaug_genomics.errors import DiffaugError, InputError
 from diffaug_genomics.io.h5 import is_hdf5
 from diffaug_genomics.progress import LOG
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffaug_genomics.models.registry import Modality
+    from diffaug_genomics.train.distributed import DistContext
 
 PREEMPTED_EXIT_CODE = 75
 """Exit code of a run stopped by SIGTERM/SIGUSR1 after writing its checkpoint (EX_TEMPFAIL)."""
@@ -172,9 +178,10 @@ def _communication_error(exc: BaseException) -> bool:
                for frame in traceback.extract_tb(exc.__traceback__))
 
 
-def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality: Any,
-           ctx: Any, dev: Any, resume: bool) -> None:
-    """Everything after the process group is up: directory, data, config.yaml, the loop."""
+def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality: Modality,
+           ctx: DistContext, dev: torch.device, resume: bool) -> None:
+    """Everything after the process group is up (on every rank): rank 0 makes the run
+    directory and data, writes config.yaml; then the training loop."""
     import torch
 
     from diffaug_genomics.inputs import load_rows
