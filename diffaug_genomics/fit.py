@@ -221,7 +221,8 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         stop = {"requested": False}
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
-            LOG.warning("received %s: checkpointing and stopping", signal.Signals(signum).name)
+            if not stop["requested"]:  # under torchrun a signal may arrive twice
+                LOG.warning("received %s: checkpointing and stopping", signal.Signals(signum).name)
             stop["requested"] = True
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGUSR1)}
