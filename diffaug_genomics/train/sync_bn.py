@@ -76,16 +76,17 @@ def convert_sync_batchnorm(module: nn.Module, device: torch.device) -> nn.Module
     """Replace every BatchNorm layer of ``module`` by its global-batch version, in place.
 
     CUDA: :meth:`torch.nn.SyncBatchNorm.convert_sync_batchnorm`; CPU: :class:`GlobalBatchNorm`
-    (parameters and buffers copied). Returns the module.
+    (parameters and buffers copied, dtype kept). Returns the module.
     """
     if device.type == "cuda":
         return nn.SyncBatchNorm.convert_sync_batchnorm(module)
     for name, child in module.named_children():
         if isinstance(child, _BatchNorm) and not isinstance(child, GlobalBatchNorm):
+            like = child.weight if child.weight is not None else child.running_mean
+            dtype = like.dtype if like is not None else None
             new = GlobalBatchNorm(child.num_features, child.eps, child.momentum, child.affine,
-                                  child.track_running_stats)
+                                  child.track_running_stats, device=device, dtype=dtype)
             new.load_state_dict(child.state_dict())
-            new.to(device)
             new.train(child.training)
             setattr(module, name, new)
         else:
