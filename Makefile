@@ -13,7 +13,7 @@ EXAMPLE := resources/examples/dhs_example.fa
 EXAMPLE_LABELS := resources/examples/dhs_example_labels.tsv
 export DIFFAUG_NO_BAR ?=
 
-.PHONY: install test lint demo check-install bench-encode bench-fit bench-quality clean
+.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-quality clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ install: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The sbatch scripts of `diffaug slurm`, run on a throwaway one-node SLURM cluster (as root;
+# installs slurmctld slurmd slurm-client munge with apt-get when missing, else prints SKIP).
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -q tests/slurm/slurm_jobs.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

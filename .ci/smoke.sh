@@ -8,3 +8,5 @@ example=$("$(dirname "$diffaug")/python" -c "import importlib.resources as r; pr
 "$diffaug" fit "$work/smoke.h5" -o "$work/run" --preset tiny --set schedule.warmup_epochs=1
 "$diffaug" embed "$work/run" "$example" -o "$work/emb.h5"
 "$diffaug" generate "$work/run" "$example" -o - --per-sequence 1 --steps 2 | grep -c "^>"
+# the sbatch templates are package data: a printed script is complete, valid bash
+(cd "$work" && "$diffaug" slurm fit smoke.h5 -o "$work/run2" --nodes 2 --gpus-per-node 4 --time 01:00:00 > job.sh && bash -n job.sh && ! grep -q "{{" job.sh)

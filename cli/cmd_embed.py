@@ -14,11 +14,14 @@ def embed(
     batch_size: int = typer.Option(512, "--batch-size", min=1, help="Sequences per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    shard: str | None = typer.Option(None, "--shard", metavar="i/N", help="Process only shard i of N (0-based) into OUTPUT.shard-0000i-of-0000N; default from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a job array. Join with `diffaug merge`."),
 ) -> None:
     """Write /embeddings (N, D) float32, /ids and /labels (when known) to an HDF5 file."""
     from diffaug_genomics.embed import embed as run_embed
     from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.shards import Shard
 
+    part = Shard.parse(shard) if shard is not None else Shard.from_env()
     configure_logging()
     LOG.info("%s", run_embed(run_dir, source, output, batch_size=batch_size, device=device,
-                             force=force).line())
+                             force=force, shard=part).line())

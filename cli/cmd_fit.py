@@ -15,22 +15,27 @@ def fit(
     overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE override, e.g. encoder.width=256 (repeatable)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for data order, initialisation and sampling (default 0)."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the run's latest checkpoint."),
+    resume: str | None = typer.Option(None, "--resume", metavar="[auto]", help="Continue from the run's latest checkpoint; '--resume auto' starts a new run when there is none (requeued jobs)."),
     augment: str | None = typer.Option(None, "--augment", help="diffaug | knn-mixup | handcrafted."),
 ) -> None:
     """Train an encoder with DiffAug (or a baseline augmentation) and save it in a run directory."""
-    from diffaug_genomics.errors import DiffaugError
+    from diffaug_genomics.errors import DiffaugError, InputError
     from diffaug_genomics.fit import PREEMPTED_EXIT_CODE, Preempted
     from diffaug_genomics.fit import fit as run_fit
     from diffaug_genomics.progress import LOG, configure_logging
 
+    if resume not in (None, "yes", "auto"):
+        raise InputError(f"--resume takes no value or 'auto' (got {resume!r})")
     configure_logging()
     try:
         result = run_fit(source, output, preset=preset, config_file=config, overrides=overrides,
-                         seed=seed, device=device, augment=augment, resume=resume)
+                         seed=seed, device=device, augment=augment,
+                         resume={None: False, "yes": True, "auto": "auto"}[resume])
     except Preempted as exc:
-        LOG.warning("%s", exc)
+        if exc.rank == 0:
+            LOG.warning("%s", exc)
         raise typer.Exit(PREEMPTED_EXIT_CODE) from None
     except DiffaugError:
         raise
-    LOG.info("fit finished in %.1f s: %s", result.seconds, result.run_dir)
+    if result.rank == 0:
+        LOG.info("fit finished in %.1f s: %s", result.seconds, result.run_dir)

@@ -19,12 +19,16 @@ def generate(
     batch_size: int = typer.Option(256, "--batch-size", min=1, help="Samples per denoiser pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
+    shard: str | None = typer.Option(None, "--shard", metavar="i/N", help="Process only shard i of N (0-based) into OUTPUT.shard-0000i-of-0000N; default from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a job array. Join with `diffaug merge`."),
 ) -> None:
     """Headers: >{id}|pos{k} source={id} steps={S} strength={s}; K positives per record, in order."""
     from diffaug_genomics.generate import generate as run_generate
     from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.shards import Shard
 
+    part = Shard.parse(shard) if shard is not None else Shard.from_env()
     configure_logging()
     LOG.info("%s", run_generate(run_dir, source, output, per_sequence=per_sequence, steps=steps,
                                 strength=strength, guidance_scale=guidance, seed=seed,
-                                batch_size=batch_size, device=device, force=force).line())
+                                batch_size=batch_size, device=device, force=force,
+                                shard=part).line())

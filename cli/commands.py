@@ -14,11 +14,20 @@ COMMANDS = [
     ("embed", "cmd_embed", "embed"),
     ("generate", "cmd_generate", "generate"),
     ("evaluate", "cmd_evaluate", "evaluate"),
+    ("merge", "cmd_merge", "merge"),
+]
+
+
+# (group name, module holding a Typer app of sub-commands)
+GROUPS = [
+    ("slurm", "cmd_slurm"),
 ]
 
 
 def register(app: typer.Typer) -> None:
-    """Attach every command to ``app``."""
+    """Attach every command and command group to ``app``."""
     for name, module, func in COMMANDS:
         mod = importlib.import_module(f"diffaug_genomics_cli.{module}")
         app.command(name)(getattr(mod, func))
+    for name, module in GROUPS:
+        app.add_typer(importlib.import_module(f"diffaug_genomics_cli.{module}").app, name=name)

@@ -38,6 +38,31 @@ def _root(
     """DiffAug for genomics."""
 
 
+OPTIONAL_VALUES = {"--resume": ("auto",)}
+"""Options that take a value only when one of these words follows (``--resume [auto]``); the
+vendored click parser has no optional values, so :func:`normalise_args` spells them out."""
+
+
+def normalise_args(argv: list[str]) -> list[str]:
+    """``--resume auto`` -> ``--resume=auto`` and a bare ``--resume`` -> ``--resume=yes`` (up to
+    a ``--``), so that ``--resume`` works with or without its value anywhere on the line."""
+    out: list[str] = []
+    i = 0
+    while i < len(argv):
+        token = argv[i]
+        if token == "--":
+            return out + argv[i:]
+        if token in OPTIONAL_VALUES:
+            if i + 1 < len(argv) and argv[i + 1] in OPTIONAL_VALUES[token]:
+                out.append(f"{token}={argv[i + 1]}")
+                i += 2
+                continue
+            token = f"{token}=yes"
+        out.append(token)
+        i += 1
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI; library errors become one line on stderr and a meaningful exit code.
 
@@ -47,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
     from diffaug_genomics.errors import DiffaugError
 
     try:
-        app(args=argv, prog_name="diffaug")
+        app(args=normalise_args(sys.argv[1:] if argv is None else argv), prog_name="diffaug")
     except DiffaugError as exc:
         typer.echo(f"diffaug: error: {exc}", err=True)
         sys.exit(exc.exit_code)

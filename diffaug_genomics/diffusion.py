@@ -169,6 +169,9 @@ class Diffusion(nn.Module):
         cond: Tensor | None,
         p_uncond: float = 0.1,
         generator: torch.Generator | None = None,
+        *,
+        draw_rows: int | None = None,
+        offset: int = 0,
     ) -> Tensor:
         """Scalar MSE between the model output and its target (noise or v).
 
@@ -181,13 +184,21 @@ class Diffusion(nn.Module):
             generator: the source of every random draw, in this order: timesteps
                 ``t ~ U{0..T-1}``, the noise, the condition-drop mask. Same generator state,
                 same loss.
+            draw_rows: distributed training: draw for a global batch of this many rows and
+                use rows ``offset : offset + N`` of the draws, so that every rank, drawing
+                from the same generator, gets its own slice of what one process would draw
+                for the whole global batch. None: draw for the ``N`` rows of ``x0``.
+            offset: first row of this rank's slice (with ``draw_rows``).
         """
         n = x0.shape[0]
         gen_device = generator.device if generator is not None else x0.device
-        t = torch.randint(0, self.num_train_timesteps, (n,), generator=generator,
+        rows = n if draw_rows is None else draw_rows
+        t = torch.randint(0, self.num_train_timesteps, (rows,), generator=generator,
                           device=gen_device).to(x0.device)
-        noise = _randn(x0.shape, generator, x0)
-        drop = (torch.rand(n, generator=generator, device=gen_device) < p_uncond).to(x0.device)
+        noise = _randn((rows, *x0.shape[1:]), generator, x0)
+        drop = (torch.rand(rows, generator=generator, device=gen_device) < p_uncond).to(x0.device)
+        if draw_rows is not None:
+            t, noise, drop = t[offset:offset + n], noise[offset:offset + n], drop[offset:offset + n]
         x_t = self.add_noise(x0, noise, t)
         out = model(x_t, t, cond, drop_cond=drop if cond is not None else None)
         return F.mse_loss(out.float(), self.target(x0, noise, t).float())

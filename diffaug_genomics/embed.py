@@ -11,7 +11,8 @@ import torch
 
 from diffaug_genomics.io.atomic import atomic_output, check_output
 from diffaug_genomics.io.h5 import write_embeddings
-from diffaug_genomics.progress import progress
+from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.shards import Shard
 
 
 @dataclass
@@ -19,8 +20,12 @@ class EmbedSummary:
     n: int
     dim: int
     seconds: float
+    output: Path | None = None
+    skipped: bool = False
 
     def line(self) -> str:
+        if self.skipped:
+            return f"{self.output} is complete already ({self.n} sequences): skipped"
         rate = self.n / max(self.seconds, 1e-9)
         return f"embedded {self.n} sequences into {self.dim} dimensions in {self.seconds:.1f} s ({rate:.0f} seq/s)"
 
@@ -36,25 +41,43 @@ def embed_array(encoder: torch.nn.Module, x: torch.Tensor, batch_size: int = 512
 
 
 def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_size: int = 512,
-          device: str = "auto", force: bool = False) -> EmbedSummary:
+          device: str = "auto", force: bool = False, shard: Shard | None = None) -> EmbedSummary:
     """Embed every record of ``source`` (HDF5 or FASTA, ``-`` for stdin) with a finished run.
 
     Writes ``embeddings/1`` HDF5 at ``output``: ``/embeddings (N, D) float32``, ``/ids``,
     ``/labels`` when the input had them, attrs naming the run, config hash and checkpoint.
+    With ``shard`` (of more than one), only the shard's rows, to its own file (see
+    :mod:`diffaug_genomics.shards`); a shard file of the same run and input is left as it is.
     """
     from diffaug_genomics.inputs import iter_chunks
     from diffaug_genomics.runs import load_run
+    from diffaug_genomics.shards import count_rows, slice_chunks
     from diffaug_genomics.train.distributed import resolve_device
 
-    check_output(output, force)
+    sharded = shard is not None and shard.count > 1
+    target = shard.path(output) if sharded else Path(output)
     t0 = time.perf_counter()
     run = load_run(run_dir, resolve_device(device))
+    if sharded and not force and target.exists():
+        done = _complete_shard(target, run.config_hash, source, shard)
+        if done is not None:
+            return EmbedSummary(done, run.config.encoder.embed_dim, 0.0, target, skipped=True)
+    check_output(target, force)
     data = run.config.data
     length = run.sample_shape[-1]
+    chunks = iter_chunks(source, length, data.policy, data.stride)
+    extra: dict[str, int] = {}
+    if sharded:
+        total = count_rows(source, length, data.policy, data.stride)
+        start, stop = shard.rows(total)
+        chunks = slice_chunks(chunks, start, stop)
+        extra = {"shard_index": shard.index, "shard_count": shard.count, "shard_start": start,
+                 "shard_stop": stop, "total_rows": total}
+        LOG.info("shard %s: rows %d-%d of %d -> %s", shard, start, stop, total, target)
     blocks, ids, labels = [], [], []
     has_labels = True
     with progress("embed", unit="seq") as bar:
-        for chunk in iter_chunks(source, length, data.policy, data.stride):
+        for chunk in chunks:
             x = run.modality.to_model(chunk.onehot)
             blocks.append(embed_array(run.encoder, x, batch_size))
             ids += chunk.ids
@@ -65,7 +88,23 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
             bar.advance(len(chunk.ids))
     emb = np.concatenate(blocks) if blocks else np.zeros((0, run.config.encoder.embed_dim), np.float32)
     attrs = {"run_dir": str(Path(run_dir).resolve()), "config_hash": run.config_hash,
-             "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source)}
-    with atomic_output(output, force) as tmp:
+             "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source),
+             **extra}
+    with atomic_output(target, force) as tmp:
         write_embeddings(tmp, emb, ids, labels if has_labels and labels else None, attrs)
-    return EmbedSummary(len(ids), emb.shape[1], time.perf_counter() - t0)
+    return EmbedSummary(len(ids), emb.shape[1], time.perf_counter() - t0, target)
+
+
+def _complete_shard(path: Path, config_hash: str, source: str | Path, shard: Shard) -> int | None:
+    """Rows of an existing shard file made by the same run from the same input, else None
+    (then the caller refuses to overwrite it without ``force``)."""
+    from diffaug_genomics.io.h5 import read_embeddings
+
+    try:
+        _, ids, _, attrs = read_embeddings(path)
+    except Exception:  # unreadable: let check_output report it
+        return None
+    same = (str(attrs.get("config_hash")) == config_hash and str(attrs.get("source")) == str(source)
+            and int(attrs.get("shard_index", -1)) == shard.index
+            and int(attrs.get("shard_count", -1)) == shard.count)
+    return len(ids) if same else None

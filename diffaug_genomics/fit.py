@@ -10,6 +10,12 @@ Run directory layout::
     log.txt            the log
     encoder.pt         final encoder + projection head   (written last: marks a finished run)
     generator.pt       final EMA denoiser (diffaug only)
+
+Under torchrun or srun (see :mod:`diffaug_genomics.train.distributed`) every rank runs this
+function: rank 0 creates the run directory, encodes FASTA input and writes every file while the
+others wait; their log lines below WARNING are dropped. SIGTERM or SIGUSR1 on any rank makes all
+ranks stop at the same step; rank 0 writes the checkpoint and every rank raises
+:class:`Preempted` (exit code 75).
 """
 
 from __future__ import annotations
@@ -17,15 +23,24 @@ from __future__ import annotations
 import logging
 import platform
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from diffaug_genomics._version import __version__
 from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_yaml, resolve_config
-from diffaug_genomics.errors import InputError
+from diffaug_genomics.errors import DiffaugError, InputError
 from diffaug_genomics.io.h5 import is_hdf5
 from diffaug_genomics.progress import LOG
+
+if TYPE_CHECKING:
+    import torch
+
+    from diffaug_genomics.models.registry import Modality
+    from diffaug_genomics.train.distributed import DistContext
 
 PREEMPTED_EXIT_CODE = 75
 """Exit code of a run stopped by SIGTERM/SIGUSR1 after writing its checkpoint (EX_TEMPFAIL)."""
@@ -34,12 +49,18 @@ PREEMPTED_EXIT_CODE = 75
 class Preempted(Exception):  # noqa: N818 - a state, reported by exit code
     """The run checkpointed and stopped because it was asked to (SIGTERM / SIGUSR1)."""
 
+    def __init__(self, message: str, rank: int = 0) -> None:
+        super().__init__(message)
+        self.rank = rank
+
 
 @dataclass
 class FitResult:
     run_dir: Path
     config: Config
     seconds: float
+    rank: int = 0
+    world_size: int = 1
 
 
 def versions() -> dict[str, str]:
@@ -78,29 +99,44 @@ def _attach_log(run_dir: Path) -> logging.Handler:
     return handler
 
 
+@contextmanager
+def _rank_logging(is_main: bool) -> Iterator[None]:
+    """Only warnings and errors from ranks other than 0."""
+    level = LOG.level
+    if not is_main:
+        LOG.setLevel(max(logging.WARNING, level))
+    try:
+        yield
+    finally:
+        LOG.setLevel(level)
+
+
 def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         config_file: str | Path | None = None, overrides: list[str] | None = None,
         seed: int | None = None, device: str | None = None, augment: str | None = None,
-        resume: bool = False) -> FitResult:
+        resume: bool | str = False) -> FitResult:
     """Train a DiffAug encoder (and generator) on ``source``; see the module docstring.
 
     ``resume=True`` continues from ``checkpoints/latest.pt`` with the run's saved configuration
-    (a run with no checkpoint yet simply starts). Raises :class:`Preempted` after checkpointing
-    if SIGTERM or SIGUSR1 arrives.
+    (an error if the run has no checkpoint); ``resume="auto"`` does the same when a checkpoint
+    exists and starts a new run otherwise (for requeued jobs). Raises :class:`Preempted` after
+    checkpointing if SIGTERM or SIGUSR1 arrives.
     """
     import time
 
-    import torch
-
-    from diffaug_genomics.inputs import load_rows
     from diffaug_genomics.models.registry import get_modality
-    from diffaug_genomics.train.distributed import env_context, resolve_device
-    from diffaug_genomics.train.loop import RunPaths, StopRequested, Trainer
+    from diffaug_genomics.train.distributed import env_context, process_group, resolve_device
+    from diffaug_genomics.train.loop import RunPaths
 
     t0 = time.perf_counter()
+    if resume not in (False, True, "auto"):
+        raise InputError(f"resume must be False, True or 'auto' (got {resume!r})")
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)
     cfg = resolve_config(preset, config_file, overrides, seed=seed, device=device, augment=augment)
+    if resume is True and not paths.latest.exists():
+        raise InputError("nothing to resume: no checkpoints/latest.pt (use --resume auto to start "
+                         "a new run when there is none)", path=run_dir)
     if resume and paths.config.exists():
         saved = config_from_dict(load_yaml(paths.config))
         if (config_file or overrides or seed is not None or augment) and saved.hash() != cfg.hash():
@@ -114,21 +150,66 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     ctx = env_context()
     dev = resolve_device(cfg.device, ctx)
     modality = get_modality(cfg.modality)
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / "checkpoints").mkdir(exist_ok=True)
-        (run_dir / "cache").mkdir(exist_ok=True)
-    except OSError as exc:
-        raise InputError(f"cannot create run directory ({exc.strerror})", path=run_dir) from None
+    with process_group(ctx, dev), _rank_logging(ctx.is_main):
+        try:
+            _train(source, run_dir, cfg, preset, modality, ctx, dev, bool(resume))
+        except RuntimeError as exc:
+            if not (ctx.distributed and _communication_error(exc)):
+                raise
+            first = (str(exc).strip().splitlines() or [exc.__class__.__name__])[0][:300]
+            raise DiffaugError(f"rank {ctx.rank} of {ctx.world_size}: lost contact with the other "
+                               f"ranks ({first}); one of them probably failed first, see its "
+                               "error") from None
+    return FitResult(run_dir, cfg, time.perf_counter() - t0, ctx.rank, ctx.world_size)
+
+
+def _communication_error(exc: BaseException) -> bool:
+    """True for errors of torch.distributed collectives (a peer died, a timeout)."""
+    import traceback
+
+    import torch.distributed as dist
+
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    text = str(exc)
+    if any(word in text for word in ("gloo", "NCCL", "Connection closed", "Connection reset")):
+        return True
+    return any("torch/distributed/" in frame.filename.replace("\\", "/")
+               for frame in traceback.extract_tb(exc.__traceback__))
+
+
+def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality: Modality,
+           ctx: DistContext, dev: torch.device, resume: bool) -> None:
+    """Everything after the process group is up (on every rank): rank 0 makes the run
+    directory and data, writes config.yaml; then the training loop."""
+    import torch
+
+    from diffaug_genomics.inputs import load_rows
+    from diffaug_genomics.train.distributed import barrier
+    from diffaug_genomics.train.loop import RunPaths, StopRequested, Trainer
+
+    paths = RunPaths(run_dir)
+    if ctx.is_main:
+        try:
+            run_dir.mkdir(parents=True, exist_ok=True)
+            (run_dir / "checkpoints").mkdir(exist_ok=True)
+            (run_dir / "cache").mkdir(exist_ok=True)
+        except OSError as exc:
+            raise InputError(f"cannot create run directory ({exc.strerror})", path=run_dir) from None
     handler = _attach_log(run_dir) if ctx.is_main else None
     try:
-        data_path = prepare_data(source, run_dir, cfg)
+        if ctx.is_main:
+            data_path = prepare_data(source, run_dir, cfg)
+        barrier()  # FASTA input: the others read the data.h5 rank 0 wrote
+        if not ctx.is_main:
+            data_path = prepare_data(source, run_dir, cfg)
         rows, _, _, attrs = load_rows(data_path)
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)
+        per_rank = min(cfg.optim.batch_size, len(rows) // ctx.world_size)
         record = {"input": str(source), "preset": preset, "versions": versions(),
                   "world_size": ctx.world_size,
-                  "global_batch_size": cfg.optim.batch_size * ctx.world_size}
+                  "global_batch_size": per_rank * ctx.world_size}
         if ctx.is_main:
             from diffaug_genomics.io.atomic import atomic_output
 
@@ -140,7 +221,8 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         stop = {"requested": False}
 
         def request_stop(signum: int, frame: FrameType | None) -> None:
-            LOG.warning("received %s: checkpointing and stopping", signal.Signals(signum).name)
+            if not stop["requested"]:  # under torchrun a signal may arrive twice
+                LOG.warning("received %s: checkpointing and stopping", signal.Signals(signum).name)
             stop["requested"] = True
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGUSR1)}
@@ -153,7 +235,7 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
                 trainer.run()
             except StopRequested:
                 raise Preempted(f"{run_dir}: stopped by signal after writing a checkpoint; "
-                                "continue with --resume") from None
+                                "continue with --resume", ctx.rank) from None
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
@@ -162,4 +244,3 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         if handler is not None:
             LOG.removeHandler(handler)
             handler.close()
-    return FitResult(run_dir, cfg, time.perf_counter() - t0)

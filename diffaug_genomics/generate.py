@@ -19,7 +19,8 @@ import torch
 
 from diffaug_genomics.alphabet import decode
 from diffaug_genomics.io.atomic import atomic_output, check_output
-from diffaug_genomics.progress import progress
+from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.shards import Shard
 
 
 @dataclass
@@ -30,8 +31,11 @@ class GenerateSummary:
     gc_generated: float
     gc_source: float
     seconds: float
+    skipped: Path | None = None
 
     def line(self) -> str:
+        if self.skipped is not None:
+            return f"{self.skipped} is complete already: skipped"
         per_k = 1000 * self.seconds / max(self.n_generated, 1)
         return (f"generated {self.n_generated} positives of {self.n_sources} sequences: mean "
                 f"identity to source {self.identity:.3f}, GC {self.gc_generated:.3f} (source "
@@ -46,14 +50,31 @@ def row_offset(policy: str, length: int, own: int) -> int:
 def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per_sequence: int = 1,
              steps: int | None = None, strength: float | None = None,
              guidance_scale: float | None = None, seed: int = 0, batch_size: int = 256,
-             device: str = "auto", force: bool = False) -> GenerateSummary:
+             device: str = "auto", force: bool = False,
+             shard: Shard | None = None) -> GenerateSummary:
     """Write ``per_sequence`` generated positives of every record of ``source`` to ``output``
-    (FASTA; ``-`` for stdout). Sampler settings default to the run's ``bank`` configuration."""
+    (FASTA; ``-`` for stdout). Sampler settings default to the run's ``bank`` configuration.
+
+    With ``shard`` (of more than one): only the shard's rows, to its own file (see
+    :mod:`diffaug_genomics.shards`), sampled with the seed :func:`shard_seed` ``(seed, i, N)``:
+    reproducible for a given N, but not the draws of an unsharded run. A shard file that
+    exists is complete (written atomically) and is skipped unless ``force``."""
     from diffaug_genomics.inputs import iter_chunks
     from diffaug_genomics.runs import load_run
+    from diffaug_genomics.shards import count_rows, shard_seed, slice_chunks
     from diffaug_genomics.train.distributed import resolve_device
 
     to_stdout = str(output) == "-"
+    sharded = shard is not None and shard.count > 1
+    if sharded:
+        if to_stdout:
+            from diffaug_genomics.errors import InputError
+
+            raise InputError("--shard writes one file per shard: give -o FILE, not -o -")
+        output = shard.path(output)
+        if output.exists() and not force:
+            return GenerateSummary(0, 0, 0.0, 0.0, 0.0, 0.0, skipped=output)
+        seed = shard_seed(seed, shard.index, shard.count)
     if not to_stdout:
         check_output(output, force)
     t0 = time.perf_counter()
@@ -71,6 +92,12 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
     gen = torch.Generator().manual_seed(seed)
     length = run.sample_shape[-1]
     policy = cfg.data.policy
+    chunks = iter_chunks(source, length, policy, cfg.data.stride)
+    if sharded:
+        total = count_rows(source, length, policy, cfg.data.stride)
+        start, stop = shard.rows(total)
+        chunks = slice_chunks(chunks, start, stop)
+        LOG.info("shard %s: rows %d-%d of %d -> %s", shard, start, stop, total, output)
     n_src = n_gen = 0
     ident_sum = gc_gen_sum = gc_src_sum = 0.0
     with ExitStack() as stack:
@@ -80,7 +107,7 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
             tmp = stack.enter_context(atomic_output(output, force))
             out = stack.enter_context(open(tmp, "w"))
         bar = stack.enter_context(progress("generate", unit="seq"))
-        for chunk in iter_chunks(source, length, policy, cfg.data.stride):
+        for chunk in chunks:
             if chunk.onehot.shape[1] != length:
                 from diffaug_genomics.errors import InputError
 

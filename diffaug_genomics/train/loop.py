@@ -7,6 +7,18 @@ is requested), holding both models, optimisers, EMA, the unit's generator state 
 within it. Resuming therefore replays the exact same computation: a run killed at any moment and
 resumed ends with the same weights as an uninterrupted one (bit for bit on CPU).
 
+Distributed (``ctx.world_size = W > 1``, process group initialised by the caller): every rank
+holds the same models, optimisers and unit generators. An encoder step takes the next ``W * B``
+rows of the epoch's permutation (``B = optim.batch_size`` per rank); every rank builds the
+positives of that global batch from the shared generator and keeps its own ``B`` rows, so the
+ranks together compute what one process computes on the global batch (the loss gathers the
+other ranks' candidates, batch norm is synchronised, gradients are averaged in one all-reduce).
+Generator steps draw their indices and noise for the global batch the same way. The bank refresh
+and the embeddings of every row are split into ``W`` contiguous shares and all-gathered; kNN
+neighbours are found on rank 0 and broadcast. Only rank 0 writes files. The stop request is
+agreed on by all ranks after every step, so all stop at the same step and rank 0's checkpoint
+describes every rank.
+
 Baselines (``augment = knn-mixup | handcrafted``) run one encoder stage with the same number of
 encoder epochs, so every method gets the same encoder budget.
 """
@@ -32,7 +44,9 @@ from torch import nn
 from diffaug_genomics.config import Config
 from diffaug_genomics.models.registry import Modality, build_head
 from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.shards import shard_seed
 from diffaug_genomics.train import checkpoint as ckpt
+from diffaug_genomics.train import distributed as dist
 from diffaug_genomics.train.distributed import SINGLE, DistContext
 
 METRIC_FIELDS = ["time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s"]
@@ -118,7 +132,8 @@ class Trainer:
 
     ``rows`` are the stored samples (DNA: ``(N, L, 4) uint8``); the modality turns a block of
     rows into model tensors. ``should_stop`` is polled after every step: when it returns True the
-    trainer writes a checkpoint and raises :class:`StopRequested`.
+    trainer writes a checkpoint and raises :class:`StopRequested`. With ``ctx.world_size > 1``
+    the caller has initialised the process group (see the module docstring).
     """
 
     def __init__(self, cfg: Config, modality: Modality, rows: np.ndarray, run_dir: Path,
@@ -134,6 +149,8 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.encoder = modality.build_encoder(cfg, self.sample_shape).to(device)
         self.head = build_head(cfg, cfg.encoder.embed_dim).to(device)
+        if ctx.distributed:
+            self._sync_batchnorm()
         self.enc_params = list(self.encoder.parameters()) + list(self.head.parameters())
         self.enc_opt = torch.optim.AdamW(self.enc_params, lr=cfg.optim.lr,
                                          weight_decay=cfg.optim.weight_decay)
@@ -152,8 +169,11 @@ class Trainer:
             self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
             self.gen_opt = torch.optim.AdamW(self.denoiser.parameters(), lr=g.lr, weight_decay=0.0)
         self.handcrafted = modality.build_handcrafted(cfg) if cfg.augment == "handcrafted" else None
-        self.batch = min(cfg.optim.batch_size, self.n)
-        self.steps_per_epoch = max(1, self.n // self.batch)
+        if ctx.distributed:
+            self._broadcast_weights()
+        self.batch = min(cfg.optim.batch_size, self.n // ctx.world_size)  # per rank
+        self.global_batch = self.batch * ctx.world_size
+        self.steps_per_epoch = max(1, self.n // self.global_batch)
         total_epochs = sum(s.units for s in self.stages if s.kind in ("warmup", "encoder"))
         self.total_enc_steps = max(1, total_epochs * self.steps_per_epoch)
         # progress through the schedule
@@ -164,6 +184,35 @@ class Trainer:
         self.bank: torch.Tensor | None = None
         self.cond: torch.Tensor | None = None
         self.t0 = time.perf_counter()
+
+    def _sync_batchnorm(self) -> None:
+        """Batch norm over the global batch in the encoder and head (before the optimiser)."""
+        from diffaug_genomics.train.sync_bn import convert_sync_batchnorm
+
+        if self.n < self.ctx.world_size:
+            from diffaug_genomics.errors import InputError
+
+            raise InputError(f"{self.n} samples cannot be split over {self.ctx.world_size} ranks")
+        convert_sync_batchnorm(self.encoder, self.device)
+        convert_sync_batchnorm(self.head, self.device)
+
+    def _broadcast_weights(self) -> None:
+        """Rank 0's initial weights on every rank (they are equal already when every rank
+        seeded the same; this makes sure)."""
+        for module in (self.encoder, self.head, self.denoiser, self.ema):
+            if module is not None:
+                dist.broadcast_parameters(module)
+
+    def _local(self, batch: Any) -> Any:
+        """This rank's rows of a global batch (tensor or array); the batch itself when single."""
+        if not self.ctx.distributed:
+            return batch
+        rows = len(batch) // self.ctx.world_size
+        return batch[self.ctx.rank * rows:(self.ctx.rank + 1) * rows]
+
+    def _poll_stop(self) -> bool:
+        """``should_stop()``, agreed on by all ranks: True everywhere if any rank asks."""
+        return dist.any_rank(self.should_stop())
 
     # ------------------------------------------------------------------ state and checkpoints
     def state_dict(self) -> dict[str, Any]:
@@ -206,12 +255,26 @@ class Trainer:
         if self.ctx.is_main:
             ckpt.save_atomic(self.state_dict(), self.paths.latest)
 
+    def _check_ranks_agree(self, what: str, value: str) -> None:
+        """Raise on every rank if the ranks see different ``value`` s (e.g. no shared disk)."""
+        values = dist.same_on_all_ranks(value)
+        if len(set(values)) > 1:
+            from diffaug_genomics.errors import DiffaugError
+
+            raise DiffaugError(f"ranks disagree on {what}: {values} (the run directory and the "
+                               "data must be on a filesystem shared by every node)")
+
     def resume(self) -> bool:
         """Load ``checkpoints/latest.pt`` if it exists; returns whether it did."""
-        if not self.paths.latest.exists():
+        found = self.paths.latest.exists()
+        if self.ctx.distributed:
+            self._check_ranks_agree("whether a checkpoint exists", str(found))
+        if not found:
             return False
         self.load_state_dict(ckpt.load(self.paths.latest, ckpt.CHECKPOINT_FORMAT))
         self._truncate_metrics(self.metric_rows)
+        self._check_ranks_agree("resumed at", f"{self.stage_idx}/{self.unit_idx}/"
+                                f"{self.step_in_unit}")
         LOG.info("resuming at stage %d/%d (%s), unit %d, step %d", self.stage_idx + 1,
                  len(self.stages), self.stages[min(self.stage_idx, len(self.stages) - 1)].kind,
                  self.unit_idx, self.step_in_unit)
@@ -245,13 +308,20 @@ class Trainer:
         return self.modality.to_model(self.rows[idx]).to(self.device)
 
     def _embed_all(self, model: nn.Module, batch_size: int = 1024) -> torch.Tensor:
-        """Encoder embeddings of every row, ``(N, D)`` float32 on the device (eval mode)."""
+        """Encoder embeddings of every row, ``(N, D)`` float32 on the device (eval mode).
+
+        Distributed: each rank embeds its share of the rows, then all ranks gather them."""
         model.eval()
+        lo, hi = self.ctx.shard(self.n)
         out = []
         with torch.no_grad():
-            for start in range(0, self.n, batch_size):
-                out.append(model(self._x(np.arange(start, min(start + batch_size, self.n)))))
-        return torch.cat(out)
+            for start in range(lo, hi, batch_size):
+                out.append(model(self._x(np.arange(start, min(start + batch_size, hi)))))
+        if not self.ctx.distributed:
+            return torch.cat(out)
+        local = torch.cat(out) if out else torch.empty((0, self.cfg.encoder.embed_dim),
+                                                       device=self.device)
+        return dist.all_gather_rows(local, self.ctx, self.n)
 
     def _ensure_neighbours(self, stage_idx: int) -> None:
         """kNN indices for kNN-mixup, cached in the run directory (recomputed per round for
@@ -269,20 +339,25 @@ class Trainer:
                 "pca_dim": self.cfg.knn.pca_dim, "seed": self.cfg.seed,
                 "data": _rows_digest(self.rows)}
         path = self.paths.neighbours(tag)
-        cached = load_neighbours(path, meta) if path.exists() else None
-        if cached is None:
+        # rank 0 decides (cache or search) and broadcasts; the embeddings are a collective
+        cached = load_neighbours(path, meta) if self.ctx.is_main and path.exists() else None
+        need = dist.any_rank(cached is None)
+        if need:
             t = time.perf_counter()
+            feats = None
             if space == "embedding":
                 feats = self._embed_all(self.encoder).cpu().numpy()
                 feats /= np.linalg.norm(feats, axis=1, keepdims=True) + 1e-12
-            else:
-                feats = self.modality.knn_features(self.rows, self.cfg, self.cfg.seed)
-            cached = knn_indices(feats, min(self.cfg.knn.k, self.n - 1), metric="cosine",
-                                 device=str(self.device))
             if self.ctx.is_main:
+                if feats is None:
+                    feats = self.modality.knn_features(self.rows, self.cfg, self.cfg.seed)
+                cached = knn_indices(feats, min(self.cfg.knn.k, self.n - 1), metric="cosine",
+                                     device=str(self.device))
                 save_neighbours(path, cached, meta)
-            LOG.info("neighbours (%s, k=%d) for %d samples in %.1f s", space, self.cfg.knn.k,
-                     self.n, time.perf_counter() - t)
+                LOG.info("neighbours (%s, k=%d) for %d samples in %.1f s", space,
+                         self.cfg.knn.k, self.n, time.perf_counter() - t)
+        if self.ctx.distributed:
+            cached = dist.broadcast_array(cached if self.ctx.is_main else None)
         self.neighbours, self._neigh_tag = cached, tag
 
     # ---------------------------------------------------------------------------- positives
@@ -335,6 +410,7 @@ class Trainer:
     def _checkpoint_mid_unit(self, gen: torch.Generator) -> None:
         self.unit_gen_state = gen.get_state()
         self.save_checkpoint()
+        dist.barrier()  # no rank exits (and no launcher kills the job) before rank 0 wrote it
         raise StopRequested
 
     def _encoder_epoch(self, stage: Stage, seed: int) -> float:
@@ -344,24 +420,26 @@ class Trainer:
         self.head.train()
         losses, t, done = [], time.perf_counter(), 0
         for step in range(self.step_in_unit, self.steps_per_epoch):
-            idx = perm[step * self.batch:(step + 1) * self.batch]
+            idx = perm[step * self.global_batch:(step + 1) * self.global_batch]
             x = self._x(idx)
             a, b = self._positives(stage, idx, x, gen)
+            a, b = self._local(a), self._local(b)
             lr = self._enc_lr()
             for group in self.enc_opt.param_groups:
                 group["lr"] = lr
             loss = self._loss(a, b)
             self.enc_opt.zero_grad(set_to_none=True)
             loss.backward()
+            dist.average_gradients(self.enc_params)
             self.enc_opt.step()
             self.enc_step += 1
             self.step_in_unit = step + 1
-            losses.append(loss.item())
+            losses.append(dist.mean_over_ranks(loss))
             done += len(idx)
             if self.enc_step % self.cfg.log_every == 0:
                 self._log_metric(stage.kind, stage.round, self.unit_idx, self.enc_step,
                                  losses[-1], lr, done / (time.perf_counter() - t))
-            if self.should_stop() and self.step_in_unit < self.steps_per_epoch:
+            if self._poll_stop() and self.step_in_unit < self.steps_per_epoch:
                 self._checkpoint_mid_unit(gen)
         return float(np.mean(losses)) if losses else float("nan")
 
@@ -372,46 +450,60 @@ class Trainer:
         n_steps = min(g.steps_per_checkpoint, g.steps - first)
         self.denoiser.train()
         losses, t = [], time.perf_counter()
+        batch = min(g.batch_size, self.n)  # per rank
+        draws = {} if not self.ctx.distributed else {
+            "draw_rows": batch * self.ctx.world_size, "offset": batch * self.ctx.rank}
         for step in range(self.step_in_unit, n_steps):
-            idx = torch.randint(self.n, (min(g.batch_size, self.n),), generator=gen).numpy()
+            idx = torch.randint(self.n, (batch * self.ctx.world_size,), generator=gen).numpy()
+            idx = self._local(idx)
             x0 = self.modality.to_diffusion(self._x(idx))
             loss = self.diffusion.loss(self.denoiser, x0, self.cond[torch.from_numpy(idx).to(self.device)],
-                                       p_uncond=g.cond_dropout, generator=gen)
+                                       p_uncond=g.cond_dropout, generator=gen, **draws)
             self.gen_opt.zero_grad(set_to_none=True)
             loss.backward()
+            dist.average_gradients(list(self.denoiser.parameters()))
             self.gen_opt.step()
             _ema_update(self.ema, self.denoiser, g.ema_decay)
             self.gen_step += 1
             self.step_in_unit = step + 1
-            losses.append(loss.item())
+            losses.append(dist.mean_over_ranks(loss))
             if self.gen_step % self.cfg.log_every == 0:
-                rate = len(losses) * len(idx) / (time.perf_counter() - t)
+                rate = len(losses) * len(idx) * self.ctx.world_size / (time.perf_counter() - t)
                 self._log_metric("generator", stage.round, self.unit_idx, self.gen_step,
                                  losses[-1], g.lr, rate)
-            if self.should_stop() and self.step_in_unit < n_steps:
+            if self._poll_stop() and self.step_in_unit < n_steps:
                 self._checkpoint_mid_unit(gen)
         return float(np.mean(losses)) if losses else float("nan")
 
     def _refresh_bank(self, stage: Stage, seed: int) -> float:
         """Generate one positive per training sample with the EMA denoiser (no resume inside:
-        a refresh is one unit, redone whole if interrupted)."""
+        a refresh is one unit, redone whole if interrupted).
+
+        Distributed: rank ``r`` generates rows ``ctx.shard(N)`` with a generator seeded by
+        :func:`shard_seed` ``(seed, r, W)``, then every rank gathers the whole bank. The bank is
+        then the same on every rank and for every run with that world size, but not the same
+        draws as a single process makes."""
         b = self.cfg.bank
-        gen = torch.Generator().manual_seed(seed)
+        gen_seed = seed if not self.ctx.distributed else shard_seed(seed, self.ctx.rank,
+                                                                    self.ctx.world_size)
+        gen = torch.Generator().manual_seed(gen_seed)
         self.ema.eval()
-        out = torch.empty((self.n, *self.sample_shape), dtype=torch.float16)
+        lo, hi = self.ctx.shard(self.n)
+        out = torch.empty((hi - lo, *self.sample_shape), dtype=torch.float16)
         t = time.perf_counter()
-        with progress(f"bank refresh (round {stage.round})", total=self.n, unit="seq",
+        with progress(f"bank refresh (round {stage.round})", total=hi - lo, unit="seq",
                       enabled=self.ctx.is_main) as bar:
-            for start in range(0, self.n, b.batch_size):
-                idx = np.arange(start, min(start + b.batch_size, self.n))
+            for start in range(lo, hi, b.batch_size):
+                idx = np.arange(start, min(start + b.batch_size, hi))
                 x = self._x(idx)
                 sample = self.diffusion.sample(
                     self.ema, self.cond[start:start + len(idx)], tuple(x.shape), steps=b.steps,
                     sampler=b.sampler, eta=b.eta, strength=b.strength,
                     x_init=self.modality.to_diffusion(x), guidance_scale=b.guidance_scale,
                     generator=gen)
-                out[start:start + len(idx)] = self.modality.from_diffusion(sample).cpu().half()
+                out[start - lo:start - lo + len(idx)] = self.modality.from_diffusion(sample).cpu().half()
                 bar.advance(len(idx))
+        out = dist.all_gather_rows(out, self.ctx, self.n)
         previous = self.bank
         if previous is None and stage.round > 1 and self.paths.bank.exists():  # resumed run
             previous = ckpt.load(self.paths.bank, "diffaug-genomics/bank/1")["bank"]
@@ -470,7 +562,8 @@ class Trainer:
                         name = "warmup.pt" if stage.kind == "warmup" else f"round{stage.round}.pt"
                         shutil.copyfile(self.paths.latest, self.paths.checkpoints / name)
                     bar.advance(1, postfix=what)
-                    if self.should_stop() and self.stage_idx < len(self.stages):
+                    if self._poll_stop() and self.stage_idx < len(self.stages):
+                        dist.barrier()
                         raise StopRequested
         self._write_final()
 
