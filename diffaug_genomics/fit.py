@@ -117,9 +117,10 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         resume: bool | str = False) -> FitResult:
     """Train a DiffAug encoder (and generator) on ``source``; see the module docstring.
 
-    ``resume=True`` continues from ``checkpoints/latest.pt`` with the run's saved configuration
-    (an error if the run has no checkpoint); ``resume="auto"`` does the same when a checkpoint
-    exists and starts a new run otherwise (for requeued jobs). Raises :class:`Preempted` after
+    ``resume=True`` continues from ``checkpoints/latest.pt`` with the run's saved configuration;
+    a run directory killed before its first checkpoint simply starts again, and a run directory
+    that does not exist is an error (a mistyped path). ``resume="auto"`` also starts a new run
+    when the directory does not exist yet (for requeued jobs). Raises :class:`Preempted` after
     checkpointing if SIGTERM or SIGUSR1 arrives.
     """
     import time
@@ -134,9 +135,12 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)
     cfg = resolve_config(preset, config_file, overrides, seed=seed, device=device, augment=augment)
-    if resume is True and not paths.latest.exists():
-        raise InputError("nothing to resume: no checkpoints/latest.pt (use --resume auto to start "
+    if resume is True and not run_dir.is_dir():
+        raise InputError("nothing to resume: no such run directory (use --resume auto to start "
                          "a new run when there is none)", path=run_dir)
+    if resume and run_dir.is_dir() and not paths.latest.exists():
+        LOG.warning("%s: no checkpoint yet (killed before the first one?): starting the run "
+                    "from the beginning", run_dir)
     if resume and paths.config.exists():
         saved = config_from_dict(load_yaml(paths.config))
         if (config_file or overrides or seed is not None or augment) and saved.hash() != cfg.hash():

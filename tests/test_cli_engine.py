@@ -143,3 +143,12 @@ def test_fit_resume_and_baseline_without_generator(example_fasta, tmp_path):
     assert proc.returncode == 2 and b"no generator" in proc.stderr
     proc = run("fit", example_fasta, "-o", run_dir, "--resume")  # finished: nothing left to do
     assert proc.returncode == 0
+
+
+def test_resume_of_a_run_killed_before_its_first_checkpoint_starts_again(example_fasta, tmp_path):
+    run_dir = tmp_path / "killed"
+    run_dir.mkdir()  # what a job killed while encoding its input leaves behind
+    micro = [a for o in MICRO + ["schedule.rounds=0"] for a in ("--set", o)]
+    proc = run("fit", example_fasta, "-o", run_dir, "--preset", "tiny", *micro, "--resume")
+    assert b"starting the run from the beginning" in proc.stderr
+    assert (run_dir / "encoder.pt").exists()
