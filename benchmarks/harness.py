@@ -112,7 +112,7 @@ def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str 
     augment = "knn-mixup" if method == "random" else method
     t = time.perf_counter()
     fit(split.train, run_dir, preset=preset, seed=seed, augment=augment,  # resumes if interrupted
-        overrides=METHODS[method] + list(overrides or []), resume=True)
+        overrides=METHODS[method] + list(overrides or []), resume="auto")
     seconds = time.perf_counter() - t
     embs = {}
     for role, path in (("train", split.train), ("eval", split.evaluate)):
