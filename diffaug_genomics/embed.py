@@ -36,11 +36,15 @@ def embed_array(encoder: torch.nn.Module, x: torch.Tensor, batch_size: int = 512
 
 
 def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_size: int = 512,
-          device: str = "auto", force: bool = False) -> EmbedSummary:
+          device: str = "auto", force: bool = False, label_column: str | None = None,
+          obs_key: str | None = None, backbone: str | None = None) -> EmbedSummary:
     """Embed every record of ``source`` (HDF5 or FASTA, ``-`` for stdin) with a finished run.
 
     Writes ``embeddings/1`` HDF5 at ``output``: ``/embeddings (N, D) float32``, ``/ids``,
     ``/labels`` when the input had them, attrs naming the run, config hash and checkpoint.
+    Image and tabular runs: see :mod:`diffaug_genomics.embed_samples` (``label_column`` /
+    ``obs_key`` name the labels; an ``.h5ad`` input gives an ``.h5ad`` output). ``backbone``
+    (``package.module:factory``) registers the run's third-party modality first.
     """
     from diffaug_genomics.inputs import iter_chunks
     from diffaug_genomics.runs import load_run
@@ -48,7 +52,17 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
 
     check_output(output, force)
     t0 = time.perf_counter()
+    if backbone is not None:
+        from diffaug_genomics.models.registry import load_backbone
+
+        load_backbone(backbone)
     run = load_run(run_dir, resolve_device(device))
+    if run.modality.io is not None:  # images, tables
+        from diffaug_genomics.embed_samples import embed_samples
+        from diffaug_genomics.samples import ReadOptions
+
+        return embed_samples(run, source, output, ReadOptions(label_column, obs_key),
+                             batch_size=batch_size, force=force, t0=t0)
     data = run.config.data
     length = run.sample_shape[-1]
     blocks, ids, labels = [], [], []

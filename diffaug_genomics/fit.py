@@ -4,6 +4,7 @@ Run directory layout::
 
     config.yaml        resolved configuration + seed, versions, world size, input
     data.h5            the encoded input (only when fit was given FASTA)
+    preprocess.json    images and tables: the fitted preprocessing (scaling, size, features)
     checkpoints/       latest.pt (after every unit), warmup.pt, round{r}.pt
     cache/             kNN neighbours, the bank of generated positives
     metrics.csv        one row per logged step
@@ -81,8 +82,15 @@ def _attach_log(run_dir: Path) -> logging.Handler:
 def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         config_file: str | Path | None = None, overrides: list[str] | None = None,
         seed: int | None = None, device: str | None = None, augment: str | None = None,
-        resume: bool = False) -> FitResult:
+        resume: bool = False, modality: str | None = None, backbone: str | None = None,
+        label_column: str | None = None, obs_key: str | None = None) -> FitResult:
     """Train a DiffAug encoder (and generator) on ``source``; see the module docstring.
+
+    The modality is ``modality``, else the one a config layer names, else detected from the
+    input (:func:`diffaug_genomics.samples.detect_modality`). ``backbone``
+    (``package.module:factory``) registers a third-party modality first and selects it.
+    ``label_column`` / ``obs_key`` name a CSV column / ``.h5ad`` obs key of labels (never
+    features; fit does not use them).
 
     ``resume=True`` continues from ``checkpoints/latest.pt`` with the run's saved configuration
     (a run with no checkpoint yet simply starts). Raises :class:`Preempted` after checkpointing
@@ -94,13 +102,16 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
 
     from diffaug_genomics.inputs import load_rows
     from diffaug_genomics.models.registry import get_modality
+    from diffaug_genomics.samples import ReadOptions, choose_modality, prepare_rows
     from diffaug_genomics.train.distributed import env_context, resolve_device
     from diffaug_genomics.train.loop import RunPaths, StopRequested, Trainer
 
     t0 = time.perf_counter()
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)
-    cfg = resolve_config(preset, config_file, overrides, seed=seed, device=device, augment=augment)
+    modality, family, detect = choose_modality(source, modality, backbone)
+    cfg = resolve_config(preset, config_file, overrides, seed=seed, device=device, augment=augment,
+                         modality=modality, default_modality=detect, preset_family=family)
     if resume and paths.config.exists():
         saved = config_from_dict(load_yaml(paths.config))
         if (config_file or overrides or seed is not None or augment) and saved.hash() != cfg.hash():
@@ -114,6 +125,9 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     ctx = env_context()
     dev = resolve_device(cfg.device, ctx)
     modality = get_modality(cfg.modality)
+    from diffaug_genomics.models.registry import validate_config
+
+    validate_config(modality, cfg)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / "checkpoints").mkdir(exist_ok=True)
@@ -122,8 +136,14 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         raise InputError(f"cannot create run directory ({exc.strerror})", path=run_dir) from None
     handler = _attach_log(run_dir) if ctx.is_main else None
     try:
-        data_path = prepare_data(source, run_dir, cfg)
-        rows, _, _, attrs = load_rows(data_path)
+        if modality.io is None:
+            data_path = prepare_data(source, run_dir, cfg)
+            rows, _, _, attrs = load_rows(data_path)
+            what = f"{len(rows)} sequences of {rows.shape[1]} bp"
+        else:  # images, tables, plugins
+            rows, data_path, attrs = prepare_rows(source, run_dir, cfg, modality, ReadOptions(
+                label_column, obs_key)), source, {}
+            what = f"{len(rows)} samples of shape {tuple(rows.shape[1:])}"
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)
         record = {"input": str(source), "preset": preset, "versions": versions(),
@@ -135,8 +155,8 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
             with atomic_output(paths.config, force=True) as tmp:
                 tmp.write_text(dump_yaml({**record, **cfg.to_dict()}))
         torch.manual_seed(cfg.seed)
-        LOG.info("fit: %d sequences of %d bp from %s, augment=%s, device=%s, run dir %s",
-                 len(rows), rows.shape[1], data_path, cfg.augment, dev, run_dir)
+        LOG.info("fit: %s from %s, modality=%s, augment=%s, device=%s, run dir %s", what,
+                 data_path, modality.name, cfg.augment, dev, run_dir)
         stop = {"requested": False}
 
         def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -46,9 +46,14 @@ def row_offset(policy: str, length: int, own: int) -> int:
 def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per_sequence: int = 1,
              steps: int | None = None, strength: float | None = None,
              guidance_scale: float | None = None, seed: int = 0, batch_size: int = 256,
-             device: str = "auto", force: bool = False) -> GenerateSummary:
+             device: str = "auto", force: bool = False, label_column: str | None = None,
+             obs_key: str | None = None, backbone: str | None = None) -> GenerateSummary:
     """Write ``per_sequence`` generated positives of every record of ``source`` to ``output``
-    (FASTA; ``-`` for stdout). Sampler settings default to the run's ``bank`` configuration."""
+    (FASTA; ``-`` for stdout). Sampler settings default to the run's ``bank`` configuration.
+
+    Image and tabular runs write a ``.npy`` or ``.h5`` array instead
+    (:mod:`diffaug_genomics.generate_samples`); ``backbone`` registers a third-party modality.
+    """
     from diffaug_genomics.inputs import iter_chunks
     from diffaug_genomics.runs import load_run
     from diffaug_genomics.train.distributed import resolve_device
@@ -58,8 +63,23 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
         check_output(output, force)
     t0 = time.perf_counter()
     dev = resolve_device(device)
+    if backbone is not None:
+        from diffaug_genomics.models.registry import load_backbone
+
+        load_backbone(backbone)
     run = load_run(run_dir, dev, with_generator=True)
     cfg = run.config
+    if run.modality.io is not None:  # images, tables: an array file, not FASTA
+        from diffaug_genomics.generate_samples import generate_samples
+        from diffaug_genomics.samples import ReadOptions
+
+        b = cfg.bank
+        return generate_samples(
+            run, source, output, ReadOptions(label_column, obs_key), per_sequence=per_sequence,
+            steps=b.steps if steps is None else steps,
+            strength=b.strength if strength is None else strength,
+            guidance_scale=b.guidance_scale if guidance_scale is None else guidance_scale,
+            seed=seed, batch_size=batch_size, force=force)
     from diffaug_genomics.diffusion import Diffusion
 
     g, b = cfg.generator, cfg.bank
