@@ -205,10 +205,21 @@ class Config:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Short sha256 of the canonical JSON form: identifies a configuration."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short sha256 of the canonical JSON form: identifies a configuration.
+
+        Sections added after 0.1.0 (:data:`LATER_SECTIONS`) enter only when they differ from
+        their defaults, so a run started with 0.1.0 keeps its hash and can still be resumed.
+        """
+        data = self.to_dict()
+        for name in LATER_SECTIONS:
+            if data[name] == dataclasses.asdict(getattr(Config(), name)):
+                del data[name]
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+
+LATER_SECTIONS = ("image", "tabular")
+"""Config sections that did not exist in 0.1.0 (see :meth:`Config.hash`)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
 RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input")

@@ -5,8 +5,9 @@ training data, stored in the run directory (``center``, ``scale``: ``rows = (x -
 scale``): ``standard`` z-scores (a constant feature keeps scale 1), ``minmax`` maps each
 feature's training range to [-1, 1], ``none`` keeps the values. Backbones: ``mlp`` encoder
 (the paper's bio-feature MLP), ``resmlp`` denoiser, ``pca`` neighbour space, SCARF-style
-hand-designed corruption. Generated rows are not clipped (``clip_x0 = False``): z-scores are
-not bounded.
+hand-designed corruption. The sampler clips its x0 predictions at :data:`CLIP_X0` scaled units
+(z-scores are not bounded like pixels, but sampling from pure noise needs some bound), so use
+``standard`` or ``minmax`` scaling, or features already on a unit scale, with ``diffaug``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from diffaug_genomics.samples import SampleIO, Samples
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
+
+CLIP_X0 = 10.0
+"""Bound of the sampler's x0 predictions, in scaled units (10 standard deviations)."""
 
 
 def fit_scaling(samples: Samples, cfg: Config) -> dict[str, Any]:
@@ -109,6 +113,6 @@ TABULAR = Modality(
     denoiser_backbones=("resmlp",),
     knn_spaces=("pca",),
     presets="tabular",
-    clip_x0=False,
+    clip_x0=CLIP_X0,
     check_config=check_no_dna_options,
 )

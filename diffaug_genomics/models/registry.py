@@ -80,8 +80,10 @@ class Modality:
     presets: str = "dna"
     """Preset family: ``dna`` reads ``resources/presets/NAME.yaml``; any other family ``F``
     reads ``resources/presets/F/base.yaml`` then ``resources/presets/F/NAME.yaml``."""
-    clip_x0: bool = True
-    """Clip the sampler's x0 predictions to [-1, 1] (False for unbounded, standardised data)."""
+    clip_x0: bool | float = True
+    """Clip the sampler's x0 predictions to [-1, 1] (True), to [-c, c] for a number c (for
+    unbounded data such as z-scores), or not at all (False: unstable when sampling from pure
+    noise)."""
     check_config: Callable[[Config], None] | None = None
     """Extra validation of a configuration; raises :class:`ConfigError` naming the key."""
 
