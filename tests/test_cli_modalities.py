@@ -32,17 +32,29 @@ def run(*args, check: bool = True, env: dict | None = None) -> subprocess.Comple
     return proc
 
 
-def cli(capsys, *args) -> tuple[int, str]:
-    """Run the CLI in this process (fast, for error paths): (exit code, stderr)."""
+def cli(capsys, *args) -> tuple[int, str, str]:
+    """Run the CLI in this process (no interpreter start-up): (exit code, stdout, stderr)."""
     from diffaug_genomics_cli.main import main
 
-    with pytest.raises(SystemExit) as exc:
+    from diffaug_genomics.progress import LOG
+
+    code = 0
+    try:
         main([str(a) for a in args])
-    return exc.value.code, capsys.readouterr().err
+    except SystemExit as exc:
+        code = exc.code or 0
+    finally:  # the log handler holds this test's captured stderr: drop it
+        for handler in [h for h in LOG.handlers if getattr(h, "_diffaug", False)]:
+            LOG.removeHandler(handler)
+    out, err = capsys.readouterr()
+    return code, out, err
 
 
-def report(proc: subprocess.CompletedProcess) -> dict:
-    return json.loads(proc.stdout)
+def cli_ok(capsys, *args) -> str:
+    """In-process run that must succeed; its stdout."""
+    code, out, err = cli(capsys, *args)
+    assert code == 0, err
+    return out
 
 
 @pytest.fixture(scope="module")
@@ -85,74 +97,76 @@ def digits_run(data, tmp_path_factory) -> Path:
     return out
 
 
-def test_images_from_npy_fit_embed_evaluate_generate(digits_run, data, tmp_path):
+def test_images_from_npy_fit_embed_evaluate_generate(digits_run, data, tmp_path, capsys):
     state = json.loads((digits_run / "preprocess.json").read_text())["state"]
     assert (state["height"], state["width"], state["channels"], state["hi"]) == (8, 8, 1, 16.0)
     emb = tmp_path / "emb.h5"
-    run("embed", digits_run, data / "digits.npy", "-o", emb)
+    run("embed", digits_run, data / "digits.npy", "-o", emb)  # a real process: the installed CLI
     x, ids, labels, _ = read_embeddings(emb)
     assert x.shape == (150, 16) and ids[:2] == ["0", "1"] and labels is None
     gen = tmp_path / "gen.npy"
-    proc = run("generate", digits_run, data / "digits.npy", "-o", gen, "-k", "2", "--steps", "2")
+    cli_ok(capsys, "generate", digits_run, data / "digits.npy", "-o", gen, "-k", "2", "--steps", "2")
     samples = np.load(gen)
     assert samples.shape == (300, 8, 8, 1) and samples.min() >= 0 and samples.max() <= 16
-    assert "RMS difference to the source" in proc.stderr.decode()
-    proc = run("generate", digits_run, data / "digits.npy", "-o", "-", check=False)
-    assert proc.returncode == 2 and b".npy or .h5" in proc.stderr
+    code, _, err = cli(capsys, "generate", digits_run, data / "digits.npy", "-o", "-")
+    assert code == 2 and ".npy or .h5" in err
 
 
-def test_image_folder_labels_reach_evaluate(digits_run, data, tmp_path):
+def test_image_folder_labels_reach_evaluate(digits_run, data, tmp_path, capsys):
     emb = tmp_path / "emb.h5"
-    run("embed", digits_run, data / "digits_png", "-o", emb)  # PNGs 0-255 -> same [-1, 1] scale
+    cli_ok(capsys, "embed", digits_run, data / "digits_png", "-o", emb)  # 0-255 PNGs, same scale
     x, ids, labels, _ = read_embeddings(emb)
     assert x.shape == (60, 16) and ids[0].endswith("/000.png") and labels[0] == ids[0][0]
-    proc = run("evaluate", emb, "--protocol", "linear,knn", "--folds", "2", "-o", "-")
-    assert report(proc)["n"] == 60 and len(report(proc)["classes"]) == 10
+    rep = json.loads(cli_ok(capsys, "evaluate", emb, "--protocol", "knn", "--folds", "2",
+                            "-o", "-"))
+    assert rep["n"] == 60 and len(rep["classes"]) == 10
 
 
-def test_table_with_label_column(data, tmp_path):
+def test_table_with_label_column(data, tmp_path, capsys):
     out = tmp_path / "run"
-    run("fit", data / "wine.csv", "-o", out, "--preset", "tiny", "--label-column", "cultivar",
-        *FAST_ARGS, "--set", "tabular.scaling=minmax")
+    proc = run("fit", data / "wine.csv", "-o", out, "--preset", "tiny", "--label-column",
+               "cultivar", *FAST_ARGS, "--set", "tabular.scaling=minmax")
+    assert "modality=tabular" in proc.stderr.decode()
     pre = json.loads((out / "preprocess.json").read_text())
     assert pre["modality"] == "tabular" and pre["state"]["n_features"] == 13  # no label column
     assert pre["state"]["scaling"] == "minmax"
     emb = tmp_path / "emb.h5"
-    run("embed", out, data / "wine.csv", "-o", emb, "--label-column", "cultivar")
+    cli_ok(capsys, "embed", out, data / "wine.csv", "-o", emb, "--label-column", "cultivar")
     x, ids, labels, _ = read_embeddings(emb)
     assert x.shape == (178, 8) and ids[0] == "w000" and sorted(set(labels)) == ["c0", "c1", "c2"]
-    rep = report(run("evaluate", emb, "--protocol", "linear,knn", "-o", "-"))
+    rep = json.loads(cli_ok(capsys, "evaluate", emb, "--protocol", "linear,knn", "-o", "-"))
     assert rep["n"] == 178 and rep["protocols"]["linear"]["metrics"]["accuracy"]["mean"] > 0.5
-    raw = report(run("evaluate", data / "wine.csv", "--label-column", "cultivar", "--protocol",
-                     "linear", "-o", "-"))
+    raw = json.loads(cli_ok(capsys, "evaluate", data / "wine.csv", "--label-column", "cultivar",
+                            "--protocol", "linear", "-o", "-"))
     assert raw["dim"] == 13 and raw["inputs"]["embeddings_attrs"]["raw_features"] is True
     gen = tmp_path / "gen.h5"
-    run("generate", out, data / "wine.csv", "--label-column", "cultivar", "-o", gen)
+    cli_ok(capsys, "generate", out, data / "wine.csv", "--label-column", "cultivar", "-o", gen)
     with h5py.File(gen) as f:
         assert f["samples"].shape == (178, 13) and f["source_ids"][0].decode() == "w000"
     # the embedding input must have the training features
     (tmp_path / "other.csv").write_text("a,b\n1,2\n")
-    proc = run("embed", out, tmp_path / "other.csv", "-o", tmp_path / "x.h5", check=False)
-    assert proc.returncode == 2 and b"2 features but the run was trained on 13" in proc.stderr
+    code, _, err = cli(capsys, "embed", out, tmp_path / "other.csv", "-o", tmp_path / "x.h5")
+    assert code == 2 and "2 features but the run was trained on 13" in err
 
 
-def test_h5ad_round_trip(data, tmp_path):
+def test_h5ad_round_trip(data, tmp_path, capsys):
     out = tmp_path / "run"
-    run("fit", data / "wine.h5ad", "-o", out, "--preset", "tiny", *FAST_ARGS,
-        "--augment", "handcrafted")
+    cli_ok(capsys, "fit", data / "wine.h5ad", "-o", out, "--preset", "tiny", *FAST_ARGS,
+           "--augment", "handcrafted")
     assert not (out / "generator.pt").exists()
     emb = tmp_path / "emb.h5ad"
-    proc = run("embed", out, data / "wine.h5ad", "-o", emb, "--obs-key", "cultivar")
-    assert "obsm['X_diffaug']" in proc.stderr.decode()
+    code, _, err = cli(capsys, "embed", out, data / "wine.h5ad", "-o", emb, "--obs-key",
+                       "cultivar")
+    assert code == 0 and "obsm['X_diffaug']" in err
     with h5py.File(emb) as f:
         assert f.attrs["encoding-type"] == "anndata"
         assert f["obsm/X_diffaug"].shape == (178, 8)
         assert [s.decode() for s in f["obs/_index"][:2]] == ["w000", "w001"]
         assert f["uns/diffaug/label_key"][()].decode() == "cultivar"
-    rep = report(run("evaluate", emb, "--protocol", "knn", "-o", "-"))  # labels from obs
-    assert rep["n"] == 178 and rep["dim"] == 8 and len(rep["classes"]) == 3
-    raw = report(run("evaluate", data / "wine.h5ad", "--obs-key", "cultivar", "--protocol",
-                     "knn", "-o", "-"))
+    rep = json.loads(cli_ok(capsys, "evaluate", emb, "--protocol", "knn", "-o", "-"))
+    assert rep["n"] == 178 and rep["dim"] == 8 and len(rep["classes"]) == 3  # labels from obs
+    raw = json.loads(cli_ok(capsys, "evaluate", data / "wine.h5ad", "--obs-key", "cultivar",
+                            "--protocol", "knn", "-o", "-"))
     assert raw["dim"] == 13
 
 
@@ -160,21 +174,19 @@ def test_plugins_through_entry_points_and_backbone(data, tmp_path):
     install_plugin(tmp_path / "site")
     env = {**ENV, "PYTHONPATH": os.pathsep.join([str(tmp_path / "site"),
                                                  ENV.get("PYTHONPATH", "")])}
+    common = ["--label-column", "cultivar", "--preset", "tiny", "--augment", "knn-mixup",
+              "--set", "encoder.backbone=linear", "--set", "schedule.warmup_epochs=1"]
     out = tmp_path / "run"
-    run("fit", data / "wine.csv", "-o", out, "--label-column", "cultivar", "--modality",
-        "toytab", "--preset", "tiny", "--set", "encoder.backbone=linear", "--augment",
-        "knn-mixup", env=env)
-    run("embed", out, data / "wine.csv", "-o", tmp_path / "e.h5", "--label-column", "cultivar",
-        env=env)
-    assert read_embeddings(tmp_path / "e.h5")[0].shape == (178, 8)
-    # the same plugin named as code to import; without it the run's modality is unknown
+    run("fit", data / "wine.csv", "-o", out, "--modality", "toytab", *common, env=env)
+    # the same plugin named as code to import; the run's modality must be known to embed it
     out2 = tmp_path / "run2"
-    run("fit", data / "wine.csv", "-o", out2, "--label-column", "cultivar", "--backbone",
-        "toyplugin_mod:make", "--preset", "tiny", "--augment", "knn-mixup",
-        "--set", "encoder.backbone=linear", env=env)
+    run("fit", data / "wine.csv", "-o", out2, "--backbone", "toyplugin_mod:make", *common, env=env)
     proc = run("embed", out2, data / "wine.csv", "-o", tmp_path / "e2.h5", "--label-column",
-               "cultivar", check=False)
+               "cultivar", check=False)  # no plugin on the path here
     assert proc.returncode == 2 and b"unknown modality 'toytab'" in proc.stderr
+    run("embed", out, data / "wine.csv", "-o", tmp_path / "e.h5", "--label-column", "cultivar",
+        env=env)  # found through its entry point
+    assert read_embeddings(tmp_path / "e.h5")[0].shape == (178, 8)
 
 
 def _bad_inputs(root: Path) -> dict[str, tuple[Path, str]]:
@@ -201,7 +213,7 @@ def _bad_inputs(root: Path) -> dict[str, tuple[Path, str]]:
 @pytest.mark.parametrize("case", ["ragged", "word", "nan", "inf", "mixed", "empty"])
 def test_bad_inputs_exit_2_naming_file_and_row(case, tmp_path, capsys):
     path, needle = _bad_inputs(tmp_path)[case]
-    code, err = cli(capsys, "fit", path, "-o", tmp_path / "run", "--preset", "tiny")
+    code, _, err = cli(capsys, "fit", path, "-o", tmp_path / "run", "--preset", "tiny")
     lines = err.strip().splitlines()
     assert code == 2 and "Traceback" not in err
     assert needle in lines[-1] and lines[-1].startswith("diffaug: error: "), err
@@ -209,17 +221,17 @@ def test_bad_inputs_exit_2_naming_file_and_row(case, tmp_path, capsys):
 
 
 def test_modality_override_and_detection_errors(data, tmp_path, capsys):
-    code, err = cli(capsys, "fit", tmp_path / "nothing.csv", "-o", tmp_path / "r")
+    code, _, err = cli(capsys, "fit", tmp_path / "nothing.csv", "-o", tmp_path / "r")
     assert code == 2 and "nothing.csv: no such file" in err
-    code, err = cli(capsys, "fit", data / "wine.csv", "-o", tmp_path / "r", "--modality", "sound")
+    code, _, err = cli(capsys, "fit", data / "wine.csv", "-o", tmp_path / "r", "--modality", "sound")
     assert code == 2 and "unknown modality 'sound'" in err
-    code, err = cli(capsys, "fit", data / "wine.csv", "-o", tmp_path / "r", "--set",
+    code, _, err = cli(capsys, "fit", data / "wine.csv", "-o", tmp_path / "r", "--set",
                     "encoder.backbone=resnet")
     assert code == 2 and "'encoder.backbone': 'resnet' is not available for modality 'tabular'" in err
     assert not (tmp_path / "r").exists()
     # --modality tabular reads images as flattened rows
     out = tmp_path / "flat"
-    code, err = cli(capsys, "fit", data / "digits.npy", "-o", out, "--modality", "tabular",
+    code, _, err = cli(capsys, "fit", data / "digits.npy", "-o", out, "--modality", "tabular",
                     "--preset", "tiny", "--augment", "knn-mixup")
     assert code in (0, None)
     assert json.loads((out / "preprocess.json").read_text())["state"]["n_features"] == 64
