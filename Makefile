@@ -13,7 +13,7 @@ EXAMPLE := resources/examples/dhs_example.fa
 EXAMPLE_LABELS := resources/examples/dhs_example_labels.tsv
 export DIFFAUG_NO_BAR ?=
 
-.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-quality clean
+.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-quality bench-quality-other clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,6 +66,10 @@ QUALITY_BUDGET ?= --dhs-train 2000 --dhs-eval 1500 --set schedule.warmup_epochs=
 QUALITY_SEEDS_DHS ?=
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/bench_quality.py --seeds 0 1 2 $(QUALITY_SEEDS_DHS) $(QUALITY_BUDGET)
+
+# digits and pbmc68k_reduced: random / knn-mixup / handcrafted / DiffAug / raw PCA-50, 3 seeds
+bench-quality-other: $(STAMP)
+	$(BIN)/python benchmarks/bench_quality_other.py
 
 clean:
 	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache .ruff_cache

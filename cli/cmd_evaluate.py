@@ -11,8 +11,9 @@ import typer
 
 
 def evaluate(
-    embeddings: Path = typer.Argument(..., help="Embeddings HDF5 written by `diffaug embed`.",
-                                      show_default=False),
+    embeddings: Path = typer.Argument(..., help="Embeddings HDF5 or .h5ad written by `diffaug "
+                                      "embed`; an image or tabular input scores its raw "
+                                      "features.", show_default=False),
     labels: Path | None = typer.Option(
         None, "--labels", help="TSV with columns `id` and `label` (header line); overrides the "
         "files' /labels. Covers the --test ids too."),
@@ -27,6 +28,10 @@ def evaluate(
                                        help="Write the JSON report here ('-' for stdout, the "
                                        "table then goes to stderr)."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing --output."),
+    label_column: str | None = typer.Option(None, "--label-column",
+                                            help="CSV/TSV input: the column of labels."),
+    obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad input: the obs column of "
+                                       "labels (default: the one embed stored)."),
 ) -> None:
     """Score embeddings with labels: linear probe, kNN (k=10, cosine), RBF-SVC and KMeans
     (Hungarian accuracy, NMI, ARI). Prints a table; -o writes the JSON report.
@@ -53,11 +58,14 @@ def evaluate(
         from diffaug_genomics.io.labels import read_labels
 
         mapping = read_labels(labels)
-    train_x, train_y, train_attrs = _load(embeddings, mapping, labels)
+    from diffaug_genomics.samples import ReadOptions
+
+    options = ReadOptions(label_column, obs_key)
+    train_x, train_y, train_attrs = _load(embeddings, mapping, labels, options)
     test_x = test_y = None
     test_attrs: dict[str, Any] | None = None
     if test is not None:
-        test_x, test_y, test_attrs = _load(test, mapping, labels)
+        test_x, test_y, test_attrs = _load(test, mapping, labels, options)
         if test_x.shape[1] != train_x.shape[1]:
             raise InputError(f"embedding dimension D = {test_x.shape[1]} does not match "
                              f"D = {train_x.shape[1]} of {embeddings}", path=test)
@@ -88,13 +96,14 @@ def evaluate(
             tmp.write_text(text, encoding="utf-8")
 
 
-def _load(path: Path, mapping: dict[str, str] | None, labels_path: Path | None):  # noqa: ANN202
-    """Embeddings, labels aligned by id, and JSON-safe attributes of one file."""
+def _load(path: Path, mapping: dict[str, str] | None, labels_path: Path | None,  # noqa: ANN202
+          options):  # noqa: ANN001
+    """Embeddings (or raw features), labels aligned by id, and JSON-safe attributes of one file."""
     from diffaug_genomics.errors import InputError
-    from diffaug_genomics.io.h5 import read_embeddings
+    from diffaug_genomics.evaluate_inputs import read_for_evaluation
     from diffaug_genomics.io.labels import align_labels
 
-    emb, ids, file_labels, attrs = read_embeddings(path)
+    emb, ids, file_labels, attrs = read_for_evaluation(path, options)
     if mapping is not None:
         y = align_labels(ids, mapping, path=labels_path)
     elif file_labels is not None:

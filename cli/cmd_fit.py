@@ -8,7 +8,7 @@ import typer
 
 
 def fit(
-    source: str = typer.Argument(..., metavar="INPUT", help="FASTA (plain/gzip, '-' for stdin) or HDF5 from `diffaug encode`."),
+    source: str = typer.Argument(..., metavar="INPUT", help="FASTA (plain/gzip, '-' for stdin) or HDF5 from `diffaug encode`; an image folder, .npy (N, H, W[, C]) or image HDF5; CSV/TSV, .npy (N, D) or .h5ad. The modality is detected from it."),
     output: Path = typer.Option(..., "-o", "--output", help="Run directory to create (or resume)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config overriding the preset."),
     preset: str = typer.Option("default", "--preset", help="tiny | default | paper."),
@@ -17,6 +17,10 @@ def fit(
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
     resume: str | None = typer.Option(None, "--resume", metavar="[auto]", help="Continue from the run's latest checkpoint; '--resume auto' starts a new run when there is none (requeued jobs)."),
     augment: str | None = typer.Option(None, "--augment", help="diffaug | knn-mixup | handcrafted."),
+    modality: str | None = typer.Option(None, "--modality", help="dna | image | tabular | a plugin's name: overrides detection from INPUT."),
+    backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory returning a Modality (third-party code, imported on your request)."),
+    label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels, never a feature."),
+    obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad: obs column of labels."),
 ) -> None:
     """Train an encoder with DiffAug (or a baseline augmentation) and save it in a run directory."""
     from diffaug_genomics.errors import DiffaugError, InputError
@@ -30,7 +34,9 @@ def fit(
     try:
         result = run_fit(source, output, preset=preset, config_file=config, overrides=overrides,
                          seed=seed, device=device, augment=augment,
-                         resume={None: False, "yes": True, "auto": "auto"}[resume])
+                         resume={None: False, "yes": True, "auto": "auto"}[resume],
+                         modality=modality, backbone=backbone, label_column=label_column,
+                         obs_key=obs_key)
     except Preempted as exc:
         if exc.rank == 0:
             LOG.warning("%s", exc)

@@ -9,8 +9,8 @@ import typer
 
 def generate(
     run_dir: Path = typer.Argument(..., help="Run directory written by `diffaug fit --augment diffaug`."),
-    source: str = typer.Argument(..., metavar="INPUT", help="FASTA ('-' for stdin) or HDF5 from `diffaug encode`."),
-    output: str = typer.Option(..., "-o", "--output", help="FASTA to write ('-' for standard output)."),
+    source: str = typer.Argument(..., metavar="INPUT", help="FASTA ('-' for stdin) or HDF5 from `diffaug encode`; images or a table for image / tabular runs."),
+    output: str = typer.Option(..., "-o", "--output", help="FASTA to write ('-' for standard output); image / tabular runs write a .npy or .h5 array of generated samples in the input's units."),
     per_sequence: int = typer.Option(1, "--per-sequence", "-k", min=1, help="Positives per input record (K)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the run's bank.steps)."),
     strength: float | None = typer.Option(None, "--strength", min=0.0, max=1.0, help="1 = from pure noise; < 1 = SDEdit from the noised source (default: the run's)."),
@@ -20,8 +20,12 @@ def generate(
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
     shard: str | None = typer.Option(None, "--shard", metavar="i/N", help="Process only shard i of N (0-based) into OUTPUT.shard-0000i-of-0000N; default from SLURM_ARRAY_TASK_ID/SLURM_ARRAY_TASK_COUNT in a job array. Join with `diffaug merge`."),
+    label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels (not a feature)."),
+    obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad: obs column of labels."),
+    backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory of the run's third-party modality."),
 ) -> None:
-    """Headers: >{id}|pos{k} source={id} steps={S} strength={s}; K positives per record, in order."""
+    """DNA: FASTA, headers >{id}|pos{k} source={id} steps={S} strength={s}; K positives per
+    record, in order. Images / tables: .npy (N*K samples) or .h5 (/samples, /source_ids)."""
     from diffaug_genomics.generate import generate as run_generate
     from diffaug_genomics.progress import LOG, configure_logging
     from diffaug_genomics.shards import Shard
@@ -31,4 +35,5 @@ def generate(
     LOG.info("%s", run_generate(run_dir, source, output, per_sequence=per_sequence, steps=steps,
                                 strength=strength, guidance_scale=guidance, seed=seed,
                                 batch_size=batch_size, device=device, force=force,
-                                shard=part).line())
+                                shard=part, label_column=label_column, obs_key=obs_key,
+                                backbone=backbone).line())

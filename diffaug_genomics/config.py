@@ -1,8 +1,12 @@
 """Typed run configuration: defaults, presets, YAML files, dotted ``--set`` overrides, validation.
 
-Resolution order (later wins): dataclass defaults < preset (``resources/presets/NAME.yaml``) <
-``--config`` YAML < ``--set key=value`` overrides < explicit flags (``--seed``, ``--device``,
-``--augment``). Configs are data: YAML is parsed with ``yaml.safe_load`` and nothing in it is ever
+Resolution order (later wins): dataclass defaults < preset < ``--config`` YAML < ``--set
+key=value`` overrides < explicit flags (``--seed``, ``--device``, ``--augment``, ``--modality``).
+Presets come in families, one per modality (see :func:`preset_layers`): DNA's are
+``resources/presets/NAME.yaml``; an image or tabular run applies ``resources/presets/FAMILY/
+base.yaml`` (its backbones and neighbour space) and then ``resources/presets/FAMILY/NAME.yaml``.
+The modality itself is, in order: the ``--modality`` flag, a ``modality`` key in ``--config`` or
+``--set``, then what the caller detected from the input. Configs are data: YAML is parsed with ``yaml.safe_load`` and nothing in it is ever
 imported or executed. An unknown key or a value of the wrong type is a :class:`ConfigError`
 (exit code 2) naming the dotted key, raised before any work starts.
 """
@@ -14,6 +18,7 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -38,7 +43,12 @@ class DataConfig:
 
 @dataclass
 class EncoderConfig:
-    """Semantic encoder f(x) -> z and the projection head g(z) -> y used only by the loss."""
+    """Semantic encoder f(x) -> z and the projection head g(z) -> y used only by the loss.
+
+    ``width`` and ``n_blocks`` size every backbone: ``conv1d`` (channels, residual blocks),
+    ``resnet`` (channels of the first of three stages, residual blocks per stage), ``mlp``
+    (units of each hidden layer, hidden layers).
+    """
 
     backbone: str = "conv1d"
     width: int = 128
@@ -68,7 +78,7 @@ class LossConfig:
 class KnnConfig:
     """Phase-1 positives: kNN-mixup with neighbours in a domain-knowledge-free space."""
 
-    space: str = "kmer"  # onehot-pca | kmer | embedding
+    space: str = "kmer"  # onehot-pca | kmer (DNA) | pca (images, tables) | embedding
     k: int = 10
     kmer_k: int = 4
     pca_dim: int = 50
@@ -88,8 +98,42 @@ class HandcraftedConfig:
 
 
 @dataclass
+class ImageConfig:
+    """Images: the SimCLR-style hand-designed baseline (``--augment handcrafted``).
+
+    Each view: a random resized crop (area fraction ``crop_scale``, aspect ratio ``crop_ratio``)
+    resampled to the full size, a horizontal flip, colour jitter, random grayscale (colour
+    images only), Gaussian blur (``blur_sigma`` in pixels; kernel about a tenth of the side).
+    """
+
+    crop_scale: list[float] = field(default_factory=lambda: [0.5, 1.0])
+    crop_ratio: list[float] = field(default_factory=lambda: [0.75, 1.3333])
+    flip_prob: float = 0.5
+    jitter_prob: float = 0.8
+    brightness: float = 0.4
+    contrast: float = 0.4
+    saturation: float = 0.4
+    grayscale_prob: float = 0.2
+    blur_prob: float = 0.5
+    blur_sigma: list[float] = field(default_factory=lambda: [0.1, 2.0])
+
+
+@dataclass
+class TabularConfig:
+    """Tables and single-cell matrices: feature scaling and the SCARF-style baseline."""
+
+    scaling: str = "standard"  # standard (z-score) | minmax (to [-1, 1]) | none
+    corruption_rate: float = 0.6  # SCARF: fraction of features replaced from the marginals
+    noise_std: float = 0.1  # Gaussian noise added to every feature, in scaled units
+
+
+@dataclass
 class GeneratorConfig:
-    """Conditional diffusion model p(x | z): 1D U-Net denoiser and its noise schedule."""
+    """Conditional diffusion model p(x | z): the denoiser and its noise schedule.
+
+    ``channels``: channels per U-Net level, finest first (``unet1d``, ``unet2d``), or the width
+    of each residual block (``resmlp``).
+    """
 
     backbone: str = "unet1d"
     channels: list[int] = field(default_factory=lambda: [48, 96, 96])
@@ -152,6 +196,8 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     knn: KnnConfig = field(default_factory=KnnConfig)
     handcrafted: HandcraftedConfig = field(default_factory=HandcraftedConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    tabular: TabularConfig = field(default_factory=TabularConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     bank: BankConfig = field(default_factory=BankConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
@@ -162,10 +208,21 @@ class Config:
         return dataclasses.asdict(self)
 
     def hash(self) -> str:
-        """Short sha256 of the canonical JSON form: identifies a configuration."""
-        blob = json.dumps(self.to_dict(), sort_keys=True).encode()
+        """Short sha256 of the canonical JSON form: identifies a configuration.
+
+        Sections added after 0.1.0 (:data:`LATER_SECTIONS`) enter only when they differ from
+        their defaults, so a run started with 0.1.0 keeps its hash and can still be resumed.
+        """
+        data = self.to_dict()
+        for name in LATER_SECTIONS:
+            if data[name] == dataclasses.asdict(getattr(Config(), name)):
+                del data[name]
+        blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
+
+LATER_SECTIONS = ("image", "tabular")
+"""Config sections that did not exist in 0.1.0 (see :meth:`Config.hash`)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
 RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input")
@@ -175,7 +232,8 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "augment": AUGMENTS,
     "data.policy": ("pad", "crop", "center", "window"),
     "loss.name": ("soft", "infonce"),
-    "knn.space": ("onehot-pca", "kmer", "embedding"),
+    "knn.space": ("onehot-pca", "kmer", "pca", "embedding"),
+    "tabular.scaling": ("standard", "minmax", "none"),
     "generator.beta_schedule": ("cosine", "linear"),
     "generator.prediction_type": ("epsilon", "v_prediction"),
     "bank.sampler": ("ddim", "ddpm"),
@@ -187,7 +245,13 @@ POSITIVE = {"encoder.width", "encoder.n_blocks", "encoder.embed_dim", "encoder.p
             "generator.num_train_timesteps", "generator.steps_per_checkpoint", "bank.steps",
             "bank.batch_size", "optim.batch_size", "data.length", "data.stride", "log_every"}
 FRACTIONS = {"generator.cond_dropout", "bank.fraction", "bank.strength",
-             "knn.alpha_min", "knn.alpha_max", "handcrafted.rc_prob", "handcrafted.indel_prob"}
+             "knn.alpha_min", "knn.alpha_max", "handcrafted.rc_prob", "handcrafted.indel_prob",
+             "image.flip_prob", "image.jitter_prob", "image.grayscale_prob", "image.blur_prob",
+             "tabular.corruption_rate"}
+NON_NEGATIVE = {"image.brightness", "image.contrast", "image.saturation", "tabular.noise_std"}
+RANGES = {"image.crop_scale": (0.0, 1.0), "image.crop_ratio": (0.0, None),
+          "image.blur_sigma": (0.0, None)}
+"""Keys holding a ``[lo, hi]`` pair, with the bounds lo and hi must respect (None: unbounded)."""
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:
@@ -261,6 +325,15 @@ def _validate(cfg: Config) -> None:
                 "generator.steps"):
         if flat[key] < 0:
             raise ConfigError(f"config key '{key}': must be >= 0, got {flat[key]}")
+    for key in NON_NEGATIVE:
+        if flat[key] < 0:
+            raise ConfigError(f"config key '{key}': must be >= 0, got {flat[key]}")
+    for key, (lo, hi) in RANGES.items():
+        pair = flat[key]
+        if (len(pair) != 2 or pair[0] > pair[1] or pair[0] <= lo
+                or (hi is not None and pair[1] > hi)):
+            bound = f"{lo} < lo <= hi" + (f" <= {hi}" if hi is not None else "")
+            raise ConfigError(f"config key '{key}': expected [lo, hi] with {bound}, got {pair}")
     if len(cfg.generator.channels) < 1 or min(cfg.generator.channels) <= 0:
         raise ConfigError("config key 'generator.channels': must be a non-empty list of positive ints")
 
@@ -312,28 +385,79 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _preset_file(*parts: str) -> Any:
+    return resources.files("diffaug_genomics.resources").joinpath("presets", *parts)
+
+
 def preset_dict(name: str) -> dict[str, Any]:
-    """The overrides a named preset applies to the defaults."""
+    """The overrides a named DNA preset applies to the defaults."""
     if name not in PRESETS:
         raise ConfigError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})")
-    text = (resources.files("diffaug_genomics.resources") / "presets" / f"{name}.yaml").read_text()
-    return yaml.safe_load(text) or {}
+    return yaml.safe_load(_preset_file(f"{name}.yaml").read_text()) or {}
+
+
+def builtin_preset_family(modality: str) -> str:
+    """The preset family of a modality without asking the registry: its own folder under
+    ``resources/presets`` when there is one (``image``, ``tabular``), else ``dna``."""
+    return modality if _preset_file(modality, "base.yaml").is_file() else "dna"
+
+
+def preset_layers(name: str | None, family: str = "dna") -> list[tuple[str, dict[str, Any]]]:
+    """The (origin, overrides) layers of preset ``name`` in a preset family.
+
+    ``dna``: ``presets/NAME.yaml``. Other families: ``presets/FAMILY/base.yaml`` (always, even
+    without a preset: the family's backbones and neighbour space), then
+    ``presets/FAMILY/NAME.yaml``.
+    """
+    if family == "dna":
+        return [(f"preset {name}", preset_dict(name))] if name else []
+    base = _preset_file(family, "base.yaml")
+    if not base.is_file():
+        raise ConfigError(f"no presets for the preset family '{family}'")
+    layers = [(f"presets/{family}/base.yaml", yaml.safe_load(base.read_text()) or {})]
+    if name:
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset '{name}' (choose from {', '.join(PRESETS)})")
+        layers.append((f"preset {family}/{name}",
+                       yaml.safe_load(_preset_file(family, f"{name}.yaml").read_text()) or {}))
+    return layers
 
 
 def resolve_config(preset: str | None = "default", config_file: str | Path | None = None,
-                   overrides: list[str] | None = None, **flags: Any) -> Config:
-    """Build and validate a :class:`Config` (see module docstring for the order)."""
+                   overrides: list[str] | None = None, *,
+                   default_modality: str | Callable[[], str] | None = None,
+                   preset_family: Callable[[str], str] | None = None, **flags: Any) -> Config:
+    """Build and validate a :class:`Config` (see module docstring for the order).
+
+    Args:
+        default_modality: the modality when neither the ``modality`` flag nor a config layer
+            names one (a callable is called only then, e.g. to detect it from the input);
+            None means ``Config().modality`` (dna).
+        preset_family: modality name -> preset family (default
+            :func:`builtin_preset_family`; ``fit`` asks the registry, so plugins can name one).
+        flags: explicit values (``seed``, ``device``, ``augment``, ``modality``); None = unset.
+    """
     cfg = Config()
     layers: list[tuple[str, dict[str, Any]]] = []
-    if preset:
-        layers.append((f"preset {preset}", preset_dict(preset)))
     if config_file:
         layers.append((str(config_file), load_yaml(config_file)))
     for text in overrides or []:
         layers.append((f"--set {text}", parse_override(text)))
-    for _, layer in layers:
+    modality = flags.get("modality")
+    if modality is None:
+        named = [layer["modality"] for _, layer in layers if "modality" in layer]
+        if named:
+            modality = named[-1]
+        elif default_modality is not None:
+            modality = default_modality() if callable(default_modality) else default_modality
+        else:
+            modality = cfg.modality
+    if not isinstance(modality, str):
+        raise ConfigError(f"config key 'modality': expected a string, got {modality!r}")
+    family = (preset_family or builtin_preset_family)(modality)
+    for _, layer in [*preset_layers(preset, family), *layers]:
         _merge(cfg, layer)
-    _merge(cfg, {k: v for k, v in flags.items() if v is not None})
+    _merge(cfg, {**{k: v for k, v in flags.items() if v is not None}, "modality": modality})
     _validate(cfg)
     return cfg
 

@@ -62,6 +62,11 @@ def _randn(shape: Sequence[int], generator: torch.Generator | None, like: Tensor
     return out.to(like.device)
 
 
+def _clip_limit(clip_x0: bool | float) -> float:
+    """The bound of an x0 clip: 1 for True, the number itself otherwise."""
+    return 1.0 if clip_x0 is True else float(clip_x0)
+
+
 class Diffusion(nn.Module):
     """Noise schedule, training loss and samplers (buffers only, no learnable parameters).
 
@@ -236,7 +241,7 @@ class Diffusion(nn.Module):
         *,
         eta: float = 0.0,
         noise: Tensor | None = None,
-        clip_x0: bool = True,
+        clip_x0: bool | float = True,
     ) -> Tensor:
         """One DDIM step (Song et al. 2021, eq. 12) from timestep ``t`` to ``t_prev`` (< t).
 
@@ -251,7 +256,8 @@ class Diffusion(nn.Module):
         x0, eps = self.split_prediction(model_output, x_t, t)
         abar = self._abar(t, x_t)
         if clip_x0:
-            x0 = x0.clamp(-1.0, 1.0)
+            lim = _clip_limit(clip_x0)
+            x0 = x0.clamp(-lim, lim)
             eps = (x_t - abar.sqrt() * x0) / (1 - abar).sqrt()
         abar_prev = self._abar(t_prev, x_t)
         sigma = eta * ((1 - abar_prev) / (1 - abar) * (1 - abar / abar_prev)).clamp(min=0).sqrt()
@@ -297,7 +303,7 @@ class Diffusion(nn.Module):
         x_init: Tensor | None = None,
         guidance_scale: float = 1.0,
         generator: torch.Generator | None = None,
-        clip_x0: bool = True,
+        clip_x0: bool | float = True,
     ) -> Tensor:
         """Generate ``(N, C, L)`` samples in ``[-1, 1]`` (when ``clip_x0``).
 
@@ -321,7 +327,8 @@ class Diffusion(nn.Module):
                 uncond)``, the two passes batched together; 1 is one plain conditional pass.
             generator: the source of every random draw (start noise, then per-step noise), so
                 the same generator state gives the same samples.
-            clip_x0: clip each x0 prediction to ``[-1, 1]``.
+            clip_x0: clip each x0 prediction to ``[-1, 1]`` (True), to ``[-c, c]`` for a number
+                ``c`` (unbounded data such as z-scores), or not at all (False).
 
         Model evaluations: ``len(timesteps)`` (twice the batch when guided).
         """
@@ -363,7 +370,7 @@ class Diffusion(nn.Module):
                 if sampler == "ddpm":
                     x0, _ = self.split_prediction(out, x, t)
                     if clip_x0:
-                        x0 = x0.clamp(-1.0, 1.0)
+                        x0 = x0.clamp(-_clip_limit(clip_x0), _clip_limit(clip_x0))
                     noise = _randn(shape, generator, x) if t > 0 else None
                     x = self._ddpm_step(x0, x, t, noise)
                 else:

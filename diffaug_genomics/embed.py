@@ -41,13 +41,18 @@ def embed_array(encoder: torch.nn.Module, x: torch.Tensor, batch_size: int = 512
 
 
 def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_size: int = 512,
-          device: str = "auto", force: bool = False, shard: Shard | None = None) -> EmbedSummary:
+          device: str = "auto", force: bool = False, shard: Shard | None = None,
+          label_column: str | None = None, obs_key: str | None = None,
+          backbone: str | None = None) -> EmbedSummary:
     """Embed every record of ``source`` (HDF5 or FASTA, ``-`` for stdin) with a finished run.
 
     Writes ``embeddings/1`` HDF5 at ``output``: ``/embeddings (N, D) float32``, ``/ids``,
     ``/labels`` when the input had them, attrs naming the run, config hash and checkpoint.
     With ``shard`` (of more than one), only the shard's rows, to its own file (see
     :mod:`diffaug_genomics.shards`); a shard file of the same run and input is left as it is.
+    Image and tabular runs: see :mod:`diffaug_genomics.embed_samples` (``label_column`` /
+    ``obs_key`` name the labels; an ``.h5ad`` input gives an ``.h5ad`` output). ``backbone``
+    (``package.module:factory``) registers the run's third-party modality first.
     """
     from diffaug_genomics.inputs import iter_chunks
     from diffaug_genomics.runs import load_run
@@ -57,7 +62,21 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
     sharded = shard is not None and shard.count > 1
     target = shard.path(output) if sharded else Path(output)
     t0 = time.perf_counter()
+    if backbone is not None:
+        from diffaug_genomics.models.registry import load_backbone
+
+        load_backbone(backbone)
     run = load_run(run_dir, resolve_device(device))
+    if run.modality.io is not None:  # images, tables
+        from diffaug_genomics.embed_samples import embed_samples
+        from diffaug_genomics.samples import ReadOptions
+
+        if sharded:
+            from diffaug_genomics.errors import InputError
+
+            raise InputError("--shard is supported for DNA inputs only", path=source)
+        return embed_samples(run, source, output, ReadOptions(label_column, obs_key),
+                             batch_size=batch_size, force=force, t0=t0)
     if sharded and not force and target.exists():
         done = _complete_shard(target, run.config_hash, source, shard)
         if done is not None:

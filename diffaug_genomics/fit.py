@@ -4,6 +4,7 @@ Run directory layout::
 
     config.yaml        resolved configuration + seed, versions, world size, input
     data.h5            the encoded input (only when fit was given FASTA)
+    preprocess.json    images and tables: the fitted preprocessing (scaling, size, features)
     checkpoints/       latest.pt (after every unit), warmup.pt, round{r}.pt
     cache/             kNN neighbours, the bank of generated positives
     metrics.csv        one row per logged step
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     import torch
 
     from diffaug_genomics.models.registry import Modality
+    from diffaug_genomics.samples import ReadOptions
     from diffaug_genomics.train.distributed import DistContext
 
 PREEMPTED_EXIT_CODE = 75
@@ -114,8 +116,15 @@ def _rank_logging(is_main: bool) -> Iterator[None]:
 def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         config_file: str | Path | None = None, overrides: list[str] | None = None,
         seed: int | None = None, device: str | None = None, augment: str | None = None,
-        resume: bool | str = False) -> FitResult:
+        resume: bool | str = False, modality: str | None = None, backbone: str | None = None,
+        label_column: str | None = None, obs_key: str | None = None) -> FitResult:
     """Train a DiffAug encoder (and generator) on ``source``; see the module docstring.
+
+    The modality is ``modality``, else the one a config layer names, else detected from the
+    input (:func:`diffaug_genomics.samples.detect_modality`). ``backbone``
+    (``package.module:factory``) registers a third-party modality first and selects it.
+    ``label_column`` / ``obs_key`` name a CSV column / ``.h5ad`` obs key of labels (never
+    features; fit does not use them).
 
     ``resume=True`` continues from ``checkpoints/latest.pt`` with the run's saved configuration;
     a run directory killed before its first checkpoint simply starts again, and a run directory
@@ -126,6 +135,7 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     import time
 
     from diffaug_genomics.models.registry import get_modality
+    from diffaug_genomics.samples import ReadOptions, choose_modality
     from diffaug_genomics.train.distributed import env_context, process_group, resolve_device
     from diffaug_genomics.train.loop import RunPaths
 
@@ -134,7 +144,9 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         raise InputError(f"resume must be False, True or 'auto' (got {resume!r})")
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)
-    cfg = resolve_config(preset, config_file, overrides, seed=seed, device=device, augment=augment)
+    modality, family, detect = choose_modality(source, modality, backbone)
+    cfg = resolve_config(preset, config_file, overrides, seed=seed, device=device, augment=augment,
+                         modality=modality, default_modality=detect, preset_family=family)
     if resume is True and not run_dir.is_dir():
         raise InputError("nothing to resume: no such run directory (use --resume auto to start "
                          "a new run when there is none)", path=run_dir)
@@ -154,9 +166,13 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     ctx = env_context()
     dev = resolve_device(cfg.device, ctx)
     modality = get_modality(cfg.modality)
+    from diffaug_genomics.models.registry import validate_config
+
+    validate_config(modality, cfg)
+    options = ReadOptions(label_column, obs_key)
     with process_group(ctx, dev), _rank_logging(ctx.is_main):
         try:
-            _train(source, run_dir, cfg, preset, modality, ctx, dev, bool(resume))
+            _train(source, run_dir, cfg, preset, modality, ctx, dev, bool(resume), options)
         except RuntimeError as exc:
             if not (ctx.distributed and _communication_error(exc)):
                 raise
@@ -183,12 +199,13 @@ def _communication_error(exc: BaseException) -> bool:
 
 
 def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality: Modality,
-           ctx: DistContext, dev: torch.device, resume: bool) -> None:
+           ctx: DistContext, dev: torch.device, resume: bool, options: ReadOptions) -> None:
     """Everything after the process group is up (on every rank): rank 0 makes the run
     directory and data, writes config.yaml; then the training loop."""
     import torch
 
     from diffaug_genomics.inputs import load_rows
+    from diffaug_genomics.samples import prepare_rows
     from diffaug_genomics.train.distributed import barrier
     from diffaug_genomics.train.loop import RunPaths, StopRequested, Trainer
 
@@ -202,12 +219,22 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
             raise InputError(f"cannot create run directory ({exc.strerror})", path=run_dir) from None
     handler = _attach_log(run_dir) if ctx.is_main else None
     try:
-        if ctx.is_main:
-            data_path = prepare_data(source, run_dir, cfg)
-        barrier()  # FASTA input: the others read the data.h5 rank 0 wrote
-        if not ctx.is_main:
-            data_path = prepare_data(source, run_dir, cfg)
-        rows, _, _, attrs = load_rows(data_path)
+        if modality.io is None:  # DNA
+            if ctx.is_main:
+                data_path = prepare_data(source, run_dir, cfg)
+            barrier()  # FASTA input: the others read the data.h5 rank 0 wrote
+            if not ctx.is_main:
+                data_path = prepare_data(source, run_dir, cfg)
+            rows, _, _, attrs = load_rows(data_path)
+            what = f"{len(rows)} sequences of {rows.shape[1]} bp"
+        else:  # images, tables, plugins: rank 0 fits and stores the preprocessing first
+            if ctx.is_main:
+                rows = prepare_rows(source, run_dir, cfg, modality, options)
+            barrier()
+            if not ctx.is_main:
+                rows = prepare_rows(source, run_dir, cfg, modality, options)
+            data_path, attrs = source, {}
+            what = f"{len(rows)} samples of shape {tuple(rows.shape[1:])}"
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)
         per_rank = min(cfg.optim.batch_size, len(rows) // ctx.world_size)
@@ -220,8 +247,8 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
             with atomic_output(paths.config, force=True) as tmp:
                 tmp.write_text(dump_yaml({**record, **cfg.to_dict()}))
         torch.manual_seed(cfg.seed)
-        LOG.info("fit: %d sequences of %d bp from %s, augment=%s, device=%s, run dir %s",
-                 len(rows), rows.shape[1], data_path, cfg.augment, dev, run_dir)
+        LOG.info("fit: %s from %s, modality=%s, augment=%s, device=%s, run dir %s", what,
+                 data_path, modality.name, cfg.augment, dev, run_dir)
         stop = {"requested": False}
 
         def request_stop(signum: int, frame: FrameType | None) -> None:

@@ -51,14 +51,19 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
              steps: int | None = None, strength: float | None = None,
              guidance_scale: float | None = None, seed: int = 0, batch_size: int = 256,
              device: str = "auto", force: bool = False,
-             shard: Shard | None = None) -> GenerateSummary:
+             shard: Shard | None = None, label_column: str | None = None,
+             obs_key: str | None = None, backbone: str | None = None) -> GenerateSummary:
     """Write ``per_sequence`` generated positives of every record of ``source`` to ``output``
     (FASTA; ``-`` for stdout). Sampler settings default to the run's ``bank`` configuration.
 
     With ``shard`` (of more than one): only the shard's rows, to its own file (see
     :mod:`diffaug_genomics.shards`), sampled with the seed :func:`shard_seed` ``(seed, i, N)``:
     reproducible for a given N, but not the draws of an unsharded run. A shard file that
-    exists is complete (written atomically) and is skipped unless ``force``."""
+    exists is complete (written atomically) and is skipped unless ``force``.
+
+    Image and tabular runs write a ``.npy`` or ``.h5`` array instead
+    (:mod:`diffaug_genomics.generate_samples`); ``backbone`` registers a third-party modality.
+    """
     from diffaug_genomics.inputs import iter_chunks
     from diffaug_genomics.runs import load_run
     from diffaug_genomics.shards import count_rows, shard_seed, slice_chunks
@@ -79,8 +84,23 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
         check_output(output, force)
     t0 = time.perf_counter()
     dev = resolve_device(device)
+    if backbone is not None:
+        from diffaug_genomics.models.registry import load_backbone
+
+        load_backbone(backbone)
     run = load_run(run_dir, dev, with_generator=True)
     cfg = run.config
+    if run.modality.io is not None:  # images, tables: an array file, not FASTA
+        from diffaug_genomics.generate_samples import generate_samples
+        from diffaug_genomics.samples import ReadOptions
+
+        b = cfg.bank
+        return generate_samples(
+            run, source, output, ReadOptions(label_column, obs_key), per_sequence=per_sequence,
+            steps=b.steps if steps is None else steps,
+            strength=b.strength if strength is None else strength,
+            guidance_scale=b.guidance_scale if guidance_scale is None else guidance_scale,
+            seed=seed, batch_size=batch_size, force=force)
     from diffaug_genomics.diffusion import Diffusion
 
     g, b = cfg.generator, cfg.bank

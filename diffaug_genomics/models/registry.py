@@ -3,10 +3,32 @@
 A :class:`Modality` bundles how stored rows become model tensors, the encoder and denoiser
 backbones, the space kNN-mixup searches in, and the hand-designed baseline augmentation. The
 training loop only talks to this interface, so images and tables plug into the same loop.
+
+Built-in modalities: ``dna`` (defined here), ``image`` and ``tabular``
+(:mod:`diffaug_genomics.modalities`, imported on first use). Third parties add theirs without
+editing the library, in one of two ways:
+
+- a Python entry point in the group :data:`ENTRY_POINT_GROUP` (``diffaug_genomics.backbones``)
+  whose name is the modality's name and whose object is a zero-argument factory returning a
+  :class:`Modality`; it is loaded the first time that name is asked for;
+- ``--backbone package.module:factory`` on the command line (:func:`load_backbone`): the user
+  names code to import, the library imports it and calls the factory.
+
+Configuration files only *name* a registered modality and its backbones; nothing in a config
+is ever imported or executed.
+
+Examples:
+    >>> import dataclasses
+    >>> from diffaug_genomics.models.registry import get_modality
+    >>> def factory():  # a tabular variant with its own encoder
+    ...     base = get_modality("tabular")
+    ...     return dataclasses.replace(base, name="my-tab", encoder_backbones=("linear",),
+    ...                                build_encoder=my_build_encoder)
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -15,10 +37,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffaug_genomics.errors import InputError
+from diffaug_genomics.errors import ConfigError, InputError
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
+    from diffaug_genomics.samples import SampleIO
+
+ENTRY_POINT_GROUP = "diffaug_genomics.backbones"
+"""Entry-point group of third-party modalities (each a zero-argument factory of a Modality)."""
 
 Augment = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
@@ -42,6 +68,24 @@ class Modality:
     """Model-layout tensor -> the diffusion's space (DNA: one-hot in [0, 1] -> [-1, 1])."""
     from_diffusion: Callable[[torch.Tensor], torch.Tensor]
     """Inverse of :attr:`to_diffusion`, applied to generated samples before the encoder."""
+    io: SampleIO | None = None
+    """How inputs are read and preprocessed into rows (None: DNA's FASTA / one-hot HDF5 path)."""
+    encoder_backbones: tuple[str, ...] = ("conv1d",)
+    """Values of ``encoder.backbone`` that :attr:`build_encoder` understands."""
+    denoiser_backbones: tuple[str, ...] = ("unet1d",)
+    """Values of ``generator.backbone`` that :attr:`build_denoiser` understands."""
+    knn_spaces: tuple[str, ...] = ("onehot-pca", "kmer")
+    """Values of ``knn.space`` that :attr:`knn_features` understands (``embedding`` is always
+    available: the loop computes it from the encoder)."""
+    presets: str = "dna"
+    """Preset family: ``dna`` reads ``resources/presets/NAME.yaml``; any other family ``F``
+    reads ``resources/presets/F/base.yaml`` then ``resources/presets/F/NAME.yaml``."""
+    clip_x0: bool | float = True
+    """Clip the sampler's x0 predictions to [-1, 1] (True), to [-c, c] for a number c (for
+    unbounded data such as z-scores), or not at all (False: unstable when sampling from pure
+    noise)."""
+    check_config: Callable[[Config], None] | None = None
+    """Extra validation of a configuration; raises :class:`ConfigError` naming the key."""
 
 
 def build_head(cfg: Config, embed_dim: int) -> nn.Module:
@@ -101,16 +145,101 @@ DNA = Modality(
 )
 
 _REGISTRY: dict[str, Modality] = {"dna": DNA}
+_BUILTIN_LAZY: dict[str, str] = {"image": "diffaug_genomics.modalities.image:IMAGE",
+                                 "tabular": "diffaug_genomics.modalities.tabular:TABULAR"}
 
 
 def register(modality: Modality) -> None:
     """Add (or replace) a modality in the registry."""
+    if not isinstance(modality, Modality):
+        raise TypeError(f"expected a Modality, got {type(modality).__name__}")
     _REGISTRY[modality.name] = modality
 
 
-def get_modality(name: str) -> Modality:
-    """Look a modality up by name; an unknown name is an :class:`InputError`."""
+def _entry_points() -> dict[str, Any]:
+    from importlib.metadata import entry_points
+
+    return {ep.name: ep for ep in entry_points(group=ENTRY_POINT_GROUP)}
+
+
+def available_modalities() -> list[str]:
+    """Names of every modality that :func:`get_modality` can return (plugins not yet loaded)."""
+    return sorted(set(_REGISTRY) | set(_BUILTIN_LAZY) | set(_entry_points()))
+
+
+def _from_factory(factory: Callable[[], Any], what: str) -> Modality:
     try:
+        modality = factory()
+    except Exception as exc:  # third-party code: report, do not crash with a traceback
+        raise InputError(f"{what}: the factory failed ({exc.__class__.__name__}: {exc})") from None
+    if not isinstance(modality, Modality):
+        raise InputError(f"{what}: the factory returned {type(modality).__name__}, not a "
+                         "diffaug_genomics Modality")
+    return modality
+
+
+def get_modality(name: str) -> Modality:
+    """Look a modality up by name: built-ins, registered ones, then entry points.
+
+    An unknown name is an :class:`InputError` listing the known ones.
+    """
+    if name in _REGISTRY:
         return _REGISTRY[name]
-    except KeyError:
-        raise InputError(f"unknown modality '{name}' (known: {', '.join(sorted(_REGISTRY))})") from None
+    if name in _BUILTIN_LAZY:
+        module, attr = _BUILTIN_LAZY[name].split(":")
+        register(getattr(importlib.import_module(module), attr))
+        return _REGISTRY[name]
+    ep = _entry_points().get(name)
+    if ep is None:
+        raise InputError(f"unknown modality '{name}' (known: {', '.join(available_modalities())};"
+                         f" plugins register under the entry-point group '{ENTRY_POINT_GROUP}' "
+                         "or load with --backbone package.module:factory)")
+    try:
+        factory = ep.load()
+    except Exception as exc:
+        raise InputError(f"entry point '{name}' ({ep.value}): cannot load "
+                         f"({exc.__class__.__name__}: {exc})") from None
+    modality = _from_factory(factory, f"entry point '{name}' ({ep.value})")
+    if modality.name != name:
+        raise InputError(f"entry point '{name}' ({ep.value}) returned a modality named "
+                         f"'{modality.name}'; the names must match")
+    register(modality)
+    return modality
+
+
+def load_backbone(spec: str) -> Modality:
+    """Import ``package.module:factory``, call the factory and register the modality it returns.
+
+    This runs the user's code on the user's request (a command-line option); configuration
+    files can only name modalities that are already registered.
+    """
+    module_name, sep, attr = spec.partition(":")
+    if not sep or not module_name or not attr:
+        raise InputError(f"--backbone '{spec}': expected package.module:factory")
+    try:
+        module = importlib.import_module(module_name)
+    except Exception as exc:
+        raise InputError(f"--backbone '{spec}': cannot import {module_name} "
+                         f"({exc.__class__.__name__}: {exc})") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InputError(f"--backbone '{spec}': {module_name} has no callable '{attr}'")
+    modality = _from_factory(factory, f"--backbone '{spec}'")
+    register(modality)
+    return modality
+
+
+def validate_config(modality: Modality, cfg: Config) -> None:
+    """Check that the configuration names backbones and a neighbour space the modality has.
+
+    Raises :class:`ConfigError` naming the key and the values the modality offers.
+    """
+    checks = (("encoder.backbone", cfg.encoder.backbone, modality.encoder_backbones),
+              ("generator.backbone", cfg.generator.backbone, modality.denoiser_backbones),
+              ("knn.space", cfg.knn.space, (*modality.knn_spaces, "embedding")))
+    for key, value, allowed in checks:
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}': {value!r} is not available for modality "
+                              f"'{modality.name}' (choose from {', '.join(allowed)})")
+    if modality.check_config is not None:
+        modality.check_config(cfg)

@@ -500,7 +500,7 @@ class Trainer:
                     self.ema, self.cond[start:start + len(idx)], tuple(x.shape), steps=b.steps,
                     sampler=b.sampler, eta=b.eta, strength=b.strength,
                     x_init=self.modality.to_diffusion(x), guidance_scale=b.guidance_scale,
-                    generator=gen)
+                    generator=gen, clip_x0=self.modality.clip_x0)
                 out[start - lo:start - lo + len(idx)] = self.modality.from_diffusion(sample).cpu().half()
                 bar.advance(len(idx))
         out = dist.all_gather_rows(out, self.ctx, self.n)
