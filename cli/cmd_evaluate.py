@@ -5,9 +5,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from diffaug_genomics.samples import ReadOptions
 
 
 def evaluate(
@@ -97,7 +100,7 @@ def evaluate(
 
 
 def _load(path: Path, mapping: dict[str, str] | None, labels_path: Path | None,  # noqa: ANN202
-          options):  # noqa: ANN001
+          options: ReadOptions):
     """Embeddings (or raw features), labels aligned by id, and JSON-safe attributes of one file."""
     from diffaug_genomics.errors import InputError
     from diffaug_genomics.evaluate_inputs import read_for_evaluation
