@@ -66,6 +66,7 @@ QUALITY_BUDGET ?= --dhs-train 2000 --dhs-eval 1500 --set schedule.warmup_epochs=
 QUALITY_SEEDS_DHS ?=
 bench-quality: $(STAMP)
 	$(BIN)/python benchmarks/bench_quality.py --seeds 0 1 2 $(QUALITY_SEEDS_DHS) $(QUALITY_BUDGET)
+	$(BIN)/python benchmarks/bench_quality_other.py
 
 # digits and pbmc68k_reduced: random / knn-mixup / handcrafted / DiffAug / raw PCA-50, 3 seeds
 bench-quality-other: $(STAMP)
