@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from diffaug_genomics.models.denoisers import sinusoidal_embedding
+from diffaug_genomics.models.denoisers import select_condition, sinusoidal_embedding
 
 
 class Conditioning(nn.Module):
@@ -38,14 +38,6 @@ class Conditioning(nn.Module):
         if t.ndim == 0:
             t = t.expand(n)
         t_emb = self.time_mlp(sinusoidal_embedding(t, self.time_dim).to(dtype))
-        null = self.null_cond.expand(n, -1)
-        if cond is None:
-            c = null
-        else:
-            if cond.shape != (n, self.cond_dim):
-                raise ValueError(f"cond must be ({n}, {self.cond_dim}), got {tuple(cond.shape)}")
-            c = self.cond_norm(cond.to(null.dtype))
-            if drop_cond is not None:
-                c = torch.where(drop_cond.to(device=c.device, dtype=torch.bool)[:, None], null, c)
+        c = select_condition(self.null_cond, self.cond_norm, cond, drop_cond, n)
         c_emb = self.cond_mlp(c)
         return self.joint_mlp(torch.cat([t_emb, c_emb], dim=1)), c_emb

@@ -75,6 +75,22 @@ class _ResBlock(nn.Module):
         return h + self.skip(x)
 
 
+def select_condition(null_cond: Tensor, cond_norm: nn.Module, cond: Tensor | None,
+                     drop_cond: Tensor | None, n: int) -> Tensor:
+    """The normalised condition ``(n, cond_dim)``, with the learned null vector ``null_cond``
+    where ``drop_cond`` is True, or everywhere when ``cond`` is None (classifier-free guidance).
+    Shared by every denoiser."""
+    null = null_cond.expand(n, -1)
+    if cond is None:
+        return null
+    if cond.shape != (n, null_cond.shape[0]):
+        raise ValueError(f"cond must be ({n}, {null_cond.shape[0]}), got {tuple(cond.shape)}")
+    c = cond_norm(cond.to(null.dtype))
+    if drop_cond is not None:
+        c = torch.where(drop_cond.to(device=c.device, dtype=torch.bool)[:, None], null, c)
+    return c
+
+
 class UNet1D(nn.Module):
     """Conditional 1D U-Net: ``(x_t (N, C, L), t (N,), cond (N, cond_dim))`` -> ``(N, C, L)``.
 
@@ -160,16 +176,7 @@ class UNet1D(nn.Module):
 
     def embed_condition(self, cond: Tensor | None, drop_cond: Tensor | None, n: int) -> Tensor:
         """Condition embedding ``(n, time_dim)``: the null vector where dropped or absent."""
-        null = self.null_cond.expand(n, -1)
-        if cond is None:
-            c = null
-        else:
-            if cond.shape != (n, self.cond_dim):
-                raise ValueError(f"cond must be ({n}, {self.cond_dim}), got {tuple(cond.shape)}")
-            c = self.cond_norm(cond.to(null.dtype))
-            if drop_cond is not None:
-                c = torch.where(drop_cond.to(device=c.device, dtype=torch.bool)[:, None], null, c)
-        return self.cond_mlp(c)
+        return self.cond_mlp(select_condition(self.null_cond, self.cond_norm, cond, drop_cond, n))
 
     def forward(
         self,
