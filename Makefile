@@ -65,6 +65,7 @@ QUALITY_BUDGET ?= --dhs-train 2000 --dhs-eval 1500 --set schedule.warmup_epochs=
 	--set bank.steps=10
 QUALITY_SEEDS_DHS ?=
 bench-quality: $(STAMP)
+	$(BIN)/python -m pip install -q evoaug==1.0.6 || echo "evoaug did not install: its baseline is skipped"
 	$(BIN)/python benchmarks/bench_quality.py --seeds 0 1 2 $(QUALITY_SEEDS_DHS) $(QUALITY_BUDGET)
 	$(BIN)/python benchmarks/bench_quality_other.py
 

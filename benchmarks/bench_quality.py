@@ -3,7 +3,8 @@
 For DHS (4 cell types, 200 bp; train on a class-stratified subsample of the training split,
 score on a subsample of the chr1 test split) and UCI splice junctions (60 bp, 70/30 split), it
 trains the random-initialised encoder, ``--augment knn-mixup``, ``--augment handcrafted`` and
-DiffAug with the ``default`` preset (same encoder, data and budget), adds the classical k-mer
+DiffAug with the ``default`` preset (same encoder, data and budget), EvoAug 1.0.6's own
+augmentations when that package is installed (``evoaug_baseline.py``), adds the classical k-mer
 spectrum (k = 3..6) and GC-content references, and writes:
 
 - ``benchmarks/results/quality.md``: dataset x method, mean +/- sd over seeds of linear-probe and
@@ -28,10 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from evoaug_baseline import available as evoaug_available  # noqa: E402
 from harness import Split, classical, prepare, run_method  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("random", "knn-mixup", "handcrafted", "diffaug")
+# EvoAug's own augmentations run as a second hand-designed baseline when the package installs.
+METHODS = ("random", "knn-mixup", "handcrafted", "diffaug") + (("evoaug",) if evoaug_available()
+                                                               else ())
 
 
 def positive_stats(split: Split, run_dir: Path, n: int = 300, seed: int = 0) -> dict[str, float]:

@@ -31,7 +31,11 @@ METHODS = {
     "knn-mixup": [],
     "handcrafted": [],
     "diffaug": [],
+    "evoaug": [],  # EvoAug 1.0.6's own augmentations (evoaug_baseline.py), when installed
 }
+# Methods whose fit is another method's with a different --augment / --backbone.
+AUGMENT = {"random": "knn-mixup", "evoaug": "handcrafted"}
+BACKBONE = {"evoaug": "evoaug_baseline:dna_evoaug"}
 
 
 @dataclass
@@ -109,9 +113,9 @@ def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str 
     result_file = run_dir / "result.json"
     if result_file.exists():
         return json.loads(result_file.read_text())
-    augment = "knn-mixup" if method == "random" else method
     t = time.perf_counter()
-    fit(split.train, run_dir, preset=preset, seed=seed, augment=augment,  # resumes if interrupted
+    fit(split.train, run_dir, preset=preset, seed=seed,  # resumes if interrupted
+        augment=AUGMENT.get(method, method), backbone=BACKBONE.get(method),
         overrides=METHODS[method] + list(overrides or []), resume="auto")
     seconds = time.perf_counter() - t
     embs = {}
