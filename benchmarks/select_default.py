@@ -33,6 +33,9 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
     "diffaug-default": ("diffaug", []),
     "diffaug-infonce": ("diffaug", ["loss.name=infonce"]),
     "diffaug-s0.3": ("diffaug", ["bank.strength=0.3"]),
+    "diffaug-s0.7": ("diffaug", ["bank.strength=0.7"]),
+    "diffaug-g1": ("diffaug", ["bank.guidance_scale=1.0"]),
+    "diffaug-discrete": ("diffaug", ["bank.discrete=true"]),
     "diffaug-frac1": ("diffaug", ["bank.fraction=1.0"]),
 }
 
@@ -46,8 +49,9 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--set", dest="common", action="append", default=[],
                         help="override applied to every candidate (budget)")
+    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     split = prepare("dhs", args.workdir, args.n_train, args.n_eval, evaluate_on="validation")
     RESULTS.mkdir(exist_ok=True)
     for name, (method, overrides) in CANDIDATES.items():

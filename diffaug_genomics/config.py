@@ -160,6 +160,9 @@ class BankConfig:
     guidance_scale: float = 2.0
     eta: float = 0.0
     batch_size: int = 500
+    # Snap each generated positive to the data's discrete values before the encoder sees it
+    # (DNA: the argmax one-hot, a real sequence); false keeps the continuous sample.
+    discrete: bool = False
 
 
 @dataclass
@@ -210,19 +213,27 @@ class Config:
     def hash(self) -> str:
         """Short sha256 of the canonical JSON form: identifies a configuration.
 
-        Sections added after 0.1.0 (:data:`LATER_SECTIONS`) enter only when they differ from
-        their defaults, so a run started with 0.1.0 keeps its hash and can still be resumed.
+        Sections and keys added after 0.1.0 (:data:`LATER_SECTIONS`, :data:`LATER_KEYS`) enter
+        only when they differ from their defaults, so a run started with 0.1.0 keeps its hash
+        and can still be resumed.
         """
         data = self.to_dict()
+        defaults = Config().to_dict()
         for name in LATER_SECTIONS:
-            if data[name] == dataclasses.asdict(getattr(Config(), name)):
+            if data[name] == defaults[name]:
                 del data[name]
+        for key in LATER_KEYS:
+            section, name = key.split(".")
+            if data[section][name] == defaults[section][name]:
+                del data[section][name]
         blob = json.dumps(data, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
 LATER_SECTIONS = ("image", "tabular")
 """Config sections that did not exist in 0.1.0 (see :meth:`Config.hash`)."""
+LATER_KEYS = ("bank.discrete",)
+"""Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
 RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input")

@@ -151,15 +151,27 @@ def test_preset_families():
 
 
 def test_new_config_sections_keep_old_hashes():
-    """image / tabular sections enter the hash only when changed, so 0.1.0 DNA runs resume."""
+    """image / tabular sections and bank.discrete enter the hash only when changed, so 0.1.0
+    DNA runs resume."""
     from diffaug_genomics.config import Config
 
     base = resolve_config("tiny")
     data = base.to_dict()
     del data["image"], data["tabular"]
+    del data["bank"]["discrete"]  # a key added to a 0.1.0 section, at its default
     import hashlib
     import json
 
     assert base.hash() == hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
     assert resolve_config("tiny", overrides=["image.flip_prob=0"]).hash() != base.hash()
     assert Config().hash() == resolve_config(None).hash()
+    assert resolve_config("tiny", overrides=["bank.discrete=true"]).hash() != base.hash()
+
+
+def test_discrete_bank_needs_discrete_data():
+    from diffaug_genomics.errors import ConfigError
+
+    validate_config(get_modality("dna"), resolve_config("tiny", overrides=["bank.discrete=true"]))
+    cfg = resolve_config("tiny", modality="tabular", overrides=["bank.discrete=true"])
+    with pytest.raises(ConfigError, match="'bank.discrete'"):
+        validate_config(get_modality("tabular"), cfg)

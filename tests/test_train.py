@@ -86,6 +86,24 @@ def test_bank_is_filled_non_trivial_and_refreshed_each_round(reference, example_
     assert float(rows[1]["loss"]) > 0.05  # fraction of bank values changed from round 1
 
 
+def test_discrete_bank_holds_real_sequences_near_the_continuous_one(micro_cfg, reference,
+                                                                    example_rows, tmp_path):
+    """``bank.discrete``: the same samples as the continuous bank, snapped to one-hot DNA."""
+    import dataclasses
+
+    cfg = dataclasses.replace(micro_cfg, bank=dataclasses.replace(micro_cfg.bank, discrete=True))
+    assert cfg.hash() != micro_cfg.hash()
+    trainer = make_trainer(cfg, example_rows, tmp_path / "run")
+    trainer.run()
+    bank = trainer.bank.float()
+    assert set(bank.unique().tolist()) == {0.0, 1.0} and bool((bank.sum(1) == 1).all())
+    continuous = reference[0].bank.float()
+    # Up to the last round's encoder epochs (which now saw other positives), the same draws:
+    # most positions keep the continuous sample's argmax base.
+    agree = (bank.argmax(1) == continuous.argmax(1)).float().mean().item()
+    assert agree > 0.8, agree
+
+
 @pytest.mark.parametrize("stop_at", [2, 7, 13, 19])
 def test_stop_and_resume_is_bit_for_bit(micro_cfg, example_rows, reference, tmp_path, stop_at):
     """Stopping mid-unit (a checkpoint is written) at steps in warm-up, generator and encoder

@@ -86,6 +86,9 @@ class Modality:
     noise)."""
     check_config: Callable[[Config], None] | None = None
     """Extra validation of a configuration; raises :class:`ConfigError` naming the key."""
+    to_discrete: Callable[[torch.Tensor], torch.Tensor] | None = None
+    """Snap generated model-layout samples to the data's discrete values (``bank.discrete``;
+    DNA: argmax one-hot). None: the data is continuous and ``bank.discrete`` is an error."""
 
 
 def build_head(cfg: Config, embed_dim: int) -> nn.Module:
@@ -133,6 +136,11 @@ def _dna_knn_features(rows: Any, cfg: Config, seed: int) -> np.ndarray:
                               pca_dim=cfg.knn.pca_dim, seed=seed)
 
 
+def _dna_to_discrete(x: torch.Tensor) -> torch.Tensor:
+    """``(n, 4, L)`` continuous -> one-hot of the argmax base at each position, same dtype."""
+    return torch.nn.functional.one_hot(x.argmax(dim=1), 4).permute(0, 2, 1).to(x.dtype)
+
+
 DNA = Modality(
     name="dna",
     to_model=_dna_to_model,
@@ -142,6 +150,7 @@ DNA = Modality(
     knn_features=_dna_knn_features,
     to_diffusion=lambda x: x * 2.0 - 1.0,
     from_diffusion=lambda x: (x.clamp(-1.0, 1.0) + 1.0) / 2.0,
+    to_discrete=_dna_to_discrete,
 )
 
 _REGISTRY: dict[str, Modality] = {"dna": DNA}
@@ -241,5 +250,8 @@ def validate_config(modality: Modality, cfg: Config) -> None:
         if value not in allowed:
             raise ConfigError(f"config key '{key}': {value!r} is not available for modality "
                               f"'{modality.name}' (choose from {', '.join(allowed)})")
+    if cfg.bank.discrete and modality.to_discrete is None:
+        raise ConfigError(f"config key 'bank.discrete': modality '{modality.name}' has continuous "
+                          "data; set it to false")
     if modality.check_config is not None:
         modality.check_config(cfg)

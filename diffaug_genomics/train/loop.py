@@ -501,7 +501,10 @@ class Trainer:
                     sampler=b.sampler, eta=b.eta, strength=b.strength,
                     x_init=self.modality.to_diffusion(x), guidance_scale=b.guidance_scale,
                     generator=gen, clip_x0=self.modality.clip_x0)
-                out[start - lo:start - lo + len(idx)] = self.modality.from_diffusion(sample).cpu().half()
+                sample = self.modality.from_diffusion(sample)
+                if b.discrete:
+                    sample = self.modality.to_discrete(sample)
+                out[start - lo:start - lo + len(idx)] = sample.cpu().half()
                 bar.advance(len(idx))
         out = dist.all_gather_rows(out, self.ctx, self.n)
         previous = self.bank
