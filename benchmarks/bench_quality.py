@@ -213,12 +213,14 @@ def main() -> None:
              if (ds, "diffaug") in run_dirs}
     pngs = plots(table, run_dirs, splits)
     minutes = (time.perf_counter() - t0) / 60
+    fit_minutes = sum(r["fit_seconds"] for r in rows) / 60
     cmd = "python benchmarks/bench_quality.py " + shlex.join(sys.argv[1:])
     lines = [
         "# Quality benchmark", "",
         f"Command: `{cmd.strip()}` (`make bench-quality`); {minutes:.0f} min on "
         f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}, "
-        f"Python {platform.python_version()}.", "",
+        f"Python {platform.python_version()}. Runs finished by an earlier invocation are "
+        f"reused from `{args.workdir}`; the fit times below add up to {fit_minutes:.0f} min.", "",
         "Methods are trained without labels on the training sequences; linear probe (logistic "
         "regression on standardised embeddings) and kNN (k = 10, cosine) are fitted on the "
         "training embeddings and scored on the evaluation set. Mean +/- sd over seeds "

@@ -34,6 +34,7 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
     "diffaug-infonce": ("diffaug", ["loss.name=infonce"]),
     "diffaug-s0.3": ("diffaug", ["bank.strength=0.3"]),
     "diffaug-s0.7": ("diffaug", ["bank.strength=0.7"]),
+    "diffaug-s1.0": ("diffaug", ["bank.strength=1.0"]),
     "diffaug-g1": ("diffaug", ["bank.guidance_scale=1.0"]),
     "diffaug-discrete": ("diffaug", ["bank.discrete=true"]),
     "diffaug-frac1": ("diffaug", ["bank.fraction=1.0"]),
