@@ -129,6 +129,16 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str], dict]:
     return table
 
 
+def save(fig, name: str) -> str:
+    """Write a matplotlib figure to ``RESULTS/name`` and close it; returns ``name``."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(RESULTS / name, dpi=110)
+    plt.close(fig)
+    return name
+
+
 def plots(table: dict, run_dirs: dict, splits: dict[str, Split]) -> list[str]:
     """Write the PNGs; returns their file names."""
     import matplotlib
@@ -151,16 +161,13 @@ def plots(table: dict, run_dirs: dict, splits: dict[str, Split]) -> list[str]:
         ax.set_ylabel("linear-probe accuracy")
         ax.set_title(ds)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "quality_accuracy.png", dpi=110)
-    names.append("quality_accuracy.png")
-    plt.close(fig)
+    names.append(save(fig, "quality_accuracy.png"))
 
     import csv
 
     fig, axes = plt.subplots(1, len(datasets), figsize=(6 * len(datasets), 4), squeeze=False)
     for ax, ds in zip(axes[0], datasets, strict=True):
-        for method in ("knn-mixup", "handcrafted", "diffaug"):
+        for method in METHODS[1:]:  # every trained method (not the random encoder)
             run = run_dirs.get((ds, method))
             if run is None or not (run / "metrics.csv").exists():
                 continue
@@ -171,10 +178,7 @@ def plots(table: dict, run_dirs: dict, splits: dict[str, Split]) -> list[str]:
         ax.set_ylabel("contrastive loss")
         ax.set_title(f"{ds}: encoder learning curves (seed 0)")
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(RESULTS / "quality_learning_curves.png", dpi=110)
-    names.append("quality_learning_curves.png")
-    plt.close(fig)
+    names.append(save(fig, "quality_learning_curves.png"))
 
     from sklearn.decomposition import PCA
 
@@ -190,10 +194,7 @@ def plots(table: dict, run_dirs: dict, splits: dict[str, Split]) -> list[str]:
             ax.scatter(xy[m, 0], xy[m, 1], s=3, alpha=0.5, label=cls)
         ax.set_title(f"{ds}: DiffAug embeddings of the evaluation set (PCA)")
         ax.legend(markerscale=4)
-    fig.tight_layout()
-    fig.savefig(RESULTS / "quality_embedding_map.png", dpi=110)
-    names.append("quality_embedding_map.png")
-    plt.close(fig)
+    names.append(save(fig, "quality_embedding_map.png"))
     return names
 
 

@@ -22,10 +22,14 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+if TYPE_CHECKING:
+    from diffaug_genomics.config import GeneratorConfig
 
 __all__ = ["Diffusion", "cosine_alphas_cumprod"]
 
@@ -122,6 +126,13 @@ class Diffusion(nn.Module):
         for name, value in consts.items():
             # Non-persistent: a checkpoint holds the constructor arguments, not the constants.
             self.register_buffer(name, value.float(), persistent=False)
+
+    @classmethod
+    def from_config(cls, generator_cfg: GeneratorConfig) -> Diffusion:
+        """The schedule a run's ``generator`` config section names."""
+        g = generator_cfg
+        return cls(num_train_timesteps=g.num_train_timesteps, beta_schedule=g.beta_schedule,
+                   prediction_type=g.prediction_type)
 
     def extra_repr(self) -> str:
         return (f"num_train_timesteps={self.num_train_timesteps}, "

@@ -103,9 +103,8 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
             seed=seed, batch_size=batch_size, force=force)
     from diffaug_genomics.diffusion import Diffusion
 
-    g, b = cfg.generator, cfg.bank
-    diffusion = Diffusion(num_train_timesteps=g.num_train_timesteps, beta_schedule=g.beta_schedule,
-                          prediction_type=g.prediction_type).to(dev)
+    b = cfg.bank
+    diffusion = Diffusion.from_config(cfg.generator).to(dev)
     steps = b.steps if steps is None else steps
     strength = b.strength if strength is None else strength
     guidance = b.guidance_scale if guidance_scale is None else guidance_scale
@@ -137,14 +136,9 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
                 stop = min(start + max(1, batch_size // per_sequence), len(chunk.ids))
                 rows = chunk.onehot[start:stop]
                 x = run.modality.to_model(rows).to(dev)
-                with torch.no_grad():
-                    z = run.encoder(x)
-                xk = x.repeat_interleave(per_sequence, dim=0)
-                zk = z.repeat_interleave(per_sequence, dim=0)
-                sample = diffusion.sample(run.denoiser, zk, tuple(xk.shape), steps=steps,
-                                          sampler=b.sampler, eta=b.eta, strength=strength,
-                                          x_init=run.modality.to_diffusion(xk),
-                                          guidance_scale=guidance, generator=gen)
+                _, sample = run.sample_positives(diffusion, x, per_sequence, steps=steps,
+                                                 strength=strength, guidance_scale=guidance,
+                                                 generator=gen)
                 gen_onehot = sample.permute(0, 2, 1).cpu().numpy()  # (n*K, L, 4) scores
                 seqs = decode(gen_onehot)
                 for i in range(stop - start):

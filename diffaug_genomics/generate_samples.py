@@ -65,9 +65,7 @@ def generate_samples(run: FinishedRun, source: str | Path, output: str | Path,
     samples = read_samples(modality, source, options)
     rows = modality.io.transform(samples, record["state"], str(source))
     dev = next(run.encoder.parameters()).device
-    g, b = cfg.generator, cfg.bank
-    diffusion = Diffusion(num_train_timesteps=g.num_train_timesteps, beta_schedule=g.beta_schedule,
-                          prediction_type=g.prediction_type).to(dev)
+    diffusion = Diffusion.from_config(cfg.generator).to(dev)
     gen = torch.Generator().manual_seed(seed)
     out: list[np.ndarray] = []
     sq_sum, count = 0.0, 0
@@ -75,15 +73,9 @@ def generate_samples(run: FinishedRun, source: str | Path, output: str | Path,
     with progress("generate", total=len(rows), unit="sample") as bar:
         for start in range(0, len(rows), step):
             x = modality.to_model(rows[start:start + step]).to(dev)
-            with torch.no_grad():
-                z = run.encoder(x)
-            xk = x.repeat_interleave(per_sequence, dim=0)
-            zk = z.repeat_interleave(per_sequence, dim=0)
-            sample = diffusion.sample(run.denoiser, zk, tuple(xk.shape), steps=steps,
-                                      sampler=b.sampler, eta=b.eta, strength=strength,
-                                      x_init=modality.to_diffusion(xk),
-                                      guidance_scale=guidance_scale, generator=gen,
-                                      clip_x0=modality.clip_x0)
+            xk, sample = run.sample_positives(diffusion, x, per_sequence, steps=steps,
+                                              strength=strength, guidance_scale=guidance_scale,
+                                              generator=gen)
             sample = modality.from_diffusion(sample)
             sq_sum += float(((sample - xk) ** 2).mean(dim=tuple(range(1, xk.dim()))).sqrt().sum())
             count += len(xk)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -13,6 +13,9 @@ from diffaug_genomics.config import Config, config_from_dict
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.models.registry import Modality, get_modality
 from diffaug_genomics.train import checkpoint as ckpt
+
+if TYPE_CHECKING:
+    from diffaug_genomics.diffusion import Diffusion
 
 
 @dataclass
@@ -26,6 +29,24 @@ class FinishedRun:
     encoder: nn.Module
     config_hash: str
     denoiser: nn.Module | None = None
+
+    def sample_positives(self, diffusion: Diffusion, x: torch.Tensor, per_sequence: int, *,
+                         steps: int, strength: float, guidance_scale: float,
+                         generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """``per_sequence`` generated positives of each sample of a model-layout batch ``x``
+        ``(n, ...)``, conditioned on its embedding: ``(x repeated (n*K, ...), samples (n*K, ...)
+        in the diffusion's space)``; samples of one source are consecutive."""
+        b = self.config.bank
+        with torch.no_grad():
+            z = self.encoder(x)
+        xk = x.repeat_interleave(per_sequence, dim=0)
+        zk = z.repeat_interleave(per_sequence, dim=0)
+        sample = diffusion.sample(self.denoiser, zk, tuple(xk.shape), steps=steps,
+                                  sampler=b.sampler, eta=b.eta, strength=strength,
+                                  x_init=self.modality.to_diffusion(xk),
+                                  guidance_scale=guidance_scale, generator=generator,
+                                  clip_x0=self.modality.clip_x0)
+        return xk, sample
 
 
 def load_run(run_dir: str | Path, device: torch.device, with_generator: bool = False) -> FinishedRun:

@@ -160,14 +160,11 @@ class Trainer:
         if cfg.augment == "diffaug":
             from diffaug_genomics.diffusion import Diffusion
 
-            g = cfg.generator
-            self.diffusion = Diffusion(num_train_timesteps=g.num_train_timesteps,
-                                       beta_schedule=g.beta_schedule,
-                                       prediction_type=g.prediction_type).to(device)
+            self.diffusion = Diffusion.from_config(cfg.generator).to(device)
             self.denoiser = modality.build_denoiser(cfg, self.sample_shape,
                                                     cfg.encoder.embed_dim).to(device)
             self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
-            self.gen_opt = torch.optim.AdamW(self.denoiser.parameters(), lr=g.lr, weight_decay=0.0)
+            self.gen_opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.generator.lr, weight_decay=0.0)
         self.handcrafted = modality.build_handcrafted(cfg) if cfg.augment == "handcrafted" else None
         if ctx.distributed:
             self._broadcast_weights()
