@@ -216,6 +216,13 @@ def test_sigterm_on_one_rank_checkpoints_and_resume_matches(data, srun_style_run
 
 
 def test_a_killed_rank_ends_the_job_with_an_error_not_a_hang(data, tmp_path):
+    """SIGKILL to rank 1 mid-training: rank 0 fails within seconds, never hangs or exits 0.
+
+    Normally rank 0's collective raises and it exits 1 with our one-line message. Gloo has a
+    known race (pytorch/gloo, horovod#2907): when the dead peer's socket is reset while gloo's
+    own I/O thread is reading, that thread throws and the process aborts (SIGABRT) before
+    Python sees anything. That outcome cannot be caught from Python; it still ends the job
+    at once, which is the property this test guards."""
     run_dir = tmp_path / "run"
     procs = start_srun_style(data, run_dir)
     deadline = time.monotonic() + 120
@@ -225,9 +232,12 @@ def test_a_killed_rank_ends_the_job_with_an_error_not_a_hang(data, tmp_path):
     t0 = time.monotonic()
     rc, err = finish(procs[:1], timeout=60)[0]
     procs[1].wait()
-    assert rc == 1 and time.monotonic() - t0 < 30
-    last = err.strip().splitlines()[-1]
-    assert "rank 0 of 2: lost contact with the other ranks" in last and "Traceback" not in err
+    assert time.monotonic() - t0 < 30
+    assert rc in (1, -signal.SIGABRT), (rc, err[-2000:])
+    if rc == 1:
+        last = err.strip().splitlines()[-1]
+        assert "rank 0 of 2: lost contact with the other ranks" in last and "Traceback" not in err
+    assert not (run_dir / "encoder.pt").exists()  # a failed job leaves no finished-looking run
 
 
 def test_resume_auto_starts_or_continues_and_plain_resume_needs_a_checkpoint(data, tmp_path):
