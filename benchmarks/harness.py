@@ -7,6 +7,7 @@ labels and scored on the evaluation set (a fixed split: by chromosome for DHS, 7
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -14,6 +15,14 @@ from pathlib import Path
 
 import numpy as np
 
+from diffaug_genomics.config import (
+    BankConfig,
+    Config,
+    GeneratorConfig,
+    config_from_dict,
+    load_yaml,
+    resolve_config,
+)
 from diffaug_genomics.datasets import fetch
 from diffaug_genomics.embed import embed
 from diffaug_genomics.encode import encode_fasta
@@ -21,6 +30,7 @@ from diffaug_genomics.evaluate import baseline_features, evaluate_embeddings
 from diffaug_genomics.fit import fit
 from diffaug_genomics.inputs import load_rows
 from diffaug_genomics.io.h5 import read_embeddings
+from diffaug_genomics.samples import choose_modality
 
 # name -> (labels of the splits in the fetched cache: training, evaluation)
 SPLITS = {"dhs": ("train", "test", "validation"), "splice": ("train", "test", None)}
@@ -107,10 +117,16 @@ def probe(train_emb: np.ndarray, train_y: list[str], eval_emb: np.ndarray,
 
 def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str = "default",
                overrides: list[str] | None = None) -> dict:
-    """Train ``method`` on the split's training set, embed both sets, probe. Cached by name."""
+    """Train ``method`` on the split's training set, embed both sets, probe.
+
+    Cached in a directory named by method, seed and overrides; a cached run whose saved
+    configuration is not the one these arguments resolve to now (a preset changed since) is
+    moved aside to ``<name>.stale-<its hash>`` and trained again.
+    """
     tag = "_".join([method, f"s{seed}", *(o.replace("=", "-") for o in overrides or [])])
     run_dir = workdir / split.name / tag
     result_file = run_dir / "result.json"
+    _set_aside_if_stale(run_dir, method_config_hash(split, method, seed, preset, overrides))
     if result_file.exists():
         return json.loads(result_file.read_text())
     t = time.perf_counter()
@@ -129,6 +145,38 @@ def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str 
               "fit_seconds": seconds, **probe(*embs["train"], *embs["eval"], seed=seed)}
     result_file.write_text(json.dumps(result, indent=1))
     return result
+
+
+def method_config_hash(split: Split, method: str, seed: int, preset: str = "default",
+                       overrides: list[str] | None = None) -> str:
+    """The hash of what :func:`run_method` trains with (see :func:`_trained_hash`)."""
+    modality, family, detect = choose_modality(split.train, None, BACKBONE.get(method))
+    cfg = resolve_config(preset, None, METHODS[method] + list(overrides or []), seed=seed,
+                         augment=AUGMENT.get(method, method), modality=modality,
+                         default_modality=detect, preset_family=family)
+    return _trained_hash(cfg)
+
+
+def _trained_hash(cfg: Config) -> str:
+    """``Config.hash`` of ``cfg`` with the generator and bank sections at their defaults
+    unless the run uses them (``augment=diffaug``): a baseline's result does not change when
+    only DiffAug's sampler settings in the preset do."""
+    if cfg.augment != "diffaug":
+        cfg = dataclasses.replace(cfg, generator=GeneratorConfig(), bank=BankConfig())
+    return cfg.hash()
+
+
+def _set_aside_if_stale(run_dir: Path, expected: str) -> None:
+    """Rename ``run_dir`` to ``<name>.stale-<hash>`` if it holds another configuration."""
+    saved = run_dir / "config.yaml"
+    if not saved.exists():
+        return
+    found = _trained_hash(config_from_dict(load_yaml(saved)))
+    if found != expected:
+        aside = run_dir.with_name(f"{run_dir.name}.stale-{found}")
+        print(f"{run_dir}: configuration {found} is not the current {expected} (a preset "
+              f"changed?); moved to {aside.name}, training again", flush=True)
+        run_dir.rename(aside)
 
 
 def classical(split: Split, kind: str, k: int = 0) -> dict:

@@ -1,0 +1,55 @@
+"""The quality benchmark's run cache: a cached run is reused only while its configuration holds."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from conftest import REPO
+
+from diffaug_genomics.config import config_from_dict, dump_yaml, load_yaml, resolve_config
+
+sys.path.insert(0, str(REPO / "benchmarks"))
+from harness import AUGMENT, METHODS, Split, _set_aside_if_stale, _trained_hash, method_config_hash  # noqa: E402
+
+
+@pytest.fixture
+def split(example_fasta, tmp_path):
+    return Split("dhs", example_fasta, example_fasta, 500, 500)
+
+
+def saved_run(path, method, *overrides):
+    """A run directory whose config.yaml is what ``fit`` saved for ``method`` + ``overrides``."""
+    cfg = resolve_config("default", None, [*METHODS[method], *overrides], seed=0,
+                         augment=AUGMENT.get(method, method), modality="dna")
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(dump_yaml({**cfg.to_dict(), "world_size": 1}))
+    (path / "result.json").write_text("{}")
+    return path
+
+
+@pytest.mark.parametrize("method, saved_with, stale", [
+    ("diffaug", [], False),
+    ("diffaug", ["bank.strength=0.3"], True),  # the preset's sampler setting changed
+    ("diffaug", ["generator.steps=10"], True),
+    ("handcrafted", ["bank.strength=0.3"], False),  # a baseline never uses the bank
+    ("handcrafted", ["loss.temperature=0.5"], True),
+    ("random", ["generator.steps=10"], False),
+])
+def test_a_cached_run_is_set_aside_only_when_what_it_trained_changed(split, tmp_path, method,
+                                                                     saved_with, stale):
+    run = saved_run(tmp_path / "dhs" / f"{method}_s0", method, *saved_with)
+    found = config_from_dict(load_yaml(run / "config.yaml"))
+    _set_aside_if_stale(run, method_config_hash(split, method, 0))
+    aside = sorted(p.name for p in run.parent.iterdir() if ".stale-" in p.name)
+    assert run.exists() is not stale
+    assert len(aside) == int(stale)
+    if stale:  # moved whole, named by the hash it was trained with
+        assert (run.parent / aside[0] / "result.json").exists()
+        assert aside[0] == f"{run.name}.stale-{_trained_hash(found)}"
+
+
+def test_no_saved_config_means_nothing_to_compare(split, tmp_path):
+    run = tmp_path / "fresh"
+    _set_aside_if_stale(run, method_config_hash(split, "diffaug", 0))
+    assert not run.exists() and list(tmp_path.iterdir()) == []
