@@ -115,6 +115,12 @@ def probe(train_emb: np.ndarray, train_y: list[str], eval_emb: np.ndarray,
     return out
 
 
+def method_overrides(method: str, overrides: list[str] | None = None) -> list[str]:
+    """The ``--set`` list a method trains with: the budget ``overrides``, then the method's own
+    keys, which win (the random encoder stays untrained whatever epochs the budget gives)."""
+    return [*(overrides or []), *METHODS[method]]
+
+
 def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str = "default",
                overrides: list[str] | None = None) -> dict:
     """Train ``method`` on the split's training set, embed both sets, probe.
@@ -132,7 +138,7 @@ def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str 
     t = time.perf_counter()
     fit(split.train, run_dir, preset=preset, seed=seed,  # resumes if interrupted
         augment=AUGMENT.get(method, method), backbone=BACKBONE.get(method),
-        overrides=METHODS[method] + list(overrides or []), resume="auto")
+        overrides=method_overrides(method, overrides), resume="auto")
     seconds = time.perf_counter() - t
     embs = {}
     for role, path in (("train", split.train), ("eval", split.evaluate)):
@@ -151,7 +157,7 @@ def method_config_hash(split: Split, method: str, seed: int, preset: str = "defa
                        overrides: list[str] | None = None) -> str:
     """The hash of what :func:`run_method` trains with (see :func:`_trained_hash`)."""
     modality, family, detect = choose_modality(split.train, None, BACKBONE.get(method))
-    cfg = resolve_config(preset, None, METHODS[method] + list(overrides or []), seed=seed,
+    cfg = resolve_config(preset, None, method_overrides(method, overrides), seed=seed,
                          augment=AUGMENT.get(method, method), modality=modality,
                          default_modality=detect, preset_family=family)
     return _trained_hash(cfg)

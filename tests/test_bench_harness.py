@@ -10,7 +10,14 @@ from conftest import REPO
 from diffaug_genomics.config import config_from_dict, dump_yaml, load_yaml, resolve_config
 
 sys.path.insert(0, str(REPO / "benchmarks"))
-from harness import AUGMENT, METHODS, Split, _set_aside_if_stale, _trained_hash, method_config_hash  # noqa: E402
+from harness import (  # noqa: E402
+    AUGMENT,
+    Split,
+    _set_aside_if_stale,
+    _trained_hash,
+    method_config_hash,
+    method_overrides,
+)
 
 
 @pytest.fixture
@@ -20,7 +27,7 @@ def split(example_fasta, tmp_path):
 
 def saved_run(path, method, *overrides):
     """A run directory whose config.yaml is what ``fit`` saved for ``method`` + ``overrides``."""
-    cfg = resolve_config("default", None, [*METHODS[method], *overrides], seed=0,
+    cfg = resolve_config("default", None, method_overrides(method, list(overrides)), seed=0,
                          augment=AUGMENT.get(method, method), modality="dna")
     path.mkdir(parents=True)
     (path / "config.yaml").write_text(dump_yaml({**cfg.to_dict(), "world_size": 1}))
@@ -53,3 +60,13 @@ def test_no_saved_config_means_nothing_to_compare(split, tmp_path):
     run = tmp_path / "fresh"
     _set_aside_if_stale(run, method_config_hash(split, "diffaug", 0))
     assert not run.exists() and list(tmp_path.iterdir()) == []
+
+
+def test_the_random_encoder_stays_untrained_under_any_budget(split):
+    """The budget's epochs must not turn the random baseline into a short kNN-mixup run."""
+    budget = ["schedule.warmup_epochs=2", "schedule.epochs_per_round=4", "schedule.rounds=2"]
+    cfg = resolve_config("default", None, method_overrides("random", budget), seed=0,
+                         augment="knn-mixup", modality="dna")
+    assert (cfg.schedule.warmup_epochs, cfg.schedule.rounds) == (0, 0)
+    trained = resolve_config("default", None, budget, seed=0, augment="knn-mixup", modality="dna")
+    assert _trained_hash(trained) != method_config_hash(split, "random", 0, overrides=budget)
