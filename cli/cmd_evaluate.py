@@ -35,11 +35,16 @@ def evaluate(
                                             help="CSV/TSV input: the column of labels."),
     obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad input: the obs column of "
                                        "labels (default: the one embed stored)."),
+    features: str | None = typer.Option(
+        None, "--features", help="Score DNA sequences (FASTA or `diffaug encode` HDF5) instead "
+        "of embeddings, as a training-free reference: kmer:K (k-mer frequencies, K = 1..6), gc "
+        "or onehot. Applies to --test too."),
 ) -> None:
     """Score embeddings with labels: linear probe, kNN (k=10, cosine), RBF-SVC and KMeans
     (Hungarian accuracy, NMI, ARI). Prints a table; -o writes the JSON report.
 
-    Labels are used only here, only to score (no model selection).
+    Labels are used only here, only to score (no model selection). With --features kmer:6 the
+    same probes score the sequences' 6-mer spectrum: the baseline to beat.
     """
     from diffaug_genomics.errors import InputError
     from diffaug_genomics.io.atomic import atomic_output, check_output
@@ -64,11 +69,15 @@ def evaluate(
     from diffaug_genomics.samples import ReadOptions
 
     options = ReadOptions(label_column, obs_key)
-    train_x, train_y, train_attrs = _load(embeddings, mapping, labels, options)
+    if features is not None:
+        from diffaug_genomics.evaluate_inputs import parse_features
+
+        parse_features(features)  # a bad spec fails before any file is read
+    train_x, train_y, train_attrs = _load(embeddings, mapping, labels, options, features)
     test_x = test_y = None
     test_attrs: dict[str, Any] | None = None
     if test is not None:
-        test_x, test_y, test_attrs = _load(test, mapping, labels, options)
+        test_x, test_y, test_attrs = _load(test, mapping, labels, options, features)
         if test_x.shape[1] != train_x.shape[1]:
             raise InputError(f"embedding dimension D = {test_x.shape[1]} does not match "
                              f"D = {train_x.shape[1]} of {embeddings}", path=test)
@@ -82,7 +91,7 @@ def evaluate(
     report["inputs"] = {
         "embeddings": str(embeddings), "test": None if test is None else str(test),
         "labels": None if labels is None else str(labels),
-        "embeddings_attrs": train_attrs, "test_attrs": test_attrs,
+        "embeddings_attrs": train_attrs, "test_attrs": test_attrs, "features": features,
     }
 
     from rich.console import Console
@@ -100,13 +109,13 @@ def evaluate(
 
 
 def _load(path: Path, mapping: dict[str, str] | None, labels_path: Path | None,  # noqa: ANN202
-          options: ReadOptions):
+          options: ReadOptions, features: str | None = None):
     """Embeddings (or raw features), labels aligned by id, and JSON-safe attributes of one file."""
     from diffaug_genomics.errors import InputError
     from diffaug_genomics.evaluate_inputs import read_for_evaluation
     from diffaug_genomics.io.labels import align_labels
 
-    emb, ids, file_labels, attrs = read_for_evaluation(path, options)
+    emb, ids, file_labels, attrs = read_for_evaluation(path, options, features)
     if mapping is not None:
         y = align_labels(ids, mapping, path=labels_path)
     elif file_labels is not None:

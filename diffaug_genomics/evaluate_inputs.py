@@ -4,7 +4,10 @@
 - an ``.h5ad`` written by ``diffaug embed`` (``obsm['X_diffaug']``, labels from ``obs``);
 - any image or tabular input (CSV/TSV, ``.npy``, ``.h5ad``, image folder or HDF5): its raw
   values, flattened per sample, labels from ``--label-column``, ``--obs-key`` or image
-  sub-folders. That is the "raw features" reference.
+  sub-folders. That is the "raw features" reference;
+- DNA (FASTA, or one-hot HDF5 from ``diffaug encode``) with ``--features kmer:K|gc|onehot``:
+  training-free features of the sequences themselves (:func:`sequence_features`), the classical
+  references a learned embedding should beat.
 """
 
 from __future__ import annotations
@@ -14,12 +17,23 @@ from typing import Any
 
 import numpy as np
 
+from diffaug_genomics.errors import InputError
 from diffaug_genomics.samples import ReadOptions
 
+MAX_FEATURE_K = 6
+"""``--features kmer:K`` allows K up to 6 (4**6 = 4,096 frequencies per sequence)."""
 
-def read_for_evaluation(path: str | Path, options: ReadOptions
+FASTA_BATCH = 4096
+
+
+def read_for_evaluation(path: str | Path, options: ReadOptions, features: str | None = None
                         ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:
-    """``(features (N, D) float32, ids, labels or None, attributes)`` of one input."""
+    """``(features (N, D) float32, ids, labels or None, attributes)`` of one input.
+
+    ``features`` (``kmer:K``, ``gc``, ``onehot``) scores DNA sequences themselves instead
+    (:func:`sequence_features`)."""
+    if features is not None:
+        return sequence_features(path, features)
     from diffaug_genomics.io.h5 import EMBEDDINGS_SCHEMA, is_hdf5, read_embeddings, schema_of
 
     p = Path(path)
@@ -41,3 +55,73 @@ def read_for_evaluation(path: str | Path, options: ReadOptions
     x = np.asarray(samples.values, dtype=np.float32).reshape(len(samples.values), -1)
     return x, samples.ids, samples.labels, {"raw_features": True, "modality": kind,
                                            "source_format": samples.source_format}
+
+
+def parse_features(spec: str) -> tuple[str, int]:
+    """``"kmer:K"`` (1 <= K <= 6) | ``"gc"`` | ``"onehot"`` -> ``(kind, k)`` for
+    :func:`~diffaug_genomics.evaluate.baseline_features` (k = 0 unless k-mers)."""
+    kind, _, k_text = spec.strip().lower().partition(":")
+    if kind in ("gc", "onehot") and not k_text:
+        return kind, 0
+    if kind == "kmer" and k_text.isdigit() and 1 <= int(k_text) <= MAX_FEATURE_K:
+        return kind, int(k_text)
+    raise InputError(f"--features: expected kmer:K (K = 1..{MAX_FEATURE_K}), gc or onehot "
+                     f"(got {spec!r})")
+
+
+def sequence_features(path: str | Path, spec: str
+                      ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:
+    """Training-free features of DNA sequences: ``(features (N, F) float32, ids, labels or
+    None, attributes)``.
+
+    ``path`` is a FASTA file (any lengths; no labels, give ``--labels``) or a one-hot HDF5 from
+    ``diffaug encode`` (its ``/labels`` when stored). ``spec`` as in :func:`parse_features`:
+    k-mer frequencies ``(N, 4**K)``, GC fraction ``(N, 1)``, or the flattened one-hot
+    ``(N, 4 * L)`` (HDF5 only: FASTA rows have no common length).
+    """
+    from diffaug_genomics.evaluate import baseline_features
+    from diffaug_genomics.io.h5 import ONEHOT_SCHEMA, is_hdf5, schema_of
+
+    kind, k = parse_features(spec)
+    p = Path(path)
+    if not p.is_file():
+        raise InputError("no such file", path=p)
+    parts: list[np.ndarray] = []
+    ids: list[str] = []
+    labels: list[str] | None = None
+    if is_hdf5(p):
+        if schema_of(p) != ONEHOT_SCHEMA:
+            raise InputError("--features needs DNA sequences (FASTA or an HDF5 file from "
+                             "`diffaug encode`); this HDF5 file holds something else", path=p)
+        from diffaug_genomics.inputs import iter_chunks
+
+        for chunk in iter_chunks(p):
+            parts.append(baseline_features(chunk.onehot, kind, k))
+            ids += chunk.ids
+            if chunk.labels is not None:
+                labels = (labels or []) + chunk.labels
+    else:
+        if kind == "onehot":
+            raise InputError("--features onehot needs equal-length rows: encode the FASTA with "
+                             "`diffaug encode --length L` first", path=p)
+        for batch_ids, onehot in _fasta_batches(p):
+            parts.append(baseline_features(onehot, kind, k))
+            ids += batch_ids
+    if not ids:
+        raise InputError("no sequences", path=p)
+    attrs = {"features": f"{kind}:{k}" if kind == "kmer" else kind, "source": str(p)}
+    return np.concatenate(parts), ids, labels, attrs
+
+
+def _fasta_batches(path: Path):  # noqa: ANN202 - Iterator[tuple[list[str], np.ndarray]]
+    """FASTA records in batches, each one-hot encoded padded to its own longest record."""
+    from itertools import islice
+
+    from diffaug_genomics.encode import encode_records
+    from diffaug_genomics.io.fasta import read_fasta
+
+    records = read_fasta(path)
+    while batch := list(islice(records, FASTA_BATCH)):
+        longest = max(len(seq) for _, seq in batch) or 1
+        for enc in encode_records(batch, longest, "pad", chunk_records=len(batch)):
+            yield list(enc.ids), enc.onehot
