@@ -38,6 +38,14 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
     "diffaug-g1": ("diffaug", ["bank.guidance_scale=1.0"]),
     "diffaug-discrete": ("diffaug", ["bank.discrete=true"]),
     "diffaug-frac1": ("diffaug", ["bank.fraction=1.0"]),
+    # fourth session: the warm-up, the temperature, the learning rate
+    "diffaug-nowarmup": ("diffaug", ["schedule.warmup_epochs=0"]),
+    "diffaug-t0.5": ("diffaug", ["loss.temperature=0.5"]),
+    "handcrafted-t0.5": ("handcrafted", ["loss.temperature=0.5"]),
+    "diffaug-lr3e-4": ("diffaug", ["optim.lr=3e-4"]),
+    "diffaug-g4": ("diffaug", ["bank.guidance_scale=4.0"]),
+    "diffaug-m4": ("diffaug", ["bank.per_sequence=4"]),
+    "diffaug-m4-both": ("diffaug", ["bank.per_sequence=4", "bank.both_views=true"]),
 }
 
 
@@ -49,7 +57,8 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=Path(".bench/selection"))
     parser.add_argument("--only", nargs="*", default=None)
     parser.add_argument("--set", dest="common", action="append", default=[],
-                        help="override applied to every candidate (budget)")
+                        help="override applied to every candidate (budget); a candidate's own "
+                             "keys win")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,7 +67,8 @@ def main() -> None:
     for name, (method, overrides) in CANDIDATES.items():
         if args.only and name not in args.only:
             continue
-        res = run_method(split, method, args.seed, args.workdir, overrides=overrides + args.common)
+        # the candidate's own keys win over the common budget
+        res = run_method(split, method, args.seed, args.workdir, overrides=args.common + overrides)
         res["candidate"] = name
         res["n_train"], res["n_eval"] = split.n_train, split.n_eval
         with open(RESULTS / "selection.jsonl", "a") as fh:

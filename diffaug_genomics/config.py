@@ -163,6 +163,12 @@ class BankConfig:
     # Snap each generated positive to the data's discrete values before the encoder sees it
     # (DNA: the argmax one-hot, a real sequence); false keeps the continuous sample.
     discrete: bool = False
+    # Positives generated per training sample at each refresh; every encoder step draws one of
+    # them at random, so an encoder phase does not see the same pair epoch after epoch.
+    per_sequence: int = 1
+    # Both views generated (two different draws; needs per_sequence >= 2) instead of the source
+    # against one generated positive.
+    both_views: bool = False
 
 
 @dataclass
@@ -232,7 +238,7 @@ class Config:
 
 LATER_SECTIONS = ("image", "tabular")
 """Config sections that did not exist in 0.1.0 (see :meth:`Config.hash`)."""
-LATER_KEYS = ("bank.discrete",)
+LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views")
 """Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
@@ -254,7 +260,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
 POSITIVE = {"encoder.width", "encoder.n_blocks", "encoder.embed_dim", "encoder.proj_dim",
             "encoder.proj_hidden", "knn.k", "knn.kmer_k", "knn.pca_dim", "generator.batch_size",
             "generator.num_train_timesteps", "generator.steps_per_checkpoint", "bank.steps",
-            "bank.batch_size", "optim.batch_size", "data.length", "data.stride", "log_every"}
+            "bank.batch_size", "bank.per_sequence", "optim.batch_size", "data.length", "data.stride", "log_every"}
 FRACTIONS = {"generator.cond_dropout", "bank.fraction", "bank.strength",
              "knn.alpha_min", "knn.alpha_max", "handcrafted.rc_prob", "handcrafted.indel_prob",
              "image.flip_prob", "image.jitter_prob", "image.grayscale_prob", "image.blur_prob",
@@ -330,6 +336,9 @@ def _validate(cfg: Config) -> None:
             raise ConfigError(f"config key '{key}': must be between 0 and 1, got {flat[key]}")
     if cfg.knn.alpha_min > cfg.knn.alpha_max:
         raise ConfigError("config key 'knn.alpha_min': must not exceed knn.alpha_max")
+    if cfg.bank.both_views and cfg.bank.per_sequence < 2:
+        raise ConfigError("config key 'bank.both_views': needs bank.per_sequence >= 2 (two "
+                          "different generated views of each sample)")
     if cfg.bank.steps > cfg.generator.num_train_timesteps:
         raise ConfigError("config key 'bank.steps': must not exceed generator.num_train_timesteps")
     for key in ("schedule.warmup_epochs", "schedule.rounds", "schedule.epochs_per_round",

@@ -75,8 +75,8 @@ def test_run_writes_checkpoints_metrics_and_final_weights(reference):
 
 def test_bank_is_filled_non_trivial_and_refreshed_each_round(reference, example_rows):
     trainer, run_dir = reference
-    bank = trainer.bank.float()  # the round-2 bank, (N, 4, L) in [0, 1]
-    assert bank.shape == (len(example_rows), 4, 200)
+    assert trainer.bank.shape == (len(example_rows), 1, 4, 200)  # (N, per_sequence, 4, L)
+    bank = trainer.bank[:, 0].float()  # the round-2 bank in [0, 1]
     assert bank.abs().sum() > 0 and bank.std() > 0.05  # not the zero vectors of the published code
     source = torch.from_numpy(example_rows).permute(0, 2, 1).float()
     identity = (bank.argmax(1) == source.argmax(1)).float().mean().item()
@@ -95,13 +95,60 @@ def test_discrete_bank_holds_real_sequences_near_the_continuous_one(micro_cfg, r
     assert cfg.hash() != micro_cfg.hash()
     trainer = make_trainer(cfg, example_rows, tmp_path / "run")
     trainer.run()
-    bank = trainer.bank.float()
+    bank = trainer.bank[:, 0].float()
     assert set(bank.unique().tolist()) == {0.0, 1.0} and bool((bank.sum(1) == 1).all())
-    continuous = reference[0].bank.float()
+    continuous = reference[0].bank[:, 0].float()
     # Up to the last round's encoder epochs (which now saw other positives), the same draws:
     # most positions keep the continuous sample's argmax base.
     agree = (bank.argmax(1) == continuous.argmax(1)).float().mean().item()
     assert agree > 0.8, agree
+
+
+def test_several_positives_per_sequence_are_distinct_draws_and_all_used(micro_cfg, reference,
+                                                                        example_rows, tmp_path):
+    """``bank.per_sequence = 3``: three different generated positives of every sample; encoder
+    steps pick among them (``both_views``: two different draws as the two views, never the
+    source), and resume stays exact."""
+    import dataclasses
+
+    bank_cfg = dataclasses.replace(micro_cfg.bank, per_sequence=3, both_views=True)
+    cfg = dataclasses.replace(micro_cfg, bank=bank_cfg)
+    trainer = make_trainer(cfg, example_rows, tmp_path / "run")
+    trainer.run()
+    bank = trainer.bank.float()
+    assert bank.shape == (len(example_rows), 3, 4, 200)
+    for a, b in ((0, 1), (0, 2), (1, 2)):
+        differ = (bank[:, a].argmax(1) != bank[:, b].argmax(1)).float().mean().item()
+        assert differ > 0.05, (a, b, differ)  # distinct samples, not copies of one
+    # the views a step sees: two different draws of the same sample, never the source
+    stage = trainer.stages[-1]
+    idx = np.arange(16)
+    x = trainer._x(idx)
+    anchor, pos = trainer._positives(stage, idx, x, torch.Generator().manual_seed(0))
+    drawn = {(i, d) for i in range(16) for d in range(3)
+             for view in (anchor, pos) if torch.equal(view[i].half(), trainer.bank[i, d])}
+    assert len(drawn) == 32 and not any(torch.equal(anchor[i], x[i]) for i in range(16))
+    assert {d for _, d in drawn} == {0, 1, 2}
+    # the encoder trained differently from the one-positive reference
+    assert not torch.equal(trainer.encoder.fc.weight, reference[0].encoder.fc.weight)
+    # stop mid-encoder-phase and resume: the same weights
+    stopper = make_trainer(cfg, example_rows, tmp_path / "stopped",
+                           should_stop=lambda: stopper.enc_step == stopper.total_enc_steps - 1)
+    with pytest.raises(StopRequested):
+        stopper.run()
+    resumed = make_trainer(cfg, example_rows, tmp_path / "stopped")
+    assert resumed.resume()
+    resumed.run()
+    assert_same(final_state(resumed), final_state(trainer))
+
+
+def test_both_views_needs_two_positives_per_sequence():
+    from diffaug_genomics.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="bank.both_views"):
+        resolve_config("tiny", overrides=["bank.both_views=true"])
+    cfg = resolve_config("tiny", overrides=["bank.both_views=true", "bank.per_sequence=2"])
+    assert cfg.bank.per_sequence == 2 and cfg.hash() != resolve_config("tiny").hash()
 
 
 @pytest.mark.parametrize("stop_at", [2, 7, 13, 19])

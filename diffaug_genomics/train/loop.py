@@ -370,13 +370,23 @@ class Trainer:
         partner = self._x(self.neighbours[idx, pick])
         lo, hi = self.cfg.knn.alpha_min, self.cfg.knn.alpha_max
         pos = knn_mixup(x, partner, gen, (lo, hi))
+        anchor = x
         if stage.kind == "encoder" and self.bank is not None and self.cfg.augment == "diffaug":
-            use_bank = torch.rand(len(idx), generator=gen) < self.cfg.bank.fraction
+            b = self.cfg.bank
+            use_bank = torch.rand(len(idx), generator=gen) < b.fraction
             if use_bank.any():
-                bank = self.bank[torch.from_numpy(idx)].to(self.device, torch.float32)
+                bank = self.bank[torch.from_numpy(idx)]  # (B, per_sequence, ...)
+                rows = torch.arange(len(idx))
+                first = torch.zeros(len(idx), dtype=torch.long)
+                if b.per_sequence > 1:  # one of the sample's generated positives, at random
+                    first = torch.randint(b.per_sequence, (len(idx),), generator=gen)
                 mask = use_bank.to(self.device).view(-1, *([1] * (x.dim() - 1)))
-                pos = torch.where(mask, bank, pos)
-        return x, pos
+                pos = torch.where(mask, bank[rows, first].to(self.device, torch.float32), pos)
+                if b.both_views:  # a second, different draw replaces the source as anchor
+                    shift = 1 + torch.randint(b.per_sequence - 1, (len(idx),), generator=gen)
+                    other = bank[rows, (first + shift) % b.per_sequence]
+                    anchor = torch.where(mask, other.to(self.device, torch.float32), x)
+        return anchor, pos
 
     def _loss(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         from diffaug_genomics.losses import info_nce_loss, soft_contrastive_loss
@@ -486,27 +496,28 @@ class Trainer:
         gen = torch.Generator().manual_seed(gen_seed)
         self.ema.eval()
         lo, hi = self.ctx.shard(self.n)
-        out = torch.empty((hi - lo, *self.sample_shape), dtype=torch.float16)
+        out = torch.empty((hi - lo, b.per_sequence, *self.sample_shape), dtype=torch.float16)
         t = time.perf_counter()
         with progress(f"bank refresh (round {stage.round})", total=hi - lo, unit="seq",
                       enabled=self.ctx.is_main) as bar:
             for start in range(lo, hi, b.batch_size):
                 idx = np.arange(start, min(start + b.batch_size, hi))
                 x = self._x(idx)
-                sample = self.diffusion.sample(
-                    self.ema, self.cond[start:start + len(idx)], tuple(x.shape), steps=b.steps,
-                    sampler=b.sampler, eta=b.eta, strength=b.strength,
-                    x_init=self.modality.to_diffusion(x), guidance_scale=b.guidance_scale,
-                    generator=gen, clip_x0=self.modality.clip_x0)
-                sample = self.modality.from_diffusion(sample)
-                if b.discrete:
-                    sample = self.modality.to_discrete(sample)
-                out[start - lo:start - lo + len(idx)] = sample.cpu().half()
+                for draw in range(b.per_sequence):
+                    sample = self.diffusion.sample(
+                        self.ema, self.cond[start:start + len(idx)], tuple(x.shape),
+                        steps=b.steps, sampler=b.sampler, eta=b.eta, strength=b.strength,
+                        x_init=self.modality.to_diffusion(x), guidance_scale=b.guidance_scale,
+                        generator=gen, clip_x0=self.modality.clip_x0)
+                    sample = self.modality.from_diffusion(sample)
+                    if b.discrete:
+                        sample = self.modality.to_discrete(sample)
+                    out[start - lo:start - lo + len(idx), draw] = sample.cpu().half()
                 bar.advance(len(idx))
         out = dist.all_gather_rows(out, self.ctx, self.n)
         previous = self.bank
         if previous is None and stage.round > 1 and self.paths.bank.exists():  # resumed run
-            previous = ckpt.load(self.paths.bank, "diffaug-genomics/bank/1")["bank"]
+            previous = self._load_bank()
         self.bank = out
         if self.ctx.is_main:
             ckpt.save_atomic({"format": "diffaug-genomics/bank/1", "round": stage.round,
@@ -529,8 +540,13 @@ class Trainer:
                 self.cond = self._embed_all(self.encoder)  # encoder is frozen until the next stage
                 self._cond_round = stage.round
         if stage.kind == "encoder" and self.cfg.augment == "diffaug" and self.bank is None:
-            saved = ckpt.load(self.paths.bank, "diffaug-genomics/bank/1")
-            self.bank = saved["bank"]
+            self.bank = self._load_bank()
+
+    def _load_bank(self) -> torch.Tensor:
+        """The saved bank, ``(N, per_sequence, *sample_shape)`` float16 (a bank written
+        before ``bank.per_sequence`` existed, ``(N, *sample_shape)``, gains the draw axis)."""
+        bank = ckpt.load(self.paths.bank, "diffaug-genomics/bank/1")["bank"]
+        return bank.unsqueeze(1) if bank.dim() == len(self.sample_shape) + 1 else bank
 
     # ----------------------------------------------------------------------------------- run
     def run(self) -> None:
