@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from evoaug_baseline import available as evoaug_available  # noqa: E402
-from harness import Split, classical, prepare, run_method  # noqa: E402
+from harness import Split, classical, method_run_dir, prepare, run_method  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 # EvoAug's own augmentations run as a second hand-designed baseline when the package installs.
@@ -235,8 +235,8 @@ def main() -> None:
                 res = run_method(split, method, seed, args.workdir, overrides=args.common)
                 rows.append(res)
                 if seed == seeds[0]:
-                    tag = "_".join([method, f"s{seed}", *(o.replace("=", "-") for o in args.common)])
-                    run_dirs[(ds, method)] = args.workdir / ds / tag
+                    run_dirs[(ds, method)] = method_run_dir(split, method, seed, args.workdir,
+                                                            args.common)
                 print(f"  {method:12s} seed {seed} linear {res['linear_accuracy']:.3f} "
                       f"knn {res['knn_accuracy']:.3f} ({res['fit_seconds']:.0f} s)", flush=True)
     with open(RESULTS / "quality.jsonl", "w") as fh:

@@ -121,16 +121,23 @@ def method_overrides(method: str, overrides: list[str] | None = None) -> list[st
     return [*(overrides or []), *METHODS[method]]
 
 
+def method_run_dir(split: Split, method: str, seed: int, workdir: Path,
+                   overrides: list[str] | None = None) -> Path:
+    """Where :func:`run_method` trains: named by the prepared data (dataset, subsample sizes,
+    evaluation split: the folder of ``split.train``), the method, the seed and the overrides."""
+    tag = "_".join([method, f"s{seed}", *(o.replace("=", "-") for o in overrides or [])])
+    return workdir / "runs" / split.train.parent.name / tag
+
+
 def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str = "default",
                overrides: list[str] | None = None) -> dict:
     """Train ``method`` on the split's training set, embed both sets, probe.
 
-    Cached in a directory named by method, seed and overrides; a cached run whose saved
-    configuration is not the one these arguments resolve to now (a preset changed since) is
-    moved aside to ``<name>.stale-<its hash>`` and trained again.
+    Cached in :func:`method_run_dir`; a cached run whose saved configuration is not the one
+    these arguments resolve to now (a preset changed since) is moved aside to
+    ``<name>.stale-<its hash>`` and trained again.
     """
-    tag = "_".join([method, f"s{seed}", *(o.replace("=", "-") for o in overrides or [])])
-    run_dir = workdir / split.name / tag
+    run_dir = method_run_dir(split, method, seed, workdir, overrides)
     result_file = run_dir / "result.json"
     _set_aside_if_stale(run_dir, method_config_hash(split, method, seed, preset, overrides))
     if result_file.exists():

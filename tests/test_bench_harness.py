@@ -17,6 +17,7 @@ from harness import (  # noqa: E402
     _trained_hash,
     method_config_hash,
     method_overrides,
+    method_run_dir,
 )
 
 
@@ -70,3 +71,16 @@ def test_the_random_encoder_stays_untrained_under_any_budget(split):
     assert (cfg.schedule.warmup_epochs, cfg.schedule.rounds) == (0, 0)
     trained = resolve_config("default", None, budget, seed=0, augment="knn-mixup", modality="dna")
     assert _trained_hash(trained) != method_config_hash(split, "random", 0, overrides=budget)
+
+
+def test_runs_on_differently_prepared_data_never_share_a_cache(tmp_path, example_fasta):
+    """A 2,000- and an 8,000-sequence subsample of one dataset (same config) train apart."""
+    small = Split("dhs", tmp_path / "dhs-2000-validation-2000" / "train.h5", example_fasta, 2000,
+                  2000)
+    large = Split("dhs", tmp_path / "dhs-8000-validation-2000" / "train.h5", example_fasta, 8000,
+                  2000)
+    dirs = {method_run_dir(s, "diffaug", 0, tmp_path, ["bank.steps=10"]) for s in (small, large)}
+    assert len(dirs) == 2
+    assert all(d.name == "diffaug_s0_bank.steps-10" for d in dirs)
+    assert method_run_dir(small, "diffaug", 1, tmp_path) != method_run_dir(small, "diffaug", 0,
+                                                                          tmp_path)
