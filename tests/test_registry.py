@@ -151,14 +151,16 @@ def test_preset_families():
 
 
 def test_new_config_sections_keep_old_hashes():
-    """image / tabular sections and bank.discrete enter the hash only when changed, so 0.1.0
-    DNA runs resume."""
+    """image / tabular sections and keys added to 0.1.0 sections (bank.discrete,
+    bank.per_sequence, bank.both_views) enter the hash only when changed, so 0.1.0 DNA runs
+    resume."""
     from diffaug_genomics.config import Config
 
     base = resolve_config("tiny")
     data = base.to_dict()
     del data["image"], data["tabular"]
-    del data["bank"]["discrete"]  # a key added to a 0.1.0 section, at its default
+    for key in ("discrete", "per_sequence", "both_views"):  # added to a 0.1.0 section
+        del data["bank"][key]
     import hashlib
     import json
 
@@ -166,6 +168,7 @@ def test_new_config_sections_keep_old_hashes():
     assert resolve_config("tiny", overrides=["image.flip_prob=0"]).hash() != base.hash()
     assert Config().hash() == resolve_config(None).hash()
     assert resolve_config("tiny", overrides=["bank.discrete=true"]).hash() != base.hash()
+    assert resolve_config("tiny", overrides=["bank.per_sequence=2"]).hash() != base.hash()
 
 
 def test_discrete_bank_needs_discrete_data():
