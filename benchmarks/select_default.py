@@ -38,11 +38,9 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
     "diffaug-g1": ("diffaug", ["bank.guidance_scale=1.0"]),
     "diffaug-discrete": ("diffaug", ["bank.discrete=true"]),
     "diffaug-frac1": ("diffaug", ["bank.fraction=1.0"]),
-    # fourth session: the warm-up, the temperature, the learning rate
+    # fourth session: the warm-up, the temperature, guidance, fresh positives
     "diffaug-nowarmup": ("diffaug", ["schedule.warmup_epochs=0"]),
     "diffaug-t0.5": ("diffaug", ["loss.temperature=0.5"]),
-    "handcrafted-t0.5": ("handcrafted", ["loss.temperature=0.5"]),
-    "diffaug-lr3e-4": ("diffaug", ["optim.lr=3e-4"]),
     "diffaug-g4": ("diffaug", ["bank.guidance_scale=4.0"]),
     "diffaug-m4": ("diffaug", ["bank.per_sequence=4"]),
     "diffaug-m4-both": ("diffaug", ["bank.per_sequence=4", "bank.both_views=true"]),

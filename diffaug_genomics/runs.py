@@ -12,6 +12,7 @@ from torch import nn
 from diffaug_genomics.config import Config, config_from_dict
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.models.registry import Modality, get_modality
+from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.train import checkpoint as ckpt
 
 if TYPE_CHECKING:
@@ -36,16 +37,12 @@ class FinishedRun:
         """``per_sequence`` generated positives of each sample of a model-layout batch ``x``
         ``(n, ...)``, conditioned on its embedding: ``(x repeated (n*K, ...), samples (n*K, ...)
         in the diffusion's space)``; samples of one source are consecutive."""
-        b = self.config.bank
         with torch.no_grad():
             z = self.encoder(x)
+        sample = generated_positives(diffusion, self.denoiser, self.modality, self.config.bank, x,
+                                     z, per_sequence, steps=steps, strength=strength,
+                                     guidance_scale=guidance_scale, generator=generator)
         xk = x.repeat_interleave(per_sequence, dim=0)
-        zk = z.repeat_interleave(per_sequence, dim=0)
-        sample = diffusion.sample(self.denoiser, zk, tuple(xk.shape), steps=steps,
-                                  sampler=b.sampler, eta=b.eta, strength=strength,
-                                  x_init=self.modality.to_diffusion(xk),
-                                  guidance_scale=guidance_scale, generator=generator,
-                                  clip_x0=self.modality.clip_x0)
         return xk, sample
 
 

@@ -43,6 +43,7 @@ from torch import nn
 
 from diffaug_genomics.config import Config
 from diffaug_genomics.models.registry import Modality, build_head
+from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.shards import shard_seed
 from diffaug_genomics.train import checkpoint as ckpt
@@ -503,16 +504,15 @@ class Trainer:
             for start in range(lo, hi, b.batch_size):
                 idx = np.arange(start, min(start + b.batch_size, hi))
                 x = self._x(idx)
-                for draw in range(b.per_sequence):
-                    sample = self.diffusion.sample(
-                        self.ema, self.cond[start:start + len(idx)], tuple(x.shape),
-                        steps=b.steps, sampler=b.sampler, eta=b.eta, strength=b.strength,
-                        x_init=self.modality.to_diffusion(x), guidance_scale=b.guidance_scale,
-                        generator=gen, clip_x0=self.modality.clip_x0)
-                    sample = self.modality.from_diffusion(sample)
-                    if b.discrete:
-                        sample = self.modality.to_discrete(sample)
-                    out[start - lo:start - lo + len(idx), draw] = sample.cpu().half()
+                sample = generated_positives(
+                    self.diffusion, self.ema, self.modality, b, x,
+                    self.cond[start:start + len(idx)], b.per_sequence, steps=b.steps,
+                    strength=b.strength, guidance_scale=b.guidance_scale, generator=gen)
+                sample = self.modality.from_diffusion(sample)
+                if b.discrete:
+                    sample = self.modality.to_discrete(sample)
+                out[start - lo:start - lo + len(idx)] = sample.view(
+                    len(idx), b.per_sequence, *self.sample_shape).cpu().half()
                 bar.advance(len(idx))
         out = dist.all_gather_rows(out, self.ctx, self.n)
         previous = self.bank
