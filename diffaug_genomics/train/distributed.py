@@ -185,7 +185,9 @@ def timeout() -> datetime.timedelta:
 @contextmanager
 def process_group(ctx: DistContext, device: torch.device) -> Iterator[None]:
     """Initialise the default process group for ``ctx`` (nothing when single) and destroy it
-    on a clean exit.
+    on a clean exit, after a barrier: a rank that tore its gloo connections down while a peer
+    was still finishing (rank 0 writes the final files) could abort at exit ("terminate called
+    without an active exception", exit -6) although its work was done.
 
     On an exception the group is left alone: the process is about to exit, which closes its
     connections, and the other ranks' next collective fails at once instead of waiting.
@@ -203,6 +205,7 @@ def process_group(ctx: DistContext, device: torch.device) -> Iterator[None]:
     dist.init_process_group(backend, init_method="env://", rank=ctx.rank,
                             world_size=ctx.world_size, timeout=timeout())
     yield
+    dist.barrier()
     dist.destroy_process_group()
 
 
