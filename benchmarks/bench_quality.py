@@ -250,6 +250,9 @@ def main() -> None:
     parser.add_argument("--set", dest="common", action="append", default=[],
                         help="override applied to every trained method (budget)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
+                        help="trained methods to run (default: all; the results file then "
+                             "covers only these)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     RESULTS.mkdir(exist_ok=True)
@@ -275,7 +278,7 @@ def main() -> None:
                   f"{res['linear_accuracy']:.3f} knn {res['knn_accuracy']:.3f}", flush=True)
         seeds = args.dhs_seeds if ds == "dhs" and args.dhs_seeds else args.seeds
         for seed in seeds:
-            for method in METHODS:
+            for method in args.methods:
                 res = run_method(split, method, seed, args.workdir, overrides=args.common)
                 rows.append(res)
                 if seed == seeds[0]:
