@@ -212,7 +212,9 @@ def _embedding_section(state: RunState, points: Any, tsne: bool, seed: int
     body = (f"<p>{n} of {points.total} rows (a fixed random sample when there are more than "
             f"--max-points), embedding size {points.embeddings.shape[1]}; "
             f"{'t-SNE' if tsne else 'PCA'} to 2-D"
-            f"{'' if points.labels is not None else ', coloured by k-means cluster (no labels)'}"
+            + (f", coloured by label ({len(set(points.labels))} classes)"
+               if points.labels is not None else ", coloured by k-means cluster (no labels)")
+            + (" and by GC content" if gc is not None else "") +
             f".</p>{note}{img(fig)}")
     return body, fig
 

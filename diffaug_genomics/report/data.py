@@ -151,15 +151,12 @@ def collect_points(state: RunState, *, input_path: str | Path | None,
         sources["embeddings"] = str(embeddings)
         if data_path is not None:  # raw rows of the same ids, for the PCA reference and GC
             try:
-                reader = _read_dna if state.modality == "dna" else _read_samples
-                all_rows, all_ids, data_labels, _, _ = reader(data_path, state, 10**12, seed)
-                where = {rid: i for i, rid in enumerate(all_ids)}
-                if all(rid in where for rid in ids):
-                    pick = np.asarray([where[rid] for rid in ids], dtype=np.int64)
-                    rows, index = all_rows[pick], pick
+                found = _rows_for_ids(data_path, state, ids)
+                if found is not None:
+                    rows, index, data_labels = found
                     sources["rows"] = str(data_path)
                     if file_labels is None and data_labels is not None:
-                        file_labels = [data_labels[i] for i in pick]
+                        file_labels = data_labels
                         label_source = f"/labels of {data_path}"
                 else:
                     sources["rows"] = f"{data_path} does not hold the embeddings' ids"
@@ -200,6 +197,40 @@ def collect_points(state: RunState, *, input_path: str | Path | None,
         file_labels = align_labels(ids, mapping, path=labels)
         label_source = str(labels)
     return PointSet(ids, rows, emb, file_labels, index, total, sources, label_source)
+
+
+def _rows_for_ids(path: Path, state: RunState, ids: list[str]
+                  ) -> tuple[np.ndarray, np.ndarray, list[str] | None] | None:
+    """(rows, their indices in ``path``, labels) of the rows with these ids; None when one is
+    missing. One-hot HDF5 reads only those rows."""
+    from diffaug_genomics.io.h5 import is_hdf5
+
+    if state.modality == "dna" and is_hdf5(path):
+        from diffaug_genomics.inputs import read_strings_slice
+        from diffaug_genomics.io.h5 import open_onehot
+
+        with open_onehot(path) as f:
+            total = int(f["onehot"].shape[0])
+            where = {rid: i for i, rid in enumerate(read_strings_slice(f["ids"], 0, total))}
+            if not all(rid in where for rid in ids):
+                return None
+            pick = np.asarray([where[rid] for rid in ids], dtype=np.int64)
+            order = np.argsort(pick)
+            rows = np.empty((len(pick), *f["onehot"].shape[1:]), dtype=f["onehot"].dtype)
+            rows[order] = f["onehot"][pick[order]]
+            labels = None
+            if "labels" in f:
+                all_labels = read_strings_slice(f["labels"], 0, total)
+                labels = [all_labels[i] for i in pick]
+        return rows, pick, labels
+    reader = _read_dna if state.modality == "dna" else _read_samples
+    all_rows, all_ids, data_labels, _, _ = reader(path, state, 10**12, 0)
+    where = {rid: i for i, rid in enumerate(all_ids)}
+    if not all(rid in where for rid in ids):
+        return None
+    pick = np.asarray([where[rid] for rid in ids], dtype=np.int64)
+    labels = [data_labels[i] for i in pick] if data_labels is not None else None
+    return all_rows[pick], pick, labels
 
 
 def _read_embeddings(path: Path, state: RunState
