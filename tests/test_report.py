@@ -23,11 +23,11 @@ import pytest
 import yaml
 
 pytest.importorskip("matplotlib")
+from diffaug_genomics_cli.main import main  # noqa: E402
 from PIL import Image  # noqa: E402 - after the skip (matplotlib brings Pillow)
 
 from diffaug_genomics.report.data import same_size_pca_reference  # noqa: E402
 from diffaug_genomics.report.state import BASE_FIELDS, DIAGNOSTIC_FIELDS  # noqa: E402
-from diffaug_genomics_cli.main import main  # noqa: E402
 
 DIFFAUG = [sys.executable, "-m", "diffaug_genomics_cli.main"]
 ENV = {**os.environ, "DIFFAUG_NO_BAR": "1"}
@@ -458,9 +458,37 @@ def test_report_renders_in_headless_chromium(tiny_run, example_labels, tmp_path)
         assert im.size == (1280, height)
         grey = np.asarray(im.convert("L"), dtype=np.float32)
     assert (grey < 200).mean() > 0.02  # text and plots, not a blank page
-    for _nw, _nh, w, h, top in probe["shown"]:
+    for _nw, _nh, _w, h, top in probe["shown"]:
         region = grey[int(top) + 5:int(top + h) - 5]
         assert region.size and region.std() > 20  # each figure drawn, not an empty box
     keep = os.environ.get("DIFFAUG_SCREENSHOT_DIR")
     if keep:
         shutil.copyfile(shot, Path(keep) / "report-chromium.png")
+
+
+@pytest.mark.parametrize("kind", ["tabular", "image"])
+def test_report_of_image_and_table_runs(kind, tmp_path):
+    rng = np.random.default_rng(0)
+    if kind == "tabular":
+        y = rng.integers(0, 3, 240)
+        x = rng.normal(size=(240, 10)) + y[:, None] * np.linspace(0, 2, 10)
+        data = tmp_path / "cells.csv"
+        lines = [",".join([f"g{i}" for i in range(10)] + ["cell_type"])]
+        lines += [",".join(f"{v:.3f}" for v in r) + f",t{c}" for r, c in zip(x, y, strict=True)]
+        data.write_text("\n".join(lines) + "\n")
+        extra = ["--label-column", "cell_type"]
+    else:
+        data = tmp_path / "images.npy"
+        np.save(data, (rng.random((120, 12, 12, 1)) * 255).astype(np.uint8))
+        extra = []
+    run = tmp_path / "run"
+    assert cli("fit", data, "-o", run, "--preset", "tiny", "--set", "schedule.warmup_epochs=1",
+               "--set", "schedule.epochs_per_round=1", *extra)[0] == 0
+    code, err = cli("report", run)
+    assert code == 0, err
+    page, text = check_page(run / "report.html")
+    assert "positives.png" in [a["data-file"] for a in page.images]
+    if kind == "tabular":
+        assert "PCA-" in text and "of raw (preprocessed) features accuracy" in text
+    else:
+        assert "coloured by k-means cluster (no labels)" in text

@@ -236,11 +236,10 @@ def _positives_section(state: RunState, points: Any) -> tuple[str, Any]:
         k = bank.positives.shape[1]
         pairs = []
         for i in range(min(PAIRS_SHOWN, len(points.rows))):
-            s, q = figures.pair_markup(p.src_bases[i], p.pos_bases[i, 0], p.called[i])
+            block = figures.pair_markup(p.src_bases[i], p.pos_bases[i, 0], p.called[i])
             ident = p.identity[i * k]
             pairs.append(f"<p><b>{esc(points.ids[i])}</b>: identity {ident:.2f} (differences "
-                         f"in red)</p><div class=\"pair\">source&nbsp;&nbsp; {s}<br>"
-                         f"positive {q}</div>")
+                         f"in red)</p><pre class=\"pair\">{block}</pre>")
         summary = (f"<p>Mean identity to the source {p.identity.mean():.3f}; mean GC "
                    f"{p.gc_pos.mean():.3f} (sources {p.gc_src.mean():.3f}).</p>")
         return intro + summary + img(fig) + "<h3>Source / positive pairs</h3>" + \

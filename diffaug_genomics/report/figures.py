@@ -173,7 +173,7 @@ def diagnostics(m: Metrics, embed_dim: int, has_generator: bool) -> Figure:
         ax.set_ylim(0, embed_dim * 1.08)
         ax.set_xlabel("end of encoder epoch")
         ax.set_ylabel("effective rank")
-        ax.legend(fontsize=7, loc="lower right")
+        ax.legend(fontsize=7, loc="center right")
     else:
         _empty(ax, "no encoder epoch finished yet")
     ax.set_title("effective rank of the embedding")
@@ -189,6 +189,11 @@ def diagnostics(m: Metrics, embed_dim: int, has_generator: bool) -> Figure:
         x = np.arange(len(g))
         ax.plot(x, g["cond_gain"], "o-", color=PHASE_COLOURS["generator"])
         ax.axhline(0, color="black", lw=0.8)
+        ax.axhspan(min(0.0, float(np.nanmin(g["cond_gain"]))), 0.01, color="#d62728",
+                   alpha=0.08, label="ignored (< 1 %)")
+        ax.set_ylim(min(0.0, float(np.nanmin(g["cond_gain"]))) - 0.005,
+                    max(0.05, 1.2 * float(np.nanmax(g["cond_gain"]))))
+        ax.legend(fontsize=7, loc="upper left")
         ax.set_xticks(x, [f"r{int(r)}.{int(e)}" for r, e in zip(g["round"], g["epoch"],
                                                                   strict=True)],
                       rotation=45, fontsize=7)
@@ -356,29 +361,30 @@ def dna_positives_figure(p: DnaPositives, round_: int) -> Figure:
 
 
 def image_grid(sources: np.ndarray, positives: np.ndarray, round_: int, n: int = 8) -> Figure:
-    """``sources (n, C, H, W)``, ``positives (n, K, C, H, W)``, model layout in [-1, 1]."""
+    """``sources (n, C, H, W)``, ``positives (n, K, C, H, W)``, model layout in [-1, 1]: one
+    column per source, the source on top and its positives below it."""
     plt = pyplot()
     n = min(n, len(sources))
-    k = min(positives.shape[1], 4)
-    fig, axes = plt.subplots(n, 1 + k, figsize=(1.4 * (1 + k) + 0.4, 1.4 * n + 0.5),
+    k = min(positives.shape[1], 3)
+    fig, axes = plt.subplots(1 + k, n, figsize=(1.3 * n + 0.8, 1.3 * (1 + k) + 0.6),
                              squeeze=False, constrained_layout=True)
 
-    def show(ax: Any, img: np.ndarray) -> None:
-        img = np.clip((np.moveaxis(img, 0, -1) + 1) / 2, 0, 1)
-        ax.imshow(img[..., 0] if img.shape[-1] == 1 else img, cmap="gray", vmin=0, vmax=1)
+    def show(ax: Any, image: np.ndarray) -> None:
+        image = np.clip((np.moveaxis(image, 0, -1) + 1) / 2, 0, 1)
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0, vmax=1)
         ax.set_xticks([])
         ax.set_yticks([])
 
     for i in range(n):
-        show(axes[i, 0], sources[i])
+        show(axes[0, i], sources[i])
         for j in range(k):
-            show(axes[i, 1 + j], positives[i, j])
-    axes[0, 0].set_title("source", fontsize=9)
+            show(axes[1 + j, i], positives[i, j])
+    axes[0, 0].set_ylabel("source", fontsize=9)
     for j in range(k):
-        axes[0, 1 + j].set_title(f"positive {j + 1}", fontsize=9)
-    fig.suptitle(f"sources beside their generated positives (bank of round {round_})",
+        axes[1 + j, 0].set_ylabel(f"positive {j + 1}", fontsize=9)
+    fig.suptitle(f"sources (top) and their generated positives (bank of round {round_})",
                  fontsize=10)
-    return _save(fig, "positives.png", "a grid of source images beside their positives")
+    return _save(fig, "positives.png", "a grid of source images above their positives")
 
 
 def table_features(real: np.ndarray, positives: np.ndarray, round_: int,
@@ -409,16 +415,20 @@ def table_features(real: np.ndarray, positives: np.ndarray, round_: int,
     return _save(fig, "positives.png", "per-feature distributions of positives and real rows")
 
 
-def pair_markup(src: np.ndarray, pos: np.ndarray, called: np.ndarray) -> tuple[str, str]:
-    """Two HTML strings (source, positive) with differing positions wrapped in ``<b>``."""
-    s_out, p_out = [], []
-    for a, b, c in zip(src, pos, called, strict=True):
-        sa = BASES[a] if c else "N"
-        sb = BASES[b]
-        if c and a != b:
-            s_out.append(f"<b>{sa}</b>")
-            p_out.append(f"<b>{sb}</b>")
-        else:
-            s_out.append(sa)
-            p_out.append(sb if c else "N")
-    return "".join(s_out), "".join(p_out)
+def pair_markup(src: np.ndarray, pos: np.ndarray, called: np.ndarray, width: int = 60) -> str:
+    """A source and its positive as aligned blocks of ``width`` bases (HTML for a ``<pre>``),
+    the positions where they differ in ``<b>``; positions the source does not call are N."""
+    def cell(base: str, differs: bool) -> str:
+        return f"<b>{base}</b>" if differs else base
+
+    lines = []
+    for start in range(0, len(src), width):
+        stop = min(start + width, len(src))
+        s_line, p_line = [], []
+        for a, b, c in zip(src[start:stop], pos[start:stop], called[start:stop], strict=True):
+            differs = bool(c) and a != b
+            s_line.append(cell(BASES[a] if c else "N", differs))
+            p_line.append(cell(BASES[b] if c else "N", differs))
+        lines.append(f"source   {start + 1:>5} {''.join(s_line)}")
+        lines.append(f"positive {start + 1:>5} {''.join(p_line)}")
+    return "\n".join(lines)

@@ -26,9 +26,9 @@ img { display: block; max-width: 100%; height: auto; margin: 8px 0; }
 ul.verdicts li { margin: 4px 0; }
 pre { background: #f6f6f6; padding: 8px; overflow-x: auto; font-size: 0.8em; }
 .note { color: #666; font-size: 0.9em; }
-.pair { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.78em;
-        word-break: break-all; margin: 6px 0 12px; }
-.pair b { color: #c0392b; background: #fdecea; font-weight: bold; }
+pre.pair { font-family: "DejaVu Sans Mono", Menlo, Consolas, monospace; font-size: 0.8em;
+           line-height: 1.35; margin: 6px 0 14px; background: #fbfbfb; }
+pre.pair b { color: #c0392b; background: #fdecea; font-weight: bold; }
 """
 
 
