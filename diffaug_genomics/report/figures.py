@@ -415,7 +415,7 @@ def table_features(real: np.ndarray, positives: np.ndarray, round_: int,
     return _save(fig, "positives.png", "per-feature distributions of positives and real rows")
 
 
-def pair_markup(src: np.ndarray, pos: np.ndarray, called: np.ndarray, width: int = 60) -> str:
+def pair_markup(src: np.ndarray, pos: np.ndarray, called: np.ndarray, width: int = 100) -> str:
     """A source and its positive as aligned blocks of ``width`` bases (HTML for a ``<pre>``),
     the positions where they differ in ``<b>``; positions the source does not call are N."""
     def cell(base: str, differs: bool) -> str:
@@ -430,5 +430,5 @@ def pair_markup(src: np.ndarray, pos: np.ndarray, called: np.ndarray, width: int
             s_line.append(cell(BASES[a] if c else "N", differs))
             p_line.append(cell(BASES[b] if c else "N", differs))
         lines.append(f"source   {start + 1:>5} {''.join(s_line)}")
-        lines.append(f"positive {start + 1:>5} {''.join(p_line)}")
-    return "\n".join(lines)
+        lines.append(f"positive {start + 1:>5} {''.join(p_line)}\n")
+    return "\n".join(lines).rstrip("\n")
