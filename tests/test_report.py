@@ -492,3 +492,23 @@ def test_report_of_image_and_table_runs(kind, tmp_path):
         assert "PCA-" in text and "of raw (preprocessed) features accuracy" in text
     else:
         assert "coloured by k-means cluster (no labels)" in text
+
+
+def test_metrics_reader_tells_diagnostic_rows_from_diverged_steps(tmp_path):
+    from diffaug_genomics.report.state import read_metrics
+
+    rows = metrics_rows()
+    rows[2][5] = "nan"  # a warm-up step whose loss diverged stays a step
+    write_metrics(tmp_path / "metrics.csv", rows)
+    m = read_metrics(tmp_path / "metrics.csv")
+    assert m.diagnostics and len(m) == len(rows)
+    assert len(m.steps("warmup")) == 4 and np.isnan(m.steps("warmup")["loss"]).sum() == 1
+    assert list(m.diagnostic_rows("init", "warmup", "encoder")["eff_rank"]) == \
+        [10.0, 13.0, 16.0, 19.0, 22.0]
+    assert len(m.diagnostic_rows("generator")) == 2
+    bank = m.rows(m.phase == "bank")
+    assert len(bank) == 1 and np.isnan(bank["loss"][0]) and bank["pos_kmer3_l1"][0] == 0.18
+    old = tmp_path / "old.csv"
+    write_metrics(old, metrics_rows(diagnostics=False), diagnostics=False)
+    m = read_metrics(old)
+    assert not m.diagnostics and np.isnan(m["eff_rank"]).all()

@@ -38,6 +38,9 @@ class Metrics:
     phase: np.ndarray
     values: dict[str, np.ndarray]
     columns: list[str]
+    loss_empty: np.ndarray
+    """True where the loss cell is empty (a diagnostic row), not where it is ``nan`` (a step
+    whose loss diverged, or a first bank refresh)."""
 
     def __len__(self) -> int:
         return len(self.phase)
@@ -53,16 +56,16 @@ class Metrics:
 
     def rows(self, mask: np.ndarray) -> Metrics:
         return Metrics(self.phase[mask], {k: v[mask] for k, v in self.values.items()},
-                       self.columns)
+                       self.columns, self.loss_empty[mask])
 
     def steps(self, *phases: str) -> Metrics:
         """Training-step rows (a loss value) of the given phases."""
-        return self.rows(np.isin(self.phase, phases) & ~np.isnan(self["loss"]))
+        return self.rows(np.isin(self.phase, phases) & ~self.loss_empty)
 
     def diagnostic_rows(self, *phases: str) -> Metrics:
         """Diagnostic rows (empty loss) of the given phases (``init``, encoder phases,
         ``generator``)."""
-        return self.rows(np.isin(self.phase, phases) & np.isnan(self["loss"]))
+        return self.rows(np.isin(self.phase, phases) & self.loss_empty)
 
 
 def read_metrics(path: str | Path) -> Metrics:
@@ -89,12 +92,15 @@ def read_metrics(path: str | Path) -> Metrics:
     if not text.endswith("\n"):
         raise InputError("truncated: the last line is incomplete", path=path, line=len(lines))
     phases: list[str] = []
+    empty: list[bool] = []
     cols: dict[str, list[float]] = {h: [] for h in header if h != "phase"}
     for lineno, row in enumerate(body, start=2):
         if len(row) != len(header):
             raise InputError(f"truncated or malformed row: {len(row)} fields, the header has "
                              f"{len(header)}", path=path, line=lineno)
         for name, cell in zip(header, row, strict=True):
+            if name == "loss":
+                empty.append(not cell.strip())
             if name == "phase":
                 if cell not in PHASES:
                     raise InputError(f"unknown phase {cell!r}", path=path, line=lineno)
@@ -106,7 +112,8 @@ def read_metrics(path: str | Path) -> Metrics:
                 raise InputError(f"column {name}: not a number: {cell!r}", path=path,
                                  line=lineno) from None
     values = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
-    return Metrics(np.asarray(phases, dtype=object), values, header)
+    return Metrics(np.asarray(phases, dtype=object), values, header,
+                   np.asarray(empty, dtype=bool))
 
 
 @dataclass
