@@ -92,7 +92,7 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *,
     figs: list[figures.Figure] = []
     page.add("run", "1. The run", _run_section(state))
 
-    fig = figures.learning_curves(state.metrics)
+    fig = figures.learning_curves(state.metrics, state.augment)
     figs.append(fig)
     page.add("curves", "2. Learning curves", "<p>From <code>metrics.csv</code> "
              f"({len(state.metrics)} rows). Dashed lines mark the start of each round's encoder "
@@ -155,7 +155,7 @@ def _run_section(state: RunState) -> str:
         ("config hash", state.config_hash),
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
     ]
-    out = table(["", ""], facts)
+    out = table(None, facts)
     rows = []
     for i, s in enumerate(state.stages, start=1):
         secs = "" if s.seconds is None else f"{s.seconds:.1f}"

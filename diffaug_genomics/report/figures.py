@@ -74,7 +74,7 @@ def _round_lines(ax: Any, m: Metrics) -> None:
 # ---------------------------------------------------------------------------- learning curves
 
 
-def learning_curves(m: Metrics) -> Figure:
+def learning_curves(m: Metrics, augment: str = "diffaug") -> Figure:
     plt = pyplot()
     fig, axes = plt.subplots(2, 2, figsize=(11, 7), constrained_layout=True)
     ax = axes[0, 0]
@@ -84,7 +84,8 @@ def learning_curves(m: Metrics) -> Figure:
                                                                         strict=True)},
                                    key=lambda k: k[1]):
             sel = (enc.phase == phase) & (enc["round"] == rnd)
-            label = "warm-up (kNN-mixup)" if phase == "warmup" else f"encoder, round {rnd}"
+            label = ("warm-up (kNN-mixup)" if phase == "warmup" else
+                     f"encoder, round {rnd}" if augment == "diffaug" else f"encoder ({augment})")
             ax.plot(enc["step"][sel], enc["loss"][sel], ".-", ms=3, lw=1, label=label,
                     color=PHASE_COLOURS[phase] if phase == "warmup" else None)
         _round_lines(ax, m)
@@ -106,7 +107,8 @@ def learning_curves(m: Metrics) -> Figure:
         ax.set_xlabel("generator step")
         ax.set_ylabel("denoising loss")
     else:
-        _empty(ax, "no generator steps (a baseline run, or not reached yet)")
+        _empty(ax, "no generator steps yet" if augment == "diffaug" else
+               f"no generator in this run (--augment {augment})")
     ax.set_title("generator loss")
 
     ax = axes[1, 0]
@@ -173,7 +175,7 @@ def diagnostics(m: Metrics, embed_dim: int, has_generator: bool) -> Figure:
         ax.set_ylim(0, embed_dim * 1.08)
         ax.set_xlabel("end of encoder epoch")
         ax.set_ylabel("effective rank")
-        ax.legend(fontsize=7, loc="center right")
+        ax.legend(fontsize=7, loc="best")
     else:
         _empty(ax, "no encoder epoch finished yet")
     ax.set_title("effective rank of the embedding")

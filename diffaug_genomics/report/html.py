@@ -42,14 +42,16 @@ def img(fig: Figure) -> str:
             f'height="{fig.height}" alt="{esc(fig.alt)}" data-file="{esc(fig.name)}">')
 
 
-def table(header: Iterable[str], rows: Iterable[Iterable[object]],
+def table(header: Iterable[str] | None, rows: Iterable[Iterable[object]],
           numeric: Iterable[int] = ()) -> str:
+    """An HTML table (no header row when ``header`` is None)."""
     num = set(numeric)
-    head = "".join(f"<th>{esc(h)}</th>" for h in header)
+    head = "" if header is None else "<tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + \
+        "</tr>"
     body = "".join(
         "<tr>" + "".join(f'<td class="num">{esc(c)}</td>' if i in num else f"<td>{esc(c)}</td>"
                          for i, c in enumerate(row)) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f"<table>{head}{body}</table>"
 
 
 @dataclass

@@ -285,7 +285,8 @@ def _status(state: RunState, paths: Any) -> str:
     total = sum(s.units for s in state.stages)
     done = sum(s.done_units for s in state.stages)
     if state.finished:
-        return f"finished: all {len(state.stages)} stages ({total} units) done"
+        n = len(state.stages)
+        return f"finished: all {n} stage{'s' if n != 1 else ''} ({total} units) done"
     reached = next((s for s in state.stages if s.done_units < s.units), None)
     where = (f"reached stage {state.stages.index(reached) + 1} of {len(state.stages)} "
              f"({reached.kind}, round {reached.round}, unit {reached.done_units + 1} of "
