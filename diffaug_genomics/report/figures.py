@@ -155,6 +155,16 @@ def _unit_labels(d: Metrics) -> list[str]:
     return out
 
 
+def _placeholder(ax: Any, m: Metrics, has_generator: bool, n_rows: int, no_generator: str,
+                 not_yet: str) -> bool:
+    """Write why a generator panel is empty, if it is; True when it is."""
+    why = (no_generator if not has_generator else "not recorded" if not m.diagnostics
+           else not_yet if n_rows == 0 else None)
+    if why is not None:
+        _empty(ax, why)
+    return why is not None
+
+
 def diagnostics(m: Metrics, embed_dim: int, has_generator: bool) -> Figure:
     plt = pyplot()
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.2), constrained_layout=True)
@@ -183,11 +193,8 @@ def diagnostics(m: Metrics, embed_dim: int, has_generator: bool) -> Figure:
     ax = axes[1]
     g = m.diagnostic_rows("generator")
     g = g.rows(~np.isnan(g["cond_gain"]))
-    if not has_generator:
-        _empty(ax, "no generator in this run")
-    elif not m.diagnostics:
-        _empty(ax, "not recorded")
-    elif len(g):
+    if not _placeholder(ax, m, has_generator, len(g), "no generator in this run",
+                        "no generator unit finished yet"):
         x = np.arange(len(g))
         ax.plot(x, g["cond_gain"], "o-", color=PHASE_COLOURS["generator"])
         ax.axhline(0, color="black", lw=0.8)
@@ -201,18 +208,13 @@ def diagnostics(m: Metrics, embed_dim: int, has_generator: bool) -> Figure:
                       rotation=45, fontsize=7)
         ax.set_xlabel("end of generator unit (round.unit)")
         ax.set_ylabel("relative loss increase")
-    else:
-        _empty(ax, "no generator unit finished yet")
     ax.set_title("condition use (cond_gain; 0 = ignored)")
 
     ax = axes[2]
     b = m.rows(m.phase == "bank")
     b = b.rows(~np.isnan(b["pos_identity_source"]))
-    if not has_generator:
-        _empty(ax, "no generated positives in this run")
-    elif not m.diagnostics:
-        _empty(ax, "not recorded")
-    elif len(b):
+    if not _placeholder(ax, m, has_generator, len(b), "no generated positives in this run",
+                        "no bank refresh yet"):
         x = b["round"]
         ax.plot(x, b["pos_identity_source"], "o-", label="identity to source")
         ax.plot(x, b["pos_identity_nearest"], "s-", label="identity to nearest other row")
@@ -226,8 +228,6 @@ def diagnostics(m: Metrics, embed_dim: int, has_generator: bool) -> Figure:
         h1, l1 = ax.get_legend_handles_labels()
         h2, l2 = ax2.get_legend_handles_labels()
         ax.legend(h1 + h2, l1 + l2, fontsize=7, loc="lower left")
-    else:
-        _empty(ax, "no bank refresh yet")
     ax.set_title("positives at each bank refresh")
     return _save(fig, "diagnostics.png", "diagnostics: effective rank over encoder epochs, "
                  "condition use of the generator, identity of the positives")
