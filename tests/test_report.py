@@ -211,14 +211,19 @@ def test_report_of_a_tiny_run(tiny_run, example_labels, tmp_path):
     assert code == 0, err
     page, text = check_page(out)
     names = sorted(a["data-file"] for a in page.images)
-    assert names == ["embedding_map.png", "learning_curves.png", "positives.png"]
+    assert names == ["diagnostics.png", "embedding_map.png", "learning_curves.png",
+                     "positives.png"]
     assert "finished: all 4 stages" in text
     for heading in ("1. The run", "2. Learning curves", "3. Diagnostics", "4. The embedding",
                     "5. Generated positives", "6. Scores with labels"):
         assert heading in text
     assert "Resolved configuration" in text and "<details>" in out.read_text()
-    # this run was written before the diagnostics columns: said so, not drawn
-    assert "not recorded" in text
+    # the diagnostics fit wrote into metrics.csv, in words
+    assert re.search(r"the embedding kept \d+ of 32 effective dimensions \(untrained encoder: "
+                     r"\d+\)", text)
+    assert re.search(r"the generator (uses|ignores) its condition", text)
+    assert re.search(r"positives keep \d+ % of their source's bases and \d+ % of the nearest",
+                     text)
     assert "coloured by label (4 classes) and by GC content" in text
     assert "PCA-32 of 6-mer frequencies accuracy" in text
     assert re.search(r"linear 0\.\d{3} ± 0\.\d{3} 0\.\d{3} ± 0\.\d{3} 0\.\d{3}", text)
@@ -442,7 +447,7 @@ def test_report_renders_in_headless_chromium(tiny_run, example_labels, tmp_path)
     found = re.search(r'<pre id="probe">(.*?)</pre>', proc.stdout, re.S)
     assert found, proc.stderr[-2000:]
     probe = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&"))
-    assert probe["n"] == 3 and probe["broken"] == 0
+    assert probe["n"] == 4 and probe["broken"] == 0
     expected = 0.0
     for natural_w, natural_h, w, h, _top in probe["shown"]:
         assert natural_w > 0 and w > 300 and abs(h - w * natural_h / natural_w) < 2

@@ -182,7 +182,9 @@ def diagnostics(m: Metrics, embed_dim: int, has_generator: bool) -> Figure:
         ax.axhline(embed_dim, color="black", lw=1, label=f"embedding size ({embed_dim})")
         ax.axhline(0.1 * embed_dim, color="#d62728", lw=0.8, ls=":", label="10 % (collapse)")
         ax.set_xticks(x, _unit_labels(d), rotation=45, fontsize=7)
-        ax.set_ylim(0, embed_dim * 1.08)
+        top = max(embed_dim, float(np.nanmax(d["eff_rank"])),
+                  float(np.nanmax(np.append(d["eff_rank_pooled"], 0.0))))
+        ax.set_ylim(0, top * 1.08)
         ax.set_xlabel("end of encoder epoch")
         ax.set_ylabel("effective rank")
         ax.legend(fontsize=7, loc="best")

@@ -53,7 +53,7 @@ def cond_gain_verdict(m: Metrics, has_generator: bool) -> str:
         return "condition use: no generator unit has finished yet"
     if g < IGNORED_GAIN:
         return (f"the generator ignores its condition: swapping it for another row's changes "
-                f"the denoising loss by {100 * g:.1f} % (positives do not depend on their "
+                f"the denoising loss by {100 * g:.2f} % (positives do not depend on their "
                 "source's embedding)")
     return (f"the generator uses its condition: another row's condition raises the denoising "
             f"loss by {100 * g:.0f} %")
