@@ -298,8 +298,13 @@ def _status(state: RunState, paths: Any) -> str:
         last = state.metrics.phase[-1]
         where = f"no checkpoint yet; last logged phase: {last}"
     log = paths.log.read_text(encoding="utf-8", errors="replace") if paths.log.is_file() else ""
-    tail = log.strip().splitlines()[-5:]
-    signalled = next((line for line in reversed(tail) if "received SIG" in line), None)
+    signalled = None
+    for line in reversed(log.strip().splitlines()[-200:]):
+        if "received SIG" in line:
+            signalled = line
+            break
+        if "resuming at stage" in line or ("INFO fit: " in line and "modality=" in line):
+            break  # started or resumed since the last signal
     newest = max([paths.metrics.stat().st_mtime] + [m for _, _, m in state.checkpoints])
     idle = time.time() - newest
     if signalled is not None:
