@@ -48,6 +48,7 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
     # re-measured with them
     "diffaug-legacy": ("diffaug", ["generator.ema_warmup=false", "encoder.recalibrate_bn=false"]),
     "diffaug-s0.5": ("diffaug", ["bank.strength=0.5"]),
+    "random-legacy-bn": ("random", ["encoder.recalibrate_bn=false"]),
     "knn-mixup": ("knn-mixup", []),
     "handcrafted": ("handcrafted", []),
 }

@@ -22,9 +22,9 @@ split, e.g. by chromosome). Without one, stratified k-fold cross-validation (shu
 ``seed``) reports the mean and sample standard deviation over folds.
 
 Same-size references (``pca_dim``): the features are first reduced with PCA fitted on the
-training set only (never on the test set, never with labels; in cross-validation mode the one
-input is the training set) and the same projection is applied to the test set
-(:func:`pca_reduce`). PCA of raw features reduced to an embedding's own size is the honest
+training rows only (never on the test set, never with labels: in cross-validation mode on each
+fold's training part, and for KMeans, which sees no labels, on the rows it clusters) and the same
+projection is applied to the scored rows (:func:`pca_reduce`). PCA of raw features reduced to an embedding's own size is the honest
 reference for a learned embedding: a linear, label-free map of the same dimension.
 
 Report (JSON-ready ``dict``, schema ``diffaug-genomics/evaluation/1``)::
@@ -37,8 +37,9 @@ Report (JSON-ready ``dict``, schema ``diffaug-genomics/evaluation/1``)::
     n             samples in the (training) set;  n_test: samples in the test set, or null
     dim           embedding dimension D (after PCA when pca_dim is set)
     input_dim     dimension of the features as given (before PCA)
-    pca_dim       PCA components fitted on the training set, or null
-    pca_explained_variance  fraction of the training set's variance they keep, or null
+    pca_dim       PCA components fitted on the training rows, or null
+    pca_explained_variance  fraction of the training rows' variance they keep (mean over
+                  folds), or null
     classes       sorted class names (union of train and test)
     class_counts  {"train": {class: count}, "test": {class: count} | null}
     chance        fraction of the most frequent class in the scored set (test set, or all)
@@ -246,8 +247,9 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
             comma-separated string is accepted too.
         folds: folds of the stratified cross-validation (ignored with a test set).
         seed: seed of the fold shuffling, KMeans, LogisticRegression and SVC (and PCA).
-        pca_dim: reduce the features to this many principal components of ``train_emb``
-            first (:func:`pca_reduce`; the test set gets the same projection). None: as given.
+        pca_dim: reduce the features to this many principal components of the training rows
+            first (:func:`pca_reduce`: of ``train_emb`` with a test set, of each fold's training
+            part in cross-validation; the scored rows get the same projection). None: as given.
 
     Returns:
         The report described in the module docstring.
@@ -281,8 +283,6 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
             raise InputError(f"test embeddings have D = {tx.shape[1]}, the training "
                              f"embeddings D = {x.shape[1]}")
         ty = _as_labels(test_labels, tx.shape[0], "test labels")
-        if pca_dim is not None:
-            x, tx, explained = pca_reduce(x, tx, pca_dim, seed)
         test_counts = Counter(ty.tolist())
         unseen = sorted(set(test_counts) - set(counts))
         if unseen:
@@ -292,8 +292,6 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
     else:
         if folds < 2:
             raise InputError(f"folds must be at least 2, got {folds}")
-        if pca_dim is not None:
-            x, _, explained = pca_reduce(x, None, pca_dim, seed)
         small = sorted((n, c) for c, n in counts.items() if n < folds)
         if small:
             n, c = small[0]
@@ -304,6 +302,12 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         splits = [(x[a], y[a], x[b], y[b]) for a, b in cv.split(x, y)]
         test_counts, scored = None, y
+    cluster_x = splits[0][2] if fixed else x  # what KMeans clusters (it sees no labels)
+    if pca_dim is not None:  # fitted on each split's training rows, applied to its scored rows
+        reduced = [pca_reduce(a, b, pca_dim, seed) for a, _, b, _ in splits]
+        explained = float(np.mean([r[2] for r in reduced]))
+        splits = [(r[0], a[1], r[1], a[3]) for r, a in zip(reduced, splits, strict=True)]
+        cluster_x = splits[0][2] if fixed else pca_reduce(x, None, pca_dim, seed)[0]
 
     protocol_reports: dict[str, Any] = {}
     for name in order:
@@ -311,8 +315,7 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if name == "kmeans":
-                ex, ey = (splits[0][2], splits[0][3]) if fixed else (x, y)
-                per_split = [kmeans_clustering(ex, ey, seed=seed)]
+                per_split = [kmeans_clustering(cluster_x, scored, seed=seed)]
             else:
                 runner = {"linear": lambda a, b, c, d: linear_probe(a, b, c, d, seed=seed),
                           "knn": knn_probe,
@@ -344,7 +347,7 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
         "seed": seed,
         "n": int(x.shape[0]),
         "n_test": int(splits[0][2].shape[0]) if fixed else None,
-        "dim": int(x.shape[1]),
+        "dim": int(splits[0][0].shape[1]),
         "input_dim": input_dim,
         "pca_dim": pca_dim,
         "pca_explained_variance": explained,

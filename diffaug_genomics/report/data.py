@@ -300,32 +300,17 @@ def same_size_pca_reference(features: np.ndarray, labels: list[str] | np.ndarray
     """The linear / kNN probes on PCA-``dim`` of raw input features, PCA fitted on the training
     folds only: the reference an embedding of size ``dim`` has to beat.
 
-    Stratified ``folds``-fold cross-validation (shuffled with ``seed``), as
-    :func:`~diffaug_genomics.evaluate.evaluate_embeddings`; returns ``{"dim": d, "protocols":
-    {name: {"metrics": {metric: {"mean", "sd", "values"}}}}}`` (``d`` = ``dim`` capped at what the
-    training folds allow).
+    :func:`~diffaug_genomics.evaluate.evaluate_embeddings` with ``pca_dim`` (stratified
+    ``folds``-fold cross-validation shuffled with ``seed``), ``dim`` capped at what the training
+    folds allow; its report, with ``"dim"`` the components used.
     """
-    from sklearn.decomposition import PCA
-    from sklearn.model_selection import StratifiedKFold
-
-    from diffaug_genomics.evaluate import _summary, knn_probe, linear_probe
+    from diffaug_genomics.evaluate import evaluate_embeddings
 
     x = np.asarray(features, dtype=np.float32).reshape(len(features), -1)
-    y = np.asarray([str(v) for v in labels])
-    cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
-    per: dict[str, list[dict[str, float]]] = {p: [] for p in protocols}
-    d = dim
-    for train, test in cv.split(x, y):
-        d = max(1, min(dim, len(train) - 1, x.shape[1]))
-        pca = PCA(n_components=d, random_state=seed).fit(x[train])
-        a, b = pca.transform(x[train]), pca.transform(x[test])
-        for p in protocols:
-            if p == "linear":
-                per[p].append(linear_probe(a, y[train], b, y[test], seed=seed))
-            elif p == "knn":
-                per[p].append(knn_probe(a, y[train], b, y[test]))
-    return {"dim": int(d), "protocols": {
-        p: {"metrics": {m: _summary([s[m] for s in v]) for m in v[0]}} for p, v in per.items()}}
+    smallest_fold = len(x) - -(-len(x) // folds)  # rows of the smallest training part
+    d = max(1, min(dim, smallest_fold - 1, x.shape[1]))
+    return evaluate_embeddings(x, [str(v) for v in labels], protocols=protocols, folds=folds,
+                               seed=seed, pca_dim=d)
 
 
 def raw_features(state: RunState, rows: np.ndarray) -> tuple[np.ndarray, str]:
