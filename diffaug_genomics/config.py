@@ -242,7 +242,8 @@ LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views")
 """Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
-RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input")
+RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input", "input_bytes",
+               "input_sha256", "label_column", "obs_key")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda", "mps"),

@@ -18,7 +18,7 @@ import torch
 
 from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.runs import FinishedRun
-from diffaug_genomics.samples import ReadOptions, load_preprocess, read_samples
+from diffaug_genomics.samples import ReadOptions, read_run_input
 
 
 @dataclass
@@ -50,9 +50,7 @@ def embed_samples(run: FinishedRun, source: str | Path, output: str | Path,
     from diffaug_genomics.io.h5 import write_embeddings
 
     t0 = time.perf_counter() if t0 is None else t0
-    record = load_preprocess(run.run_dir)
-    samples = read_samples(run.modality, source, options)
-    rows = run.modality.io.transform(samples, record["state"], str(source))
+    samples, rows, _ = read_run_input(run, source, options)
     with torch.no_grad():
         emb = embed_rows(run, rows, batch_size)
     info = {"run_dir": str(Path(run.run_dir).resolve()), "config_hash": run.config_hash,

@@ -25,7 +25,7 @@ from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.progress import progress
 from diffaug_genomics.runs import FinishedRun
-from diffaug_genomics.samples import ReadOptions, load_preprocess, read_samples
+from diffaug_genomics.samples import ReadOptions, read_run_input
 
 OUTPUT_SUFFIXES = (".npy", ".h5", ".hdf5")
 
@@ -61,9 +61,7 @@ def generate_samples(run: FinishedRun, source: str | Path, output: str | Path,
     check_sample_output(output)
     t0 = time.perf_counter()
     cfg, modality = run.config, run.modality
-    record = load_preprocess(run.run_dir)
-    samples = read_samples(modality, source, options)
-    rows = modality.io.transform(samples, record["state"], str(source))
+    samples, rows, record = read_run_input(run, source, options)
     dev = next(run.encoder.parameters()).device
     diffusion = Diffusion.from_config(cfg.generator).to(dev)
     gen = torch.Generator().manual_seed(seed)
