@@ -45,7 +45,7 @@ def embed_rows(run: FinishedRun, rows: np.ndarray, batch_size: int = 512) -> np.
 
 def embed_samples(run: FinishedRun, source: str | Path, output: str | Path,
                   options: ReadOptions, *, batch_size: int = 512, force: bool = False,
-                  t0: float | None = None) -> SampleEmbedSummary:
+                  t0: float | None = None, inputs: tuple = ()) -> SampleEmbedSummary:
     """Embed every sample of ``source`` with a finished image / tabular run (module docstring)."""
     from diffaug_genomics.io.h5 import write_embeddings
 
@@ -56,7 +56,7 @@ def embed_samples(run: FinishedRun, source: str | Path, output: str | Path,
     info = {"run_dir": str(Path(run.run_dir).resolve()), "config_hash": run.config_hash,
             "checkpoint": str((Path(run.run_dir) / "encoder.pt").resolve()),
             "source": str(source), "modality": run.modality.name}
-    with atomic_output(output, force) as tmp:
+    with atomic_output(output, force, (source, run.run_dir, *inputs)) as tmp:
         if samples.source_format == "h5ad":
             from diffaug_genomics.io.h5ad import write_embeddings_h5ad
 

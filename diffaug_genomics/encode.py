@@ -344,7 +344,8 @@ def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = 
     _check_policy(policy, stride)
     if policy == "window" and length is None:
         raise InputError("--policy window needs --length")
-    out = check_output(output, force)
+    inputs = (input, labels)
+    out = check_output(output, force, inputs)
     from_stdin = str(input) == "-"
     name = "<stdin>" if from_stdin else str(input)
     if not from_stdin:
@@ -383,7 +384,7 @@ def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = 
                 bar.advance((stats.bytes_read - done[0]) / 1e6)
                 done[0] = stats.bytes_read
 
-            with atomic_output(out, force) as tmp:
+            with atomic_output(out, force, inputs) as tmp:
                 _write(chunks, tmp, summary, attrs, label_map, labels, advance,
                        lambda: {"source_sha256": stats.sha256})
     finally:
@@ -421,7 +422,8 @@ def encode_bed(bed: str | Path, genome: str | Path, output: str | Path, *, lengt
     """
     start = time.perf_counter()
     length = _check_length(length)
-    out = check_output(output, force)
+    inputs = (bed, genome, labels, f"{genome}.fai")
+    out = check_output(output, force, inputs)
     bed_path = _check_input(bed, "BED file")
     genome_path = _check_input(genome, "genome FASTA")
     label_map = None
@@ -441,7 +443,7 @@ def encode_bed(bed: str | Path, genome: str | Path, output: str | Path, *, lengt
                  "strand_aware": bool(strand_aware),
                  "pad_out_of_bounds": bool(pad_out_of_bounds)}
         with progress(f"encoding {bed_path.name}", unit="regions",
-                      enabled=show_progress) as bar, atomic_output(out, force) as tmp:
+                      enabled=show_progress) as bar, atomic_output(out, force, inputs) as tmp:
             _write(chunks, tmp, summary, attrs, label_map, labels,
                    lambda: bar.advance(summary.records - bar.done),
                    lambda: {"source_sha256": _sha256_file(bed_path), **counts})

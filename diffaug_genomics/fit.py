@@ -140,8 +140,23 @@ def _check_same_input(source: str | Path, run_dir: Path, saved: dict,
                          "original input or start a new run", path=source)
 
 
+class _RunLog(logging.FileHandler):
+    """``log.txt``: a line that cannot be written (a full disk) is dropped, not printed as a
+    traceback; every line also goes to stderr, and the error that matters is raised where the
+    run writes its outputs."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # flushing the last lines onto a full disk
+            pass
+
+
 def _attach_log(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "log.txt")
+    handler = _RunLog(run_dir / "log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     LOG.addHandler(handler)
     return handler

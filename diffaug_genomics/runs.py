@@ -14,6 +14,7 @@ from diffaug_genomics.errors import InputError
 from diffaug_genomics.models.registry import Modality, get_modality
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.train import checkpoint as ckpt
+from diffaug_genomics.train.guards import require_finite
 
 if TYPE_CHECKING:
     from diffaug_genomics.diffusion import Diffusion
@@ -42,6 +43,7 @@ class FinishedRun:
         sample = generated_positives(diffusion, self.denoiser, self.modality, self.config.bank, x,
                                      z, per_sequence, steps=steps, strength=strength,
                                      guidance_scale=guidance_scale, generator=generator)
+        require_finite(sample, f"samples of {self.run_dir / 'generator.pt'}")
         xk = x.repeat_interleave(per_sequence, dim=0)
         return xk, sample
 

@@ -217,14 +217,18 @@ def remove_stale_temps(directory: str | Path) -> list[Path]:
 # ----------------------------------------------------------------------------------- HDF5 files
 class _GuardedFile(io.RawIOBase):
     """A file the HDF5 library writes through (h5py's ``fileobj`` driver) that never reports a
-    failed write to it: the first OSError is recorded (for :func:`atomic_temp` to raise) and
-    later writes are dropped, so the library closes cleanly instead of crashing."""
+    failed write to it: the first OSError (a full disk) is recorded, for :func:`atomic_temp`
+    to raise, and from then on writes are kept in memory (reads see them), so the library
+    goes on, closes cleanly and nothing crashes. Writers stop early with
+    :func:`raise_if_write_failed`; the temporary file is removed either way."""
 
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
         self.fh = open(path, "w+b", buffering=0)  # noqa: SIM115 - closed in close()
         self.error: OSError | None = None
+        self.overlay: list[tuple[int, bytes]] = []  # (offset, data) written after the error
+        self.end = 0  # logical end of file, overlay included
 
     def readable(self) -> bool:
         return True
@@ -236,40 +240,58 @@ class _GuardedFile(io.RawIOBase):
         return True
 
     def seek(self, offset: int, whence: int = 0) -> int:
+        if whence == 2:
+            return self.fh.seek(max(self.end, os.fstat(self.fh.fileno()).st_size) + offset)
         return self.fh.seek(offset, whence)
 
     def tell(self) -> int:
         return self.fh.tell()
 
     def readinto(self, buffer: Any) -> int:
-        return self.fh.readinto(buffer)
-
-    def _failed(self, exc: OSError) -> None:
-        if self.error is None:
-            self.error = exc
-            _write_errors[str(self.path)] = exc
+        pos = self.fh.tell()
+        n = self.fh.readinto(buffer) or 0
+        if not self.overlay:
+            return n
+        view = memoryview(buffer).cast("B")
+        view[n:] = bytes(len(view) - n)
+        filled = n
+        for off, data in self.overlay:  # later writes win
+            lo, hi = max(off, pos), min(off + len(data), pos + len(view))
+            if lo < hi:
+                view[lo - pos:hi - pos] = data[lo - off:hi - off]
+                filled = max(filled, hi - pos)
+        self.fh.seek(pos + filled)
+        return filled
 
     def write(self, data: Any) -> int:
-        size = memoryview(data).nbytes
+        view = memoryview(data).cast("B")
+        size = len(view)
+        pos = self.fh.tell()
         if self.error is None:
             try:
                 written = 0
-                view = memoryview(data).cast("B")
                 while written < size:
                     written += self.fh.write(view[written:])
+                self.end = max(self.end, pos + size)
                 return size
             except OSError as exc:
-                self._failed(exc)
-        self.fh.seek(size, 1)
+                self.error = exc
+                _write_errors[str(self.path)] = exc
+        self.overlay.append((pos, bytes(view)))
+        self.end = max(self.end, pos + size)
+        self.fh.seek(pos + size)
         return size
 
     def truncate(self, size: int | None = None) -> int:
+        size = self.fh.tell() if size is None else size
         if self.error is None:
             try:
-                return self.fh.truncate(size)
+                self.fh.truncate(size)
             except OSError as exc:
-                self._failed(exc)
-        return self.fh.tell() if size is None else size
+                self.error = exc
+                _write_errors[str(self.path)] = exc
+        self.end = size
+        return size
 
     def flush(self) -> None:
         pass
@@ -277,6 +299,7 @@ class _GuardedFile(io.RawIOBase):
     def close(self) -> None:
         if not self.closed:
             self.fh.close()
+            self.overlay = []
         super().close()
 
 

@@ -117,7 +117,7 @@ def check_real_dtype(dtype: np.dtype, path: Path, what: str = "values") -> None:
     if np.issubdtype(dtype, np.complexfloating):
         raise InputError(f"{what} are complex numbers ({dtype}); expected real numbers",
                          path=path)
-    if not (np.issubdtype(dtype, np.number) or dtype == bool):
+    if not (np.issubdtype(dtype, np.number) or dtype.kind == "b"):
         raise InputError(f"{what} have dtype {dtype}, expected numbers", path=path)
 
 

@@ -27,7 +27,8 @@ def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_temp(path, fsync=True) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as fh:  # a file object: a full disk surfaces as OSError ENOSPC
+            torch.save(obj, fh)
 
 
 def load(path: str | Path, expect_format: str | None = None) -> dict[str, Any]:
