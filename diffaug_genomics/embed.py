@@ -67,11 +67,6 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
 
         load_backbone(backbone)
     inputs = (source, run_dir)
-    if str(output) == "-":
-        from diffaug_genomics.errors import InputError
-
-        raise InputError("embed writes an HDF5 (or .h5ad) file, which cannot stream to standard "
-                         "output: give -o FILE")
     check_output(target, force or (sharded and target.exists()), inputs)  # before any work
     run = load_run(run_dir, resolve_device(device))
     if run.modality.io is not None:  # images, tables

@@ -38,7 +38,7 @@ import numpy as np
 
 from diffaug_genomics.alphabet import BASE_INDEX, ONEHOT_TABLE
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.io.atomic import atomic_output, check_output
+from diffaug_genomics.io.atomic import atomic_output, check_output, cleanup_on_signals
 from diffaug_genomics.io.bed import open_genome, region_sequences
 from diffaug_genomics.io.fasta import VALID_BYTES, ReadStats, read_fasta
 from diffaug_genomics.progress import progress
@@ -307,13 +307,19 @@ def _write(chunks: Iterable[EncodedChunk], tmp: Path, summary: EncodeSummary,
 
 
 def _spool_stdin(directory: Path) -> Path:
-    """Copy standard input to a temporary file in ``directory`` (bytes as given, gzip kept)."""
+    """Copy standard input to a temporary file in ``directory`` (bytes as given, gzip kept);
+    removed again if the copy fails."""
     fd, name = tempfile.mkstemp(prefix=".diffaug-stdin.", suffix=".tmp", dir=directory)
-    with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 22)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 22)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
     return Path(name)
 
 
+@cleanup_on_signals  # SIGTERM / SIGHUP also remove the spool of standard input
 def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = None,
                  policy: str = "pad", stride: int | None = None,
                  labels: str | Path | None = None, force: bool = False,

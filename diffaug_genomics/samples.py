@@ -222,6 +222,13 @@ def read_samples(modality: Modality, source: str | Path, options: ReadOptions) -
     path = Path(source)
     if not path.exists():
         raise InputError("no such file or folder", path=path)
+    try:
+        kind = detect_modality(path)
+    except InputError:
+        kind = None  # the modality's own reader says what is wrong
+    if kind == "dna":
+        raise InputError(f"is DNA (FASTA or one-hot HDF5), but this is a '{modality.name}' run "
+                         "or input: give it the kind of data it was trained on", path=path)
     samples = modality.io.read(path, options)
     if len(samples.ids) != len(samples.values):
         raise InputError(f"reader returned {len(samples.ids)} ids for {len(samples.values)} "

@@ -20,17 +20,20 @@ checkpoints through :func:`atomic_temp`), so these guarantees live here, once:
 from __future__ import annotations
 
 import errno
+import functools
 import io
 import os
 import signal
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from diffaug_genomics.errors import DiffaugError, InputError, Terminated
+
+T = TypeVar("T")
 
 TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
                             if hasattr(signal, name))
@@ -72,10 +75,14 @@ def check_output(path: str | Path, force: bool = False,
                  inputs: Iterable[str | Path | None] = ()) -> Path:
     """Validate an output path before any work starts; returns it as a :class:`Path`.
 
-    Raises :class:`InputError` if it is one of ``inputs`` (the same file by any path, with or
+    Raises :class:`InputError` if it is ``-`` (callers that can stream handle ``-`` first), one
+    of ``inputs`` (the same file by any path, with or
     without ``force``; for an input folder such as a run directory: a file inside it), exists
     (without ``force``), is a directory, or its parent directory is missing or not writable.
     """
+    if str(path) == "-":
+        raise InputError("this output is a file (HDF5, .npy, JSON...), it cannot stream to "
+                         "standard output: give -o FILE")
     out = Path(path)
     for given in inputs:
         if given is None or str(given) == "-":
@@ -123,7 +130,7 @@ def _raise_terminated(signum: int, frame: object) -> None:
 
 
 @contextmanager
-def _terminating_signals_raise() -> Iterator[None]:
+def signals_raise() -> Iterator[None]:
     """While any temporary output is open: SIGTERM / SIGHUP with their default action (which
     kills the process without cleanup) raise :class:`Terminated` instead. Handlers a caller
     installed are left alone. Only the main thread can install handlers; elsewhere a no-op."""
@@ -149,6 +156,18 @@ def _terminating_signals_raise() -> Iterator[None]:
                 _saved_handlers.clear()
 
 
+def cleanup_on_signals(func: Callable[..., T]) -> Callable[..., T]:
+    """Run ``func`` under :func:`signals_raise` (for writers of temporary files other than
+    :func:`atomic_temp`'s, e.g. a spool of standard input, removed in a ``finally``)."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        with signals_raise():
+            return func(*args, **kwargs)
+
+    return wrapper
+
+
 # ------------------------------------------------------------------------------ temporary files
 _write_errors: dict[str, OSError] = {}
 """Temporary path -> the OSError a guarded HDF5 file met (see :func:`create_hdf5`)."""
@@ -158,7 +177,7 @@ _write_errors: dict[str, OSError] = {}
 def atomic_temp(out: Path, *, fsync: bool = False) -> Iterator[Path]:
     """A temporary path beside ``out``, renamed onto it on success and removed on any failure,
     SIGTERM / SIGHUP included; a full disk becomes :class:`DiskFull` naming ``out``."""
-    with _terminating_signals_raise():
+    with signals_raise():
         parent = out.parent if str(out.parent) else Path(".")
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)

@@ -299,6 +299,25 @@ def write_embeddings(path: str | Path, embeddings: np.ndarray, ids: Sequence[str
         f.attrs.update({k: v for k, v in (attrs or {}).items() if v is not None})
 
 
+def embeddings_matrix(node: Any, path: str | Path, where: str) -> np.ndarray:
+    """An ``(N, D)`` dataset of real numbers as float32 (anything else: :class:`InputError`
+    naming ``path`` and ``where``, the dataset)."""
+    if not isinstance(node, h5py.Dataset) or node.ndim != 2:
+        raise InputError(f"corrupt: {where} has shape {getattr(node, 'shape', None)}, expected "
+                         "(N, D)", path=path)
+    if (node.dtype.names is not None or not np.issubdtype(node.dtype, np.number)
+            or np.issubdtype(node.dtype, np.complexfloating)):
+        raise InputError(f"corrupt: {where} has dtype {node.dtype}, expected real numbers",
+                         path=path)
+    with np.errstate(over="ignore", invalid="ignore"):
+        emb = np.asarray(node[()], dtype=np.float32)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        raise InputError(f"corrupt: {where} row {int(np.flatnonzero(bad)[0])} holds NaN, "
+                         "infinity or a value beyond float32", path=path)
+    return emb
+
+
 def read_embeddings(path: str | Path) -> tuple[np.ndarray, list[str], list[str] | None,
                                                dict[str, Any]]:
     """Read an ``embeddings/1`` file: ``(embeddings (N, D) float32, ids, labels or None, attrs)``."""
@@ -308,14 +327,7 @@ def read_embeddings(path: str | Path) -> tuple[np.ndarray, list[str], list[str] 
                              path=path)
         if "embeddings" not in f or "ids" not in f:
             raise InputError("corrupt: /embeddings or /ids is missing", path=path)
-        emb = f["embeddings"]
-        if not isinstance(emb, h5py.Dataset) or emb.ndim != 2:
-            raise InputError(f"corrupt: /embeddings has shape {getattr(emb, 'shape', None)}, "
-                             "expected (N, D)", path=path)
-        if not np.issubdtype(emb.dtype, np.number) or np.issubdtype(emb.dtype, np.complexfloating):
-            raise InputError(f"corrupt: /embeddings has dtype {emb.dtype}, expected real "
-                             "numbers", path=path)
-        emb = np.asarray(emb[()], dtype=np.float32)
+        emb = embeddings_matrix(f["embeddings"], path, "/embeddings")
         try:
             ids = read_strings(f["ids"])
             labels = read_strings(f["labels"]) if "labels" in f else None
@@ -327,9 +339,4 @@ def read_embeddings(path: str | Path) -> tuple[np.ndarray, list[str], list[str] 
         raise InputError(f"corrupt: {len(ids)} ids for {len(emb)} embeddings", path=path)
     if labels is not None and len(labels) != len(emb):
         raise InputError(f"corrupt: {len(labels)} labels for {len(emb)} embeddings", path=path)
-    bad = ~np.isfinite(emb)
-    if bad.any():
-        r = int(np.argwhere(bad)[0][0])
-        raise InputError(f"embedding of '{ids[r]}' (row {r}) holds {emb[bad][0]}, not a finite "
-                         "float32 number", path=path)
     return emb, ids, labels, attrs

@@ -318,7 +318,9 @@ def read_embeddings_h5ad(path: str | Path, obs_key: str | None = None
     """
     p = Path(path)
     with h5py.File(p, "r") as f:
-        emb = np.asarray(f["obsm"][OBSM_KEY][()], dtype=np.float32)
+        from diffaug_genomics.io.h5 import embeddings_matrix
+
+        emb = embeddings_matrix(f["obsm"][OBSM_KEY], p, f"obsm['{OBSM_KEY}']")
         ids = _index_of(f["obs"]) if "obs" in f else []
         info: dict[str, Any] = {}
         if "uns" in f and UNS_KEY in f["uns"]:
