@@ -243,6 +243,12 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         try:
             _train(source, run_dir, cfg, preset, modality, ctx, dev, resuming, options,
                    saved_record)
+        except OSError as exc:
+            from diffaug_genomics.io.atomic import DiskFull, is_disk_full
+
+            if is_disk_full(exc):  # a write outside the atomic writer (metrics.csv)
+                raise DiskFull(run_dir) from None
+            raise
         except RuntimeError as exc:
             if not (ctx.distributed and _communication_error(exc)):
                 raise

@@ -71,13 +71,27 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+FOLDER_INPUT_FILES = ("encoder.pt", "generator.pt", "config.yaml", "preprocess.json", "data.h5",
+                      "metrics.csv", "log.txt")
+"""Files of a run directory (an input of ``embed`` / ``generate``) that no output may replace;
+``checkpoints/`` and ``cache/`` too, and the images of an image folder."""
+FOLDER_INPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def _part_of_folder_input(relative: Path) -> bool:
+    return (relative.as_posix() in FOLDER_INPUT_FILES
+            or relative.parts[0] in ("checkpoints", "cache")
+            or relative.suffix.lower() in FOLDER_INPUT_SUFFIXES)
+
+
 def check_output(path: str | Path, force: bool = False,
                  inputs: Iterable[str | Path | None] = ()) -> Path:
     """Validate an output path before any work starts; returns it as a :class:`Path`.
 
     Raises :class:`InputError` if it is ``-`` (callers that can stream handle ``-`` first), one
     of ``inputs`` (the same file by any path, with or
-    without ``force``; for an input folder such as a run directory: a file inside it), exists
+    without ``force``; for an input folder: a run directory's own files, an image folder's
+    images), exists
     (without ``force``), is a directory, or its parent directory is missing or not writable.
     """
     if str(path) == "-":
@@ -93,10 +107,10 @@ def check_output(path: str | Path, force: bool = False,
                              "with or without --force): choose another -o", path=out)
         if inp.is_dir() and out.exists() and not out.is_dir():
             try:
-                inside = out.resolve().is_relative_to(inp.resolve())
-            except OSError:
-                inside = False
-            if inside:
+                inside = out.resolve().relative_to(inp.resolve())
+            except (OSError, ValueError):
+                inside = None
+            if inside is not None and _part_of_folder_input(inside):
                 raise InputError(f"the output is a file of the input folder {inp} (refusing "
                                  "to overwrite it, with or without --force): choose another -o",
                                  path=out)
