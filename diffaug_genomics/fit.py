@@ -354,7 +354,15 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
             trainer = Trainer(cfg, modality, rows, run_dir, dev, ctx,
                               should_stop=lambda: stop["requested"])
             if resume:
-                trainer.resume()
+                try:
+                    trainer.resume()
+                except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+                    if isinstance(exc, RuntimeError) and _communication_error(exc):
+                        raise
+                    from diffaug_genomics.train.checkpoint import describe
+
+                    raise InputError(f"does not fit this run ({describe(exc)})",
+                                     path=trainer.paths.latest) from None
             try:
                 trainer.run()
             except StopRequested:

@@ -418,12 +418,18 @@ def _damage(path: Path, how: str) -> None:
         import torch
 
         torch.save({"format": "something/else"}, path)
+    elif how == "its format tag, nothing else":
+        import torch
+
+        saved = torch.load(path, weights_only=True)  # the right tag and hash, no weights
+        torch.save({"format": saved["format"], "config_hash": saved["config_hash"]}, path)
     else:
         raise AssertionError(how)
 
 
 CHECKPOINT_CASES = [(f, how) for f in ("checkpoints/latest.pt", "encoder.pt", "generator.pt")
-                    for how in ("zero bytes", "truncated", "foreign file", "another format")]
+                    for how in ("zero bytes", "truncated", "foreign file", "another format",
+                                "its format tag, nothing else")]
 
 
 @pytest.mark.parametrize("name,how", CHECKPOINT_CASES)
@@ -439,6 +445,16 @@ def test_unreadable_checkpoints_exit_2_naming_the_file(name, how, data, dna_run,
         argv = ["generate", run, data / "a.fa", "-o", tmp_path / "p.fa"]
     fails(capsys, 2, *argv, names=run / name)
     assert not (tmp_path / "e.h5").exists() and not (tmp_path / "p.fa").exists()
+
+
+def test_a_damaged_neighbour_cache_is_recomputed(data, tmp_path, capsys):
+    from diffaug_genomics.positives.knn import load_neighbours, save_neighbours
+
+    path = tmp_path / "neighbours.npz"
+    save_neighbours(path, np.array([[1], [7]]), {"n": 2})  # points past the 2 rows
+    assert load_neighbours(path, {"n": 2}) is None
+    save_neighbours(path, np.array([[1], [0]]), {"n": 2})
+    assert load_neighbours(path, {"n": 2}).tolist() == [[1], [0]]
 
 
 def test_resume_after_kill_during_checkpoint_write_uses_the_last_good_one(data, dna_run,
