@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> None:
     SIGTERM / SIGHUP while an output is written (:class:`Terminated`, raised by the atomic
     writer after removing its temporary file) exits with 128 + the signal number.
     """
+    from typer import Abort
+
     from diffaug_genomics.errors import DiffaugError, Terminated
     from diffaug_genomics.io.atomic import is_disk_full
 
@@ -97,6 +99,10 @@ def main(argv: list[str] | None = None) -> None:
     except DiffaugError as exc:
         typer.echo(f"diffaug: error: {' '.join(str(exc).splitlines())}", err=True)
         sys.exit(exc.exit_code)
+    except Abort as exc:  # the parser's name for an EOFError nobody caught (input ended early)
+        cause = exc.__cause__
+        typer.echo(f"diffaug: error: unexpected end of input ({cause or 'aborted'})", err=True)
+        sys.exit(1)
     except Terminated as exc:
         typer.echo(f"diffaug: {exc}; no output was left half-written", err=True)
         sys.exit(128 + exc.signum)

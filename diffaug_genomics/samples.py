@@ -119,12 +119,18 @@ def _hdf5_kind(path: Path) -> str | None:
     return None
 
 
-def _npy_shape(path: Path) -> tuple[int, ...]:
+def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """A ``.npy`` array (never a pickle); an empty, truncated or foreign file is an
+    :class:`InputError` naming it."""
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"not a readable .npy array ({str(exc).splitlines()[0]})", path=path) from None
-    return tuple(arr.shape)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        lines = str(exc).strip().splitlines() or [exc.__class__.__name__]
+        raise InputError(f"not a readable .npy array ({lines[0]})", path=path) from None
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    return tuple(load_npy(path, mmap_mode="r").shape)
 
 
 def npy_kind(shape: tuple[int, ...]) -> str | None:

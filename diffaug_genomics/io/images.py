@@ -108,11 +108,9 @@ def read_images(path: Path, options: ReadOptions) -> Samples:
     if path.is_dir():
         return read_image_folder(path)
     if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"not a readable .npy array ({str(exc).splitlines()[0]})",
-                             path=path) from None
+        from diffaug_genomics.samples import load_npy
+
+        arr = load_npy(path)
         arr = _as_nhwc(arr, path)
         return Samples(arr, [str(i) for i in range(len(arr))], None, "image-npy")
     import h5py

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.samples import ReadOptions, Samples, open_text
+from diffaug_genomics.samples import ReadOptions, Samples, load_npy, open_text
 
 
 def _delimiter(path: Path) -> str:
@@ -162,10 +162,7 @@ def read_npy_table(path: Path, options: ReadOptions) -> Samples:
     if options.label_column is not None or options.obs_key is not None:
         raise InputError("--label-column / --obs-key do not apply to .npy input (it has no "
                          "columns); give labels to evaluate with --labels", path=path)
-    try:
-        x = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"not a readable .npy array ({str(exc).splitlines()[0]})", path=path) from None
+    x = load_npy(path)
     if x.ndim < 2 or x.shape[0] == 0 or x.size == 0:
         raise InputError(f"expected a non-empty (N, D) array, got shape {x.shape}", path=path)
     x = to_float32(x.reshape(len(x), -1), path)
