@@ -792,6 +792,14 @@ def _wrong_name_case(case: str, data: Path, dna_run: Path, tmp: Path):
             "--batch-size", "greater than or equal to 1"
     if case == "missing argument":
         return ["embed", dna_run], "diffaug embed", "missing argument"
+    if case in ("empty .npy", "truncated .npy"):
+        npy = tmp / "x.npy"
+        np.save(npy, np.ones((8, 4), np.float32))
+        npy.write_bytes(b"" if case == "empty .npy" else npy.read_bytes()[:100])
+        return ["evaluate", npy], npy, "not a readable .npy"
+    if case == "truncated embeddings":
+        emb.write_bytes(emb.read_bytes()[:2000])
+        return ["evaluate", emb, "--labels", labels], emb, ""
     if case == "FASTA to a tabular fit":
         return ["fit", data / "a.fa", "-o", tmp / "run", "--modality", "tabular"], \
             data / "a.fa", "is DNA"
@@ -800,7 +808,8 @@ def _wrong_name_case(case: str, data: Path, dna_run: Path, tmp: Path):
 
 WRONG_NAME_CASES = ["1-D embeddings", "fewer ids than embeddings", "strings in /embeddings",
                     "NaN embeddings", "embed -o -", "encode -o -", "option out of range",
-                    "missing argument", "FASTA to a tabular fit"]
+                    "missing argument", "FASTA to a tabular fit", "empty .npy", "truncated .npy",
+                    "truncated embeddings"]
 
 
 @pytest.mark.parametrize("case", WRONG_NAME_CASES)
