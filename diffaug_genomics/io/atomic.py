@@ -193,15 +193,11 @@ def atomic_temp(out: Path, *, fsync: bool = False) -> Iterator[Path]:
     SIGTERM / SIGHUP included; a full disk becomes :class:`DiskFull` naming ``out``."""
     with signals_raise():
         parent = out.parent if str(out.parent) else Path(".")
+        tmp_path = parent / f".{out.name}.unnamed.tmp"  # replaced as soon as mkstemp returns
         try:
             fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=parent)
-        except OSError as exc:
-            if is_disk_full(exc):
-                raise DiskFull(out) from None
-            raise
-        os.close(fd)
-        tmp_path = Path(tmp)
-        try:
+            tmp_path = Path(tmp)
+            os.close(fd)
             os.chmod(tmp_path, default_mode())  # mkstemp makes 0600; outputs get the umask
             yield tmp_path
             failed = _write_errors.pop(str(tmp_path), None)
