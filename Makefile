@@ -45,7 +45,8 @@ demo: $(STAMP)
 	$(BIN)/diffaug embed $(DEMO_DIR)/run $(DEMO_DIR)/example.h5 -o $(DEMO_DIR)/embeddings.h5
 	$(BIN)/diffaug generate $(DEMO_DIR)/run $(EXAMPLE) -o $(DEMO_DIR)/positives.fa --per-sequence 2
 	$(BIN)/diffaug evaluate $(DEMO_DIR)/embeddings.h5 --protocol linear,knn --folds 5 -o $(DEMO_DIR)/report.json
-	@echo "demo outputs in $(DEMO_DIR)/: example.h5 run/ embeddings.h5 positives.fa report.json"
+	$(BIN)/diffaug report $(DEMO_DIR)/run -o $(DEMO_DIR)/report.html --embeddings $(DEMO_DIR)/embeddings.h5
+	@echo "demo outputs in $(DEMO_DIR)/: example.h5 run/ embeddings.h5 positives.fa report.json report.html report/"
 
 # A non-editable install into a fresh virtualenv gives a working `diffaug` from any directory.
 check-install: $(STAMP)

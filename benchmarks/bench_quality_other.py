@@ -10,8 +10,9 @@ their labels and scored on the test set.
 
 Methods: ``random`` (the encoder untrained), ``knn-mixup`` and ``handcrafted`` (SimCLR-style
 views for digits, SCARF corruption for cells) and ``diffaug``, all with the modality's
-``default`` preset and the same number of encoder epochs, 3 seeds; ``raw-pca50``: PCA of the
-raw (scaled) features to 50 dimensions, fitted on the training set.
+``default`` preset and the same number of encoder epochs, 3 seeds; ``raw PCA-D``: PCA of the
+raw (scaled) features to the preset's embedding size D (digits 64, pbmc 50), fitted on the
+training set without labels (the same-size reference), and ``raw``: all raw scaled features.
 
 The presets were chosen with ``--select``, which splits the *training* set again (70/30,
 seed 1) and scores candidate configurations on that validation part; the test set is never
@@ -35,7 +36,11 @@ from pathlib import Path
 import numpy as np
 
 RESULTS = Path(__file__).resolve().parent / "results"
-METHODS = ("random", "knn-mixup", "handcrafted", "diffaug", "raw-pca50")
+METHODS = ("random", "knn-mixup", "handcrafted", "diffaug", "raw-pca", "raw")
+REFERENCES = ("raw-pca", "raw")
+"""Label-free references: PCA of the raw (standardised) features to the ``default`` preset's
+embedding size D of the modality (``raw-pca``, reported as ``raw PCA-D``), and the standardised
+raw features themselves (``raw``)."""
 TRAINED = {"random": ("knn-mixup", ["schedule.warmup_epochs=0", "schedule.rounds=0"]),
            "knn-mixup": ("knn-mixup", []), "handcrafted": ("handcrafted", []),
            "diffaug": ("diffaug", [])}
@@ -77,15 +82,29 @@ def probes(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     return {p: rep["protocols"][p]["metrics"]["accuracy"]["mean"] for p in ("linear", "knn")}
 
 
-def raw_pca(train: np.ndarray, test: np.ndarray, dim: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """PCA-``dim`` of standardised raw features, fitted on ``train``."""
-    from sklearn.decomposition import PCA
+def embed_dim(name: str) -> int:
+    """The ``default`` preset's embedding size for the modality of dataset ``name``."""
+    from diffaug_genomics.config import resolve_config
+
+    return resolve_config("default", modality="image" if name == "digits" else "tabular"
+                          ).encoder.embed_dim
+
+
+def raw_pca(train: np.ndarray, test: np.ndarray, dim: int | None = 50
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Standardised raw features, fitted on ``train``, then PCA-``dim`` fitted on ``train``
+    (:func:`diffaug_genomics.evaluate.pca_reduce`); ``dim=None``: no PCA."""
     from sklearn.preprocessing import StandardScaler
+
+    from diffaug_genomics.evaluate import pca_reduce
 
     a, b = train.reshape(len(train), -1), test.reshape(len(test), -1)
     scaler = StandardScaler().fit(a)
-    pca = PCA(n_components=min(dim, a.shape[1]), random_state=0).fit(scaler.transform(a))
-    return pca.transform(scaler.transform(a)), pca.transform(scaler.transform(b))
+    a, b = scaler.transform(a), scaler.transform(b)
+    if dim is None:
+        return a, b
+    a, b, _ = pca_reduce(a, b, min(dim, *a.shape))
+    return a, b
 
 
 def run_method(job: dict) -> dict:
@@ -154,7 +173,9 @@ def run_jobs(jobs: list[dict], workers: int) -> list[dict]:
 def summarise(rows: list[dict]) -> dict[tuple[str, str], dict[str, tuple[float, float]]]:
     table: dict[tuple[str, str], dict[str, list[float]]] = {}
     for r in rows:
-        cell = table.setdefault((r["dataset"], r["method"]), {"linear": [], "knn": [], "s": []})
+        cell = table.setdefault((r["dataset"], r["method"]),
+                                {"linear": [], "knn": [], "s": [], "dim": []})
+        cell["dim"].append(r.get("dim", 0))
         cell["linear"].append(r["linear"])
         cell["knn"].append(r["knn"])
         cell["s"].append(r.get("fit_seconds", 0.0))
@@ -163,8 +184,8 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str], dict[str, tuple[float, 
 
 
 def target_lines(s: dict) -> list[str]:
-    """The issue's target, checked: DiffAug at least 2 points above knn-mixup and handcrafted on
-    both datasets, and above raw PCA-50 on pbmc68k_reduced (mean over seeds)."""
+    """The targets, checked: DiffAug at least 2 points above knn-mixup and handcrafted, and at or
+    above the same-size raw PCA (the moonshot of the "beat PCA" issue), mean over seeds."""
     lines = ["## Against the target", "",
              "DiffAug minus each reference, in accuracy points (mean over seeds):", "",
              "| dataset | reference | linear | kNN | target | met |", "|---|---|---|---|---|---|"]
@@ -172,9 +193,7 @@ def target_lines(s: dict) -> list[str]:
         diff = s.get((dataset, "diffaug"))
         if diff is None:
             continue
-        refs = [("knn-mixup", 2.0), ("handcrafted", 2.0)]
-        if dataset == "pbmc68k":
-            refs.append(("raw-pca50", 0.0))
+        refs = [("knn-mixup", 2.0), ("handcrafted", 2.0), ("raw-pca", 0.0)]
         for ref, need in refs:
             other = s.get((dataset, ref))
             if other is None:
@@ -182,7 +201,8 @@ def target_lines(s: dict) -> list[str]:
             d = [100 * (diff[m][0] - other[m][0]) for m in ("linear", "knn")]
             target = f">= +{need:.0f}" if need else "> 0"
             met = all((x >= need) if need else (x > 0) for x in d)
-            lines.append(f"| {dataset} | {ref} | {d[0]:+.1f} | {d[1]:+.1f} | {target} | "
+            label = f"raw PCA-{other['dim'][0]:.0f}" if ref == "raw-pca" else ref
+            lines.append(f"| {dataset} | {label} | {d[0]:+.1f} | {d[1]:+.1f} | {target} | "
                          f"{'yes' if met else '**no**'} |")
     return [*lines, ""]
 
@@ -202,7 +222,7 @@ def write_markdown(rows: list[dict], path: Path, seconds: float, workers: int,
         "encoder and number of encoder epochs for every trained method), then a logistic "
         "regression on standardised features (`linear`) and a cosine 10-NN (`knn`) are fitted "
         "on the training embeddings and scored on the 30 % test split. Mean ± sd over seeds "
-        "0, 1, 2 (`raw-pca50` is deterministic). Presets were chosen on a validation split of "
+        "0, 1, 2 (the raw references are deterministic). Presets were chosen on a validation split of "
         "the training data only (`--select`). One test image is 0.19 points, one test cell "
         "0.48 points: differences under about 1 (digits) and 2 (pbmc) points are noise.",
         "",
@@ -222,7 +242,9 @@ def write_markdown(rows: list[dict], path: Path, seconds: float, workers: int,
             if cell is None:
                 continue
             lin, knn, sec = cell["linear"], cell["knn"], cell["s"]
-            lines.append(f"| {method} | {lin[0]:.3f} ± {lin[1]:.3f} | {knn[0]:.3f} ± "
+            label = {"raw-pca": f"raw PCA-{cell['dim'][0]:.0f}",
+                     "raw": f"raw features ({cell['dim'][0]:.0f})"}.get(method, method)
+            lines.append(f"| {label} | {lin[0]:.3f} ± {lin[1]:.3f} | {knn[0]:.3f} ± "
                          f"{knn[1]:.3f} | {sec[0]:.0f} |")
         lines.append("")
     lines += target_lines(s)
@@ -266,15 +288,16 @@ def main() -> None:
         jobs = []
         for name in datasets:
             files = prepare(name, Path(tmp), validation=args.select)
-            if "raw-pca50" in methods:
+            for ref in (m for m in REFERENCES if m in methods):
                 xa, xb = np.load(files["train"]), np.load(files["test"])
                 ya, yb = np.load(files["train_y"]), np.load(files["test_y"])
-                a, b = raw_pca(xa, xb)
-                rows.append({"dataset": name, "method": "raw-pca50", "seed": 0, "tag": args.tag,
-                             **probes(a, ya, b, yb)})
+                dim = embed_dim(name) if ref == "raw-pca" else None
+                a, b = raw_pca(xa, xb, dim)
+                rows.append({"dataset": name, "method": ref, "seed": 0, "tag": args.tag,
+                             "dim": int(a.shape[1]), **probes(a, ya, b, yb)})
                 print(json.dumps(rows[-1]), flush=True)
             for method in methods:
-                if method == "raw-pca50":
+                if method in REFERENCES:
                     continue
                 for seed in seeds:
                     jobs.append({"dataset": name, "method": method, "seed": seed,

@@ -103,10 +103,11 @@ def prepare(name: str, workdir: Path, n_train: int | None, n_eval: int | None,
 
 
 def probe(train_emb: np.ndarray, train_y: list[str], eval_emb: np.ndarray,
-          eval_y: list[str], seed: int = 0) -> dict[str, float]:
-    """Linear-probe and kNN accuracy (and macro-F1) on the evaluation set."""
+          eval_y: list[str], seed: int = 0, pca_dim: int | None = None) -> dict[str, float]:
+    """Linear-probe and kNN accuracy (and macro-F1) on the evaluation set (after PCA-``pca_dim``
+    fitted on the training features, when given: ``diffaug evaluate --pca``)."""
     report = evaluate_embeddings(train_emb, train_y, eval_emb, eval_y,
-                                 protocols=("linear", "knn"), seed=seed)
+                                 protocols=("linear", "knn"), seed=seed, pca_dim=pca_dim)
     out = {}
     for proto in ("linear", "knn"):
         for metric in ("accuracy", "macro_f1"):
@@ -190,6 +191,50 @@ def _set_aside_if_stale(run_dir: Path, expected: str) -> None:
         print(f"{run_dir}: configuration {found} is not the current {expected} (a preset "
               f"changed?); moved to {aside.name}, training again", flush=True)
         run_dir.rename(aside)
+
+
+def default_embed_dim() -> int:
+    """Embedding size of the DNA ``default`` preset: the size of the same-size references."""
+    return resolve_config("default").encoder.embed_dim
+
+
+def same_size_references(split: Split, dim: int, seed: int = 0) -> list[dict]:
+    """The label-free linear references of the embedding's own size ``dim``: PCA fitted on the
+    training sequences only, probed like an embedding.
+
+    - ``k-mer PCA-D``: k-mer frequencies reduced to ``D`` components, with K in 3..6 chosen on a
+      stratified 25 % validation part of the *training* set (never the evaluation split);
+    - ``one-hot PCA-D``: the flattened one-hot (position-aware), reduced to ``D``;
+    - ``flattened one-hot``: the flattened one-hot itself (``4 L`` features).
+    """
+    from sklearn.model_selection import train_test_split
+
+    t = time.perf_counter()
+    rows, _, labels, _ = load_rows(split.train)
+    eval_rows, _, eval_labels, _ = load_rows(split.evaluate)
+    y = np.asarray(labels)
+    fit_idx, val_idx = train_test_split(np.arange(len(y)), test_size=0.25, stratify=y,
+                                        random_state=seed)
+    chosen = {}
+    for k in (3, 4, 5, 6):
+        feats = baseline_features(rows, "kmer", k)
+        d = min(dim, feats.shape[1], len(fit_idx))
+        chosen[k] = probe(feats[fit_idx], y[fit_idx].tolist(), feats[val_idx],
+                          y[val_idx].tolist(), seed, pca_dim=d)["linear_accuracy"]
+    best = max(chosen, key=chosen.get)
+    out = []
+    for name, kind, k, pca in ((f"k-mer PCA-{dim}", "kmer", best, dim),
+                               (f"one-hot PCA-{dim}", "onehot", 0, dim),
+                               ("flattened one-hot", "onehot", 0, None)):
+        a, b = baseline_features(rows, kind, k), baseline_features(eval_rows, kind, k)
+        pca = None if pca is None else min(pca, a.shape[1], len(a))
+        res = probe(a, labels, b, eval_labels, seed, pca_dim=pca)
+        out.append({"dataset": split.name, "method": name, "seed": 0, "fit_seconds": 0.0,
+                    "reference": True, "pca_dim": pca, "features": kind if not k else f"{k}-mer",
+                    **({"validation_linear_by_k": chosen} if kind == "kmer" else {}), **res})
+    for r in out:
+        r["feature_seconds"] = time.perf_counter() - t
+    return out
 
 
 def classical(split: Split, kind: str, k: int = 0) -> dict:

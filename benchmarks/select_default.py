@@ -44,6 +44,13 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
     "diffaug-g4": ("diffaug", ["bank.guidance_scale=4.0"]),
     "diffaug-m4": ("diffaug", ["bank.per_sequence=4"]),
     "diffaug-m4-both": ("diffaug", ["bank.per_sequence=4", "bank.both_views=true"]),
+    # fifth session: the EMA restart and batch-norm recalibration (issue #10), then the strength
+    # re-measured with them
+    "diffaug-legacy": ("diffaug", ["generator.ema_warmup=false", "encoder.recalibrate_bn=false"]),
+    "diffaug-s0.5": ("diffaug", ["bank.strength=0.5"]),
+    "random-legacy-bn": ("random", ["encoder.recalibrate_bn=false"]),
+    "knn-mixup": ("knn-mixup", []),
+    "handcrafted": ("handcrafted", []),
 }
 
 

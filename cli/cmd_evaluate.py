@@ -38,13 +38,19 @@ def evaluate(
     features: str | None = typer.Option(
         None, "--features", help="Score DNA sequences (FASTA or `diffaug encode` HDF5) instead "
         "of embeddings, as a training-free reference: kmer:K (k-mer frequencies, K = 1..6), gc "
-        "or onehot. Applies to --test too."),
+        "or onehot (flattened). Applies to --test too."),
+    pca: int | None = typer.Option(
+        None, "--pca", min=1, help="Reduce the features to D principal components first: PCA "
+        "fitted on EMBEDDINGS only (never on --test, never with labels), the same projection "
+        "applied to --test. With --features, the same-size reference for an embedding of D "
+        "dimensions."),
 ) -> None:
     """Score embeddings with labels: linear probe, kNN (k=10, cosine), RBF-SVC and KMeans
     (Hungarian accuracy, NMI, ARI). Prints a table; -o writes the JSON report.
 
     Labels are used only here, only to score (no model selection). With --features kmer:6 the
-    same probes score the sequences' 6-mer spectrum: the baseline to beat.
+    same probes score the sequences' 6-mer spectrum; add --pca D for the reference of the same
+    size as a D-dimensional embedding: the baseline to beat.
     """
     from diffaug_genomics.errors import InputError
     from diffaug_genomics.io.atomic import atomic_output, check_output
@@ -83,7 +89,7 @@ def evaluate(
                              f"D = {train_x.shape[1]} of {embeddings}", path=test)
     try:
         report = evaluate_embeddings(train_x, train_y, test_x, test_y, protocols=protocols,
-                                     folds=folds, seed=seed)
+                                     folds=folds, seed=seed, pca_dim=pca)
     except InputError as exc:
         if exc.path is None:  # name the file the offending labels came from
             raise InputError(exc.reason, path=labels or embeddings) from None
@@ -148,7 +154,11 @@ def _table(report: dict[str, Any]):  # noqa: ANN202 - rich imported lazily
         split = f"fixed split, train {report['n']} / test {report['n_test']}"
     else:
         split = f"{report['folds']}-fold CV, N = {report['n']}"
-    table = Table(title=f"{split}, D = {report['dim']}, {len(report['classes'])} classes, "
+    dim = f"D = {report['dim']}"
+    if report.get("pca_dim") is not None:
+        dim = (f"PCA {report['input_dim']} -> {report['dim']} (fitted on the training input, "
+               f"{100 * report['pca_explained_variance']:.1f} % of its variance)")
+    table = Table(title=f"{split}, {dim}, {len(report['classes'])} classes, "
                         f"chance {report['chance']:.3f}")
     metrics = ["accuracy", "macro_f1", "nmi", "ari"]
     table.add_column("protocol")

@@ -45,3 +45,5 @@ def fit(
         raise
     if result.rank == 0:
         LOG.info("fit finished in %.1f s: %s", result.seconds, result.run_dir)
+        LOG.info("look at the run: diffaug report %s  (writes %s)", result.run_dir,
+                 result.run_dir / "report.html")

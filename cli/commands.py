@@ -15,6 +15,7 @@ COMMANDS = [
     ("generate", "cmd_generate", "generate"),
     ("evaluate", "cmd_evaluate", "evaluate"),
     ("merge", "cmd_merge", "merge"),
+    ("report", "cmd_report", "report"),
 ]
 
 

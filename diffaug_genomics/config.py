@@ -61,6 +61,10 @@ class EncoderConfig:
     proj_hidden: int = 256
     proj_dim: int = 64
     rc: bool = False  # reverse-complement invariance: domain knowledge, off by default
+    # Recompute batch-norm running statistics on clean training rows after every encoder epoch
+    # (so the frozen encoder that conditions the generator, and the exported weights, normalise
+    # with the data's statistics, not a momentum average that still holds its initial values).
+    recalibrate_bn: bool = True
 
 
 @dataclass
@@ -145,6 +149,11 @@ class GeneratorConfig:
     prediction_type: str = "epsilon"  # epsilon | v_prediction
     cond_dropout: float = 0.1  # probability of training unconditionally (classifier-free)
     ema_decay: float = 0.998
+    # Restart the EMA at every generator stage and warm its decay up as min(ema_decay,
+    # (1 + n) / (10 + n)) over the stage's steps n, so the weights sampled from average this
+    # round's training at any budget. false: one EMA from the random initial weights, carried
+    # across rounds (the earlier behaviour, kept to reproduce old runs).
+    ema_warmup: bool = True
     lr: float = 1e-3
     batch_size: int = 256
     steps: int = 750  # optimisation steps per round
@@ -240,7 +249,8 @@ class Config:
 
 LATER_SECTIONS = ("image", "tabular")
 """Config sections that did not exist in 0.1.0 (see :meth:`Config.hash`)."""
-LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views")
+LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views", "encoder.recalibrate_bn",
+              "generator.ema_warmup")
 """Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.

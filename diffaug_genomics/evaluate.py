@@ -21,6 +21,12 @@ Splits: with a test set, the classifiers train on the first set and score the se
 split, e.g. by chromosome). Without one, stratified k-fold cross-validation (shuffled with
 ``seed``) reports the mean and sample standard deviation over folds.
 
+Same-size references (``pca_dim``): the features are first reduced with PCA fitted on the
+training rows only (never on the test set, never with labels: in cross-validation mode on each
+fold's training part, and for KMeans, which sees no labels, on the rows it clusters) and the same
+projection is applied to the scored rows (:func:`pca_reduce`). PCA of raw features reduced to an embedding's own size is the honest
+reference for a learned embedding: a linear, label-free map of the same dimension.
+
 Report (JSON-ready ``dict``, schema ``diffaug-genomics/evaluation/1``)::
 
     schema        "diffaug-genomics/evaluation/1"
@@ -29,7 +35,11 @@ Report (JSON-ready ``dict``, schema ``diffaug-genomics/evaluation/1``)::
     folds         number of folds (null in fixed-split mode)
     seed          seed of the fold shuffling and of KMeans / LogisticRegression / SVC
     n             samples in the (training) set;  n_test: samples in the test set, or null
-    dim           embedding dimension D
+    dim           embedding dimension D (after PCA when pca_dim is set)
+    input_dim     dimension of the features as given (before PCA)
+    pca_dim       PCA components fitted on the training rows, or null
+    pca_explained_variance  fraction of the training rows' variance they keep (mean over
+                  folds), or null
     classes       sorted class names (union of train and test)
     class_counts  {"train": {class: count}, "test": {class: count} | null}
     chance        fraction of the most frequent class in the scored set (test set, or all)
@@ -197,11 +207,35 @@ def _summary(values: list[float]) -> dict[str, Any]:
             "values": [float(v) for v in arr]}
 
 
+def pca_reduce(train_x: np.ndarray, test_x: np.ndarray | None, dim: int, seed: int = 0
+               ) -> tuple[np.ndarray, np.ndarray | None, float]:
+    """Project ``train_x (N, F)`` and ``test_x (M, F)`` on the first ``dim`` principal axes of
+    ``train_x`` alone (scikit-learn PCA, no labels; centred, not whitened).
+
+    Returns ``(train (N, dim) float32, test (M, dim) float32 or None, explained)`` where
+    ``explained`` is the fraction of the training set's variance the axes keep.
+
+    Raises:
+        InputError: ``dim`` < 1 or more than ``min(N, F)``.
+    """
+    from sklearn.decomposition import PCA
+
+    x = _as_matrix(train_x, "embeddings")
+    if not 1 <= dim <= min(x.shape):
+        raise InputError(f"--pca {dim}: must be between 1 and min(rows, features) = "
+                         f"{min(x.shape)} of the training input")
+    pca = PCA(n_components=dim, random_state=seed).fit(x)
+    test = None if test_x is None else pca.transform(_as_matrix(test_x, "test embeddings"))
+    return (pca.transform(x).astype(np.float32),
+            None if test is None else test.astype(np.float32),
+            float(pca.explained_variance_ratio_.sum()))
+
+
 def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
                         test_emb: np.ndarray | None = None,
                         test_labels: Sequence[str] | None = None,
                         protocols: Sequence[str] = PROTOCOLS, folds: int = 5,
-                        seed: int = 0) -> dict[str, Any]:
+                        seed: int = 0, pca_dim: int | None = None) -> dict[str, Any]:
     """Score embeddings with the label-based protocols; return the JSON-ready report.
 
     Args:
@@ -212,7 +246,10 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
         protocols: any of ``linear``, ``knn``, ``svc``, ``kmeans`` (run in that order); a
             comma-separated string is accepted too.
         folds: folds of the stratified cross-validation (ignored with a test set).
-        seed: seed of the fold shuffling, KMeans, LogisticRegression and SVC.
+        seed: seed of the fold shuffling, KMeans, LogisticRegression and SVC (and PCA).
+        pca_dim: reduce the features to this many principal components of the training rows
+            first (:func:`pca_reduce`: of ``train_emb`` with a test set, of each fold's training
+            part in cross-validation; the scored rows get the same projection). None: as given.
 
     Returns:
         The report described in the module docstring.
@@ -229,12 +266,14 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
                          f"{', '.join(PROTOCOLS)}")
     order = [p for p in PROTOCOLS if p in protocols]
     x = _as_matrix(train_emb, "embeddings")
+    input_dim = int(x.shape[1])
     y = _as_labels(train_labels, x.shape[0], "labels")
     counts = Counter(y.tolist())
     if len(counts) < 2:
         raise InputError(f"a single class ({next(iter(counts))!r}) among the labels; "
                          "evaluation needs at least two")
     fixed = test_emb is not None
+    explained: float | None = None
     report_warnings: list[str] = []
     if fixed:
         if test_labels is None:
@@ -263,6 +302,12 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
         cv = StratifiedKFold(n_splits=folds, shuffle=True, random_state=seed)
         splits = [(x[a], y[a], x[b], y[b]) for a, b in cv.split(x, y)]
         test_counts, scored = None, y
+    cluster_x = splits[0][2] if fixed else x  # what KMeans clusters (it sees no labels)
+    if pca_dim is not None:  # fitted on each split's training rows, applied to its scored rows
+        reduced = [pca_reduce(a, b, pca_dim, seed) for a, _, b, _ in splits]
+        explained = float(np.mean([r[2] for r in reduced]))
+        splits = [(r[0], a[1], r[1], a[3]) for r, a in zip(reduced, splits, strict=True)]
+        cluster_x = splits[0][2] if fixed else pca_reduce(x, None, pca_dim, seed)[0]
 
     protocol_reports: dict[str, Any] = {}
     for name in order:
@@ -270,8 +315,7 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             if name == "kmeans":
-                ex, ey = (splits[0][2], splits[0][3]) if fixed else (x, y)
-                per_split = [kmeans_clustering(ex, ey, seed=seed)]
+                per_split = [kmeans_clustering(cluster_x, scored, seed=seed)]
             else:
                 runner = {"linear": lambda a, b, c, d: linear_probe(a, b, c, d, seed=seed),
                           "knn": knn_probe,
@@ -303,7 +347,10 @@ def evaluate_embeddings(train_emb: np.ndarray, train_labels: Sequence[str],
         "seed": seed,
         "n": int(x.shape[0]),
         "n_test": int(splits[0][2].shape[0]) if fixed else None,
-        "dim": int(x.shape[1]),
+        "dim": int(splits[0][0].shape[1]),
+        "input_dim": input_dim,
+        "pca_dim": pca_dim,
+        "pca_explained_variance": explained,
         "classes": classes,
         "class_counts": {"train": {c: counts.get(c, 0) for c in classes},
                          "test": ({c: test_counts.get(c, 0) for c in classes}

@@ -172,9 +172,13 @@ def test_two_ranks_follow_the_one_process_loss_trajectory(torchrun_run, single_r
     first_bank = next(i for i, r in enumerate(one) if r["phase"] == "bank")
     assert first_bank >= 20
     for a, b in zip(one[:first_bank], two[:first_bank], strict=True):
-        assert float(b["loss"]) == pytest.approx(float(a["loss"]), rel=1e-4), (a, b)
+        # step rows: the loss; diagnostic rows (empty loss): the same effective rank and
+        # condition gain (the batch-norm recalibration is global too)
+        for key in ("loss", "eff_rank", "eff_rank_pooled", "cond_gain"):
+            if a[key] != "":
+                assert float(b[key]) == pytest.approx(float(a[key]), rel=1e-3, abs=1e-4), (a, b)
     later = [(float(a["loss"]), float(b["loss"])) for a, b in zip(one, two, strict=True)
-             if a["phase"] == "encoder"]
+             if a["phase"] == "encoder" and a["loss"] != ""]
     mean_one = sum(a for a, _ in later) / len(later)
     mean_two = sum(b for _, b in later) / len(later)
     assert mean_two == pytest.approx(mean_one, rel=0.05)

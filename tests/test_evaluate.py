@@ -66,8 +66,8 @@ def test_report_schema():
     x, y = separable(10)
     report = evaluate_embeddings(x, y, protocols=("knn", "linear"), folds=3, seed=1)
     assert set(report) == {"schema", "tool_version", "created", "mode", "folds", "seed", "n",
-                           "n_test", "dim", "classes", "class_counts", "chance", "protocols",
-                           "warnings"}
+                           "n_test", "dim", "input_dim", "pca_dim", "pca_explained_variance",
+                           "classes", "class_counts", "chance", "protocols", "warnings"}
     assert report["schema"] == SCHEMA == "diffaug-genomics/evaluation/1"
     assert report["mode"] == "cross-validation" and report["folds"] == 3 and report["seed"] == 1
     assert (report["n"], report["n_test"], report["dim"]) == (40, None, 8)
@@ -241,3 +241,70 @@ def test_cli_features_errors_are_one_line(tmp_path, example_fasta):
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
         assert len(lines) == 1 and expect in lines[0] and "Traceback" not in proc.stderr
+
+
+# --------------------------------------------------------- --pca: the same-size reference
+
+
+def test_pca_is_fitted_on_the_training_set_only():
+    """A test set with a huge extra direction would dominate a PCA fitted on both: the
+    projection, the explained variance and the scores must not move with it."""
+    from sklearn.decomposition import PCA
+
+    from diffaug_genomics.evaluate import pca_reduce
+
+    x, y = separable(40, dim=12, seed=1)
+    tx, ty = separable(20, dim=12, seed=2)
+    outlier = tx.copy()
+    outlier[:, 11] += np.random.default_rng(3).normal(scale=1e3, size=len(tx))
+    train_a, test_a, explained_a = pca_reduce(x, tx, 3)
+    train_b, test_b, explained_b = pca_reduce(x, outlier, 3)
+    assert np.array_equal(train_a, train_b) and explained_a == explained_b
+    direct = PCA(n_components=3, random_state=0).fit(x)
+    assert explained_a == pytest.approx(direct.explained_variance_ratio_.sum())
+    np.testing.assert_allclose(test_a, direct.transform(tx), rtol=1e-4, atol=1e-4)
+    both = PCA(n_components=3, random_state=0).fit(np.vstack([x, outlier]))
+    assert not np.allclose(np.abs(both.components_), np.abs(direct.components_), atol=0.1)
+    report = evaluate_embeddings(x, y, tx, ty, protocols=("linear", "knn"), pca_dim=3)
+    same = evaluate_embeddings(test_free := direct.transform(x), y, direct.transform(tx), ty,
+                               protocols=("linear", "knn"))
+    assert test_free.shape == (len(x), 3)
+    for proto in ("linear", "knn"):
+        assert (report["protocols"][proto]["metrics"]["accuracy"]
+                == same["protocols"][proto]["metrics"]["accuracy"])
+    assert (report["pca_dim"], report["dim"], report["input_dim"]) == (3, 3, 12)
+    assert report["pca_explained_variance"] == pytest.approx(explained_a)
+    plain = evaluate_embeddings(x, y, tx, ty, protocols=("linear",))
+    assert plain["pca_dim"] is None and plain["pca_explained_variance"] is None
+    with pytest.raises(InputError, match="--pca 13"):
+        evaluate_embeddings(x, y, tx, ty, protocols=("linear",), pca_dim=13)
+
+
+def test_cli_pca_reference_of_real_sequences(tmp_path, example_fasta, example_labels):
+    """`--features kmer:4 --pca 16` on the bundled DHS sequences: the JSON records the PCA (in
+    a fixed split fitted on the training file alone), and the reduced 4-mer spectrum still
+    carries cell-type signal."""
+    from diffaug_genomics.encode import encode_fasta
+
+    encode_fasta(example_fasta, tmp_path / "ex.h5", length=200, labels=example_labels)
+    proc = _run("ex.h5", "--features", "kmer:4", "--pca", "16", "--protocol", "linear",
+                "-o", "pca.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads((tmp_path / "pca.json").read_text())
+    assert (report["pca_dim"], report["dim"], report["input_dim"]) == (16, 16, 256)
+    assert 0 < report["pca_explained_variance"] < 1
+    assert report["protocols"]["linear"]["metrics"]["accuracy"]["mean"] > report["chance"] + 0.1
+    assert "PCA 256 -> 16" in proc.stdout
+    proc = _run("ex.h5", "--features", "kmer:4", "--pca", "16", "--test", "ex.h5",
+                "--protocol", "linear", "-o", "fixed.json", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    fixed = json.loads((tmp_path / "fixed.json").read_text())
+    from sklearn.decomposition import PCA
+
+    from diffaug_genomics.evaluate_inputs import sequence_features
+
+    feats = sequence_features(tmp_path / "ex.h5", "kmer:4")[0]
+    direct = PCA(n_components=16, random_state=0).fit(feats).explained_variance_ratio_.sum()
+    assert fixed["pca_explained_variance"] == pytest.approx(direct, rel=1e-5)
+    # cross-validation: fitted on each fold's training part, about the same share
+    assert report["pca_explained_variance"] == pytest.approx(direct, rel=0.05)

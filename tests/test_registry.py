@@ -161,6 +161,7 @@ def test_new_config_sections_keep_old_hashes():
     del data["image"], data["tabular"]
     for key in ("discrete", "per_sequence", "both_views"):  # added to a 0.1.0 section
         del data["bank"][key]
+    del data["encoder"]["recalibrate_bn"], data["generator"]["ema_warmup"]
     import hashlib
     import json
 
@@ -168,6 +169,8 @@ def test_new_config_sections_keep_old_hashes():
     assert resolve_config("tiny", overrides=["image.flip_prob=0"]).hash() != base.hash()
     assert Config().hash() == resolve_config(None).hash()
     assert resolve_config("tiny", overrides=["bank.discrete=true"]).hash() != base.hash()
+    for key in ("encoder.recalibrate_bn", "generator.ema_warmup"):
+        assert resolve_config("tiny", overrides=[f"{key}=false"]).hash() != base.hash()
     assert resolve_config("tiny", overrides=["bank.per_sequence=2"]).hash() != base.hash()
 
 

@@ -68,9 +68,22 @@ def test_run_writes_checkpoints_metrics_and_final_weights(reference):
     assert state["progress"]["stage"] == len(trainer.stages)
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     phases = {r["phase"] for r in rows}
-    assert phases == {"warmup", "generator", "bank", "encoder"}
-    assert all(np.isfinite(float(r["loss"])) for r in rows if r["phase"] != "bank")
+    assert phases == {"init", "warmup", "generator", "bank", "encoder"}
+    steps = [r for r in rows if r["loss"] != ""]
+    assert all(np.isfinite(float(r["loss"])) for r in steps if r["phase"] != "bank")
     assert {"time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s"} <= rows[0].keys()
+    # one diagnostic row (empty loss) before training and after every encoder epoch / generator
+    # unit: eff_rank and cond_gain there, never on step rows
+    diag = [r for r in rows if r["loss"] == ""]
+    ranks = [(r["phase"], r["epoch"]) for r in diag if r["eff_rank"]]
+    assert ranks == [("init", "-1"), ("warmup", "0"), ("encoder", "0"), ("encoder", "0")]
+    assert all(0 < float(r["eff_rank"]) <= trainer.cfg.encoder.embed_dim for r in diag
+               if r["eff_rank"])
+    assert len([r for r in diag if r["cond_gain"]]) == 4  # 2 rounds x 2 generator units
+    assert not any(r["eff_rank"] or r["cond_gain"] for r in steps)
+    bank = [r for r in rows if r["phase"] == "bank"]
+    assert all(0.3 < float(r["pos_identity_source"]) < 1 and float(r["pos_kmer3_l1"]) > 0
+               for r in bank)
 
 
 def test_bank_is_filled_non_trivial_and_refreshed_each_round(reference, example_rows):
@@ -170,6 +183,7 @@ def test_stop_and_resume_is_bit_for_bit(micro_cfg, example_rows, reference, tmp_
     ref_rows = list(csv.reader(open(reference[1] / "metrics.csv")))
     new_rows = list(csv.reader(open(tmp_path / "metrics.csv")))
     assert [r[1:6] for r in new_rows] == [r[1:6] for r in ref_rows]  # same steps and losses
+    assert [r[8:] for r in new_rows] == [r[8:] for r in ref_rows]  # and the same diagnostics
 
 
 def test_kill_without_checkpoint_then_resume_is_bit_for_bit(micro_cfg, example_rows, reference,

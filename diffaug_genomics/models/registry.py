@@ -89,6 +89,10 @@ class Modality:
     to_discrete: Callable[[torch.Tensor], torch.Tensor] | None = None
     """Snap generated model-layout samples to the data's discrete values (``bank.discrete``;
     DNA: argmax one-hot). None: the data is continuous and ``bank.discrete`` is an error."""
+    positive_stats: Callable[[np.ndarray, np.ndarray, torch.Tensor], dict[str, float]] | None = None
+    """(stored rows, indices of the sources, their generated positives in model layout) ->
+    label-free statistics of the positives, named as ``metrics.csv`` 's ``pos_*`` columns
+    (DNA: :func:`~diffaug_genomics.diagnostics.dna_positive_stats`). None: not recorded."""
 
 
 def build_head(cfg: Config, embed_dim: int) -> nn.Module:
@@ -141,6 +145,14 @@ def _dna_to_discrete(x: torch.Tensor) -> torch.Tensor:
     return torch.nn.functional.one_hot(x.argmax(dim=1), 4).permute(0, 2, 1).to(x.dtype)
 
 
+def _dna_positive_stats(rows: np.ndarray, idx: np.ndarray,
+                        positives: torch.Tensor) -> dict[str, float]:
+    from diffaug_genomics.diagnostics import dna_positive_stats
+
+    pos = positives.float().permute(0, 2, 1).cpu().numpy()  # (n, 4, L) -> (n, L, 4)
+    return dna_positive_stats(rows[idx], pos, idx, rows)
+
+
 DNA = Modality(
     name="dna",
     to_model=_dna_to_model,
@@ -151,6 +163,7 @@ DNA = Modality(
     to_diffusion=lambda x: x * 2.0 - 1.0,
     from_diffusion=lambda x: (x.clamp(-1.0, 1.0) + 1.0) / 2.0,
     to_discrete=_dna_to_discrete,
+    positive_stats=_dna_positive_stats,
 )
 
 _REGISTRY: dict[str, Modality] = {"dna": DNA}

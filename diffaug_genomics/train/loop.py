@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from diffaug_genomics.config import Config
+from diffaug_genomics.diagnostics import condition_gain, diagnostic_sample, effective_rank
 from diffaug_genomics.models.registry import Modality, build_head
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.progress import LOG, progress
@@ -51,7 +52,22 @@ from diffaug_genomics.train import distributed as dist
 from diffaug_genomics.train.distributed import SINGLE, DistContext
 from diffaug_genomics.train.guards import check_finite_loss
 
-METRIC_FIELDS = ["time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s"]
+METRIC_FIELDS = ["time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s",
+                 "eff_rank", "eff_rank_pooled", "cond_gain", "pos_identity_source",
+                 "pos_identity_nearest", "pos_kmer3_l1"]
+"""Columns of ``metrics.csv``. Step rows fill ``loss``, ``lr``, ``samples_per_s``; diagnostic
+rows (:mod:`diffaug_genomics.diagnostics`) leave ``loss`` empty and fill ``eff_rank`` /
+``eff_rank_pooled`` (phase ``init`` before training, then after every warm-up and encoder epoch)
+or ``cond_gain`` (after every generator unit); ``bank`` rows (loss = fraction of the bank changed
+since the previous round) also fill the three ``pos_*`` columns where the modality has them."""
+DIAGNOSTIC_FIELDS = METRIC_FIELDS[8:]
+COLLAPSE_FRACTION = 0.10
+"""``fit`` warns once when the embedding's effective rank falls below this fraction of its size."""
+COND_GAIN_ROWS = 128
+"""Most rows of the fixed held batch :func:`~diffaug_genomics.diagnostics.condition_gain` uses
+(at most one generator batch)."""
+POSITIVE_STATS_ROWS = 512
+"""Generated positives per bank refresh whose statistics are computed."""
 
 
 @dataclass(frozen=True)
@@ -182,6 +198,8 @@ class Trainer:
         self.neighbours: np.ndarray | None = None
         self.bank: torch.Tensor | None = None
         self.cond: torch.Tensor | None = None
+        self.diag_idx = diagnostic_sample(self.n, cfg.seed)
+        self.collapse_warned = False
         self.t0 = time.perf_counter()
 
     def _sync_batchnorm(self) -> None:
@@ -281,25 +299,39 @@ class Trainer:
 
     # ------------------------------------------------------------------------------- metrics
     def _truncate_metrics(self, rows: int) -> None:
+        """Keep the first ``rows`` rows (what the checkpoint had logged); a file written before
+        the diagnostic columns existed gains them (empty in its old rows)."""
         if not self.ctx.is_main or not self.paths.metrics.exists():
             return
         with open(self.paths.metrics, newline="") as fh:
             lines = list(csv.reader(fh))
+        body = [line + [""] * (len(METRIC_FIELDS) - len(line)) for line in lines[1: rows + 1]]
         with open(self.paths.metrics, "w", newline="") as fh:
-            csv.writer(fh).writerows(lines[: rows + 1])
+            csv.writer(fh).writerows([METRIC_FIELDS, *body])
 
-    def _log_metric(self, phase: str, rnd: int, epoch: int, step: int, loss: float, lr: float,
-                    rate: float) -> None:
+    def _log_metric(self, phase: str, rnd: int, epoch: int, step: int, loss: float | None,
+                    lr: float | None = None, rate: float | None = None,
+                    **diagnostics: float | None) -> None:
+        """Append one row to ``metrics.csv`` (None: an empty cell); ``diagnostics`` are the
+        :data:`DIAGNOSTIC_FIELDS` this row fills."""
         self.metric_rows += 1
         if not self.ctx.is_main:
             return
+        unknown = set(diagnostics) - set(DIAGNOSTIC_FIELDS)
+        if unknown:
+            raise ValueError(f"unknown metrics column(s) {sorted(unknown)}")
+
+        def cell(value: float | None, fmt: str) -> str:
+            return "" if value is None else format(value, fmt)
+
         new = not self.paths.metrics.exists()
         with open(self.paths.metrics, "a", newline="") as fh:
             writer = csv.writer(fh)
             if new:
                 writer.writerow(METRIC_FIELDS)
             writer.writerow([f"{time.perf_counter() - self.t0:.2f}", phase, rnd, epoch, step,
-                             f"{loss:.6f}", f"{lr:.3g}", f"{rate:.1f}"])
+                             cell(loss, ".6f"), cell(lr, ".3g"), cell(rate, ".1f"),
+                             *(cell(diagnostics.get(name), ".4f") for name in DIAGNOSTIC_FIELDS)])
 
     # --------------------------------------------------------------------------------- data
     def _x(self, idx: np.ndarray) -> torch.Tensor:
@@ -321,6 +353,89 @@ class Trainer:
         local = torch.cat(out) if out else torch.empty((0, self.cfg.encoder.embed_dim),
                                                        device=self.device)
         return dist.all_gather_rows(local, self.ctx, self.n)
+
+    # -------------------------------------------------------------------------- diagnostics
+    def _sample_embeddings(self, batch_size: int = 512) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Embeddings ``(n, D)`` of the diagnostic sample, and the encoder's pooled features
+        (the input of its final ``fc`` layer, when it has one) or None.
+
+        With ``encoder.recalibrate_bn`` this pass also recomputes every batch-norm layer's
+        running statistics from these clean rows (reset, then a cumulative average over the
+        pass, training mode, no gradients), so the encoder in evaluation mode normalises with the
+        data's statistics; every rank runs it (synchronised batch norm is a collective).
+        Otherwise it runs in evaluation mode and changes nothing."""
+        enc = self.encoder
+        norms = [m for m in enc.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        recalibrate = self.cfg.encoder.recalibrate_bn and bool(norms)
+        pooled: list[torch.Tensor] = []
+        fc = getattr(enc, "fc", None)
+        hook = None
+        if isinstance(fc, nn.Linear):
+            hook = fc.register_forward_pre_hook(lambda _m, args: pooled.append(args[0].detach()))
+        momenta = [m.momentum for m in norms]
+        if recalibrate:
+            for m in norms:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the pass
+        enc.train(recalibrate)
+        out = []
+        try:
+            with torch.no_grad():
+                # equal-sized batches (within one row): the cumulative average of their
+                # statistics is then the statistics of the whole sample
+                for part in np.array_split(self.diag_idx, -(-len(self.diag_idx) // batch_size)):
+                    out.append(enc(self._x(part)))
+        finally:
+            if hook is not None:
+                hook.remove()
+            for m, momentum in zip(norms, momenta, strict=True):
+                m.momentum = momentum
+            enc.eval()
+        z = torch.cat(out)
+        if not pooled:
+            return z, None
+        # a reverse-complement encoder runs both strands as one batch and averages them after
+        # fc, which is linear: its pooled features are the mean of the two halves of each batch
+        feats = [p if len(p) == len(o) else 0.5 * (p[:len(o)] + p[len(o):])
+                 for p, o in zip(pooled, out, strict=True)]
+        return z, torch.cat(feats)
+
+    def _encoder_diagnostics(self, phase: str, rnd: int, epoch: int) -> float:
+        """Log the effective rank of the embedding (and of the pooled features) on the
+        diagnostic sample; warn once when it fell below :data:`COLLAPSE_FRACTION` of its size.
+        Returns the embedding's effective rank."""
+        z, pooled = self._sample_embeddings()
+        rank = effective_rank(z)
+        rank_pooled = effective_rank(pooled) if pooled is not None else None
+        self._log_metric(phase, rnd, epoch, self.enc_step, None, eff_rank=rank,
+                         eff_rank_pooled=rank_pooled)
+        dim = z.shape[1]
+        if rank < COLLAPSE_FRACTION * dim and not self.collapse_warned and self.ctx.is_main:
+            LOG.warning("the embedding collapsed: effective rank %.1f of %d dimensions (< %d %%) "
+                        "after %s epoch %d of round %d", rank, dim, round(100 * COLLAPSE_FRACTION),
+                        phase, epoch + 1, rnd)
+            self.collapse_warned = True
+        return rank
+
+    def _generator_diagnostics(self, stage: Stage) -> float:
+        """Log ``cond_gain`` of the EMA denoiser (the one sampled from) on a fixed held batch."""
+        gain = float("nan")
+        if self.ctx.is_main:
+            idx = self.diag_idx[:min(COND_GAIN_ROWS, self.cfg.generator.batch_size)]
+            x0 = self.modality.to_diffusion(self._x(idx))
+            gain = condition_gain(self.diffusion, self.ema, x0,
+                                  self.cond[torch.from_numpy(idx).to(self.device)], self.cfg.seed)
+        self._log_metric("generator", stage.round, self.unit_idx, self.gen_step, None,
+                         cond_gain=gain)
+        return gain
+
+    def _bank_diagnostics(self) -> dict[str, float]:
+        """Statistics of the first generated positive of up to :data:`POSITIVE_STATS_ROWS`
+        sample rows (the modality's ``positive_stats``; empty when it has none)."""
+        if self.modality.positive_stats is None or not self.ctx.is_main:
+            return {}
+        idx = self.diag_idx[:POSITIVE_STATS_ROWS]
+        return self.modality.positive_stats(self.rows, idx, self.bank[torch.from_numpy(idx), 0])
 
     def _ensure_neighbours(self, stage_idx: int) -> None:
         """kNN indices for kNN-mixup, cached in the run directory (recomputed per round for
@@ -474,7 +589,8 @@ class Trainer:
             loss.backward()
             dist.average_gradients(list(self.denoiser.parameters()))
             self.gen_opt.step()
-            _ema_update(self.ema, self.denoiser, g.ema_decay)
+            decay = ema_decay_at(first + step, g.ema_decay) if g.ema_warmup else g.ema_decay
+            _ema_update(self.ema, self.denoiser, decay)
             self.gen_step += 1
             self.step_in_unit = step + 1
             losses.append(dist.mean_over_ranks(loss))
@@ -527,10 +643,13 @@ class Trainer:
                               "bank": out}, self.paths.bank)
         seconds = time.perf_counter() - t
         changed = float("nan") if previous is None else float((previous != out).float().mean())
+        stats = self._bank_diagnostics()
         LOG.info("bank refreshed: %d positives in %.1f s (%.2f s per 1000); changed vs previous "
-                 "round: %s", self.n, seconds, 1000 * seconds / self.n,
-                 "n/a" if math.isnan(changed) else f"{changed:.3f}")
-        self._log_metric("bank", stage.round, 0, self.gen_step, changed, 0.0, self.n / seconds)
+                 "round: %s%s", self.n, seconds, 1000 * seconds / self.n,
+                 "n/a" if math.isnan(changed) else f"{changed:.3f}",
+                 "".join(f"; {k} {v:.3f}" for k, v in stats.items()))
+        self._log_metric("bank", stage.round, 0, self.gen_step, changed, 0.0, self.n / seconds,
+                         **stats)
         return seconds
 
     def _prepare_stage(self, stage_idx: int) -> None:
@@ -540,6 +659,7 @@ class Trainer:
             self._ensure_neighbours(stage_idx)
         if stage.kind in ("generator", "bank"):
             if self.cond is None or getattr(self, "_cond_round", None) != stage.round:
+                self._sample_embeddings()  # batch-norm statistics of the frozen encoder
                 self.cond = self._embed_all(self.encoder)  # encoder is frozen until the next stage
                 self._cond_round = stage.round
         if stage.kind == "encoder" and self.cfg.augment == "diffaug" and self.bank is None:
@@ -558,25 +678,35 @@ class Trainer:
         done_units = sum(s.units for s in self.stages[: self.stage_idx]) + self.unit_idx
         with progress("fit", total=total_units, unit="unit", enabled=self.ctx.is_main) as bar:
             bar.advance(done_units)
+            if self.metric_rows == 0 and self.stage_idx == 0 and self.unit_idx == 0 \
+                    and self.step_in_unit == 0:  # a fresh run: the untrained encoder's rank
+                rank = self._encoder_diagnostics("init", 0, -1)
+                LOG.log(self._info, "init: eff_rank %.1f of %d", rank, self.cfg.encoder.embed_dim)
             while self.stage_idx < len(self.stages):
                 stage_idx = self.stage_idx
                 stage = self.stages[stage_idx]
                 self._prepare_stage(stage_idx)
+                seen: list[float] = []  # this stage's diagnostic, unit by unit
                 while self.stage_idx == stage_idx:
                     seed = unit_seed(self.cfg.seed, stage_idx, self.unit_idx)
                     what = f"{stage.kind} r{stage.round} {self.unit_idx + 1}/{stage.units}"
                     if stage.kind in ("warmup", "encoder"):
                         what += f": loss {self._encoder_epoch(stage, seed):.4f}"
+                        seen.append(self._encoder_diagnostics(stage.kind, stage.round,
+                                                              self.unit_idx))
                     elif stage.kind == "generator":
                         what += f": loss {self._generator_block(stage, seed):.4f}"
+                        seen.append(self._generator_diagnostics(stage))
                     else:
                         what += f": {self._refresh_bank(stage, seed):.1f} s"
-                    LOG.log(logging.INFO if self.ctx.is_main else logging.DEBUG, "%s", what)
+                    LOG.log(self._info, "%s", what)
                     self.unit_idx, self.step_in_unit, self.unit_gen_state = self.unit_idx + 1, 0, None
                     if self.unit_idx == stage.units:
                         self.stage_idx, self.unit_idx = self.stage_idx + 1, 0
                     self.save_checkpoint()
                     finished = self.stage_idx != stage_idx
+                    if finished and seen:
+                        self._log_stage_diagnostics(stage, seen)
                     if finished and stage.kind in ("warmup", "encoder") and self.ctx.is_main:
                         name = "warmup.pt" if stage.kind == "warmup" else f"round{stage.round}.pt"
                         shutil.copyfile(self.paths.latest, self.paths.checkpoints / name)
@@ -586,7 +716,24 @@ class Trainer:
                         raise StopRequested
         self._write_final()
 
+    @property
+    def _info(self) -> int:
+        """Log level of progress lines: INFO on rank 0, DEBUG on the others."""
+        return logging.INFO if self.ctx.is_main else logging.DEBUG
+
+    def _log_stage_diagnostics(self, stage: Stage, values: list[float]) -> None:
+        """One log line per stage: how its diagnostic moved over the stage's units."""
+        trail = " -> ".join(f"{v:.{1 if stage.kind != 'generator' else 3}f}"
+                            for v in (values[0], values[-1])[: 1 if len(values) == 1 else 2])
+        if stage.kind == "generator":
+            LOG.log(self._info, "generator r%d: cond_gain %s (0 = the condition is ignored)",
+                    stage.round, trail)
+        else:
+            LOG.log(self._info, "%s r%d: eff_rank %s of %d", stage.kind, stage.round, trail,
+                    self.cfg.encoder.embed_dim)
+
     def _write_final(self) -> None:
+        self._sample_embeddings()  # batch-norm statistics of the final weights (every rank)
         if not self.ctx.is_main:
             return
         common = {"config": self.cfg.to_dict(), "modality": self.modality.name,
@@ -597,6 +744,16 @@ class Trainer:
         if self.ema is not None:
             ckpt.save_atomic({"format": ckpt.GENERATOR_FORMAT, **common,
                               "denoiser": self.ema.state_dict()}, self.paths.generator)
+
+
+def ema_decay_at(n: int, decay: float) -> float:
+    """EMA decay for the ``n``-th update (0-based) of a generator stage: 0 for the first (the
+    EMA restarts as a copy of the denoiser), then ``min(decay, (1 + n) / (10 + n))``.
+
+    The weight the average gives to the denoiser of step ``k`` falls off like ``(k / n) ** 9``
+    while ``n`` is small, so the weights sampled from are those of the stage's own later steps
+    at any budget, and nothing from an earlier round or the random initialisation survives."""
+    return 0.0 if n <= 0 else min(decay, (1.0 + n) / (10.0 + n))
 
 
 def _ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:

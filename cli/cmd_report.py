@@ -1,0 +1,32 @@
+"""``diffaug report``: one self-contained HTML page (and PNG figures) describing a run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+
+def report(
+    run_dir: Path = typer.Argument(..., help="Run directory written by `diffaug fit` (finished, in progress or stopped)."),
+    output: Path | None = typer.Option(None, "-o", "--output", help="HTML file to write (default RUN_DIR/report.html); the figures go to the folder of the same name (report/*.png)."),
+    embeddings: Path | None = typer.Option(None, "--embeddings", help="Embeddings HDF5 written by `diffaug embed` with this run (default: computed here from the run's data)."),
+    labels: Path | None = typer.Option(None, "--labels", help="TSV with columns `id` and `label`: colours the map and scores the embedding (default: the data's /labels)."),
+    input_path: Path | None = typer.Option(None, "--input", help="The data (FASTA, one-hot HDF5, images, table) when the run's data.h5 / recorded input is not at hand."),
+    max_points: int = typer.Option(5000, "--max-points", help="Rows (a fixed random sample) for the embedding map, positives and scores."),
+    tsne: bool = typer.Option(False, "--tsne", help="Embedding map by t-SNE (scikit-learn) instead of PCA."),
+    force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the sample of rows, k-means, t-SNE and the folds."),
+) -> None:
+    """Learning curves, diagnostics, embedding map, generated positives and scores of a run, as
+    one HTML file with inline images (no network, no JavaScript) plus the PNG figures."""
+    from diffaug_genomics.report.build import build_report, require_matplotlib
+
+    require_matplotlib()  # exit 2 with the install line before anything else
+    from diffaug_genomics.progress import LOG, configure_logging
+
+    configure_logging()
+    summary = build_report(run_dir, output, embeddings=embeddings, labels=labels,
+                           input_path=input_path, max_points=max_points, force=force,
+                           tsne=tsne, seed=seed)
+    LOG.info("%s", summary.line())

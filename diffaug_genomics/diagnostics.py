@@ -1,0 +1,114 @@
+"""Label-free training diagnostics: what a user without labels can look at to see *why* a run
+learns or not. Written to ``metrics.csv`` by the training loop (see :mod:`diffaug_genomics.train.loop`).
+
+- :func:`effective_rank` of an embedding (collapse): ``exp`` of the entropy of the normalised
+  singular values of the column-centred ``(N, D)`` matrix, between 1 (all rows on one line) and
+  ``min(N, D)`` (every direction used equally). Roy & Vetterli (2007); RankMe (Garrido et al.,
+  2023) uses it on embeddings.
+- :func:`condition_gain` of a conditional denoiser: the relative increase of its denoising loss
+  when each row's condition is replaced by another row's, on a fixed batch with fixed noise and
+  timesteps. 0 means the generator ignores the encoder's embedding; a positives bank drawn from
+  it then cannot carry what the encoder knows.
+- :func:`dna_positive_stats` of generated DNA positives: identity to their own source, identity
+  to the most similar *other* training row (copying), and the 3-mer spectrum L1 distance to the
+  source (composition kept or not).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+MAX_DIAGNOSTIC_ROWS = 2048
+"""Most training rows in the fixed, seeded sample the diagnostics are computed on."""
+
+
+def diagnostic_sample(n: int, seed: int, size: int = MAX_DIAGNOSTIC_ROWS) -> np.ndarray:
+    """Indices of a fixed sample of ``min(n, size)`` of ``n`` rows, in a seeded random order
+    (independent of every training draw), so that any prefix is a random sample too."""
+    rng = np.random.default_rng([seed, 0xD1A6])
+    return rng.permutation(n)[:size]
+
+
+def effective_rank(x: Tensor | np.ndarray) -> float:
+    """Effective rank of ``x (N, D)`` (column-centred): ``exp(H(s / sum(s)))`` of its singular
+    values ``s``, in ``[1, min(N, D)]``; 0.0 when every row is the same."""
+    m = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach()
+    m = m.double().cpu()
+    if m.ndim != 2 or m.shape[0] < 2:
+        raise ValueError(f"expected an (N >= 2, D) matrix, got {tuple(m.shape)}")
+    m = m - m.mean(dim=0, keepdim=True)
+    s = torch.linalg.svdvals(m)
+    total = s.sum()
+    if total <= 1e-12 * max(1.0, float(m.abs().max())):
+        return 0.0
+    p = s / total
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+def condition_gain(diffusion: nn.Module, denoiser: nn.Module, x0: Tensor, cond: Tensor,
+                   seed: int) -> float:
+    """Relative increase of ``denoiser`` 's loss on ``x0 (B, ...)`` when the conditions
+    ``cond (B, D)`` are rolled by one row (each row gets another row's condition), with the same
+    noise and timesteps (drawn from ``seed``; timesteps evenly spread over the schedule).
+
+    Returns ``(L_other - L_own) / L_own``: about 0 for a denoiser that ignores its condition,
+    > 0 for one that uses it. Evaluation mode, no gradients; ``denoiser`` 's mode is restored.
+    """
+    if len(x0) < 2:
+        return float("nan")
+    gen = torch.Generator().manual_seed(seed)
+    n_t = diffusion.num_train_timesteps
+    t = ((torch.arange(len(x0)) + 0.5) * n_t / len(x0)).long().clamp(max=n_t - 1)
+    t = t[torch.randperm(len(x0), generator=gen)].to(x0.device)
+    noise = torch.randn(x0.shape, generator=gen).to(x0.device, x0.dtype)
+    x_t = diffusion.add_noise(x0, noise, t)
+    target = diffusion.target(x0, noise, t).float()
+    was_training = denoiser.training
+    denoiser.eval()
+    with torch.no_grad():
+        own = torch.mean((denoiser(x_t, t, cond).float() - target) ** 2)
+        other = torch.mean((denoiser(x_t, t, cond.roll(1, dims=0)).float() - target) ** 2)
+    denoiser.train(was_training)
+    return float((other - own) / own.clamp_min(1e-12))
+
+
+def dna_positive_stats(sources: np.ndarray, positives: np.ndarray, source_index: np.ndarray,
+                       rows: np.ndarray, block: int = 4096) -> dict[str, float]:
+    """Generated DNA positives against their sources and the training set.
+
+    Args:
+        sources: ``(n, L, 4)`` one-hot sources (uint8).
+        positives: ``(n, L, 4)`` generated positives, one-hot or continuous (argmax is taken).
+        source_index: ``(n,)`` row of each source in ``rows`` (excluded from "other").
+        rows: ``(N, L, 4)`` every training row.
+
+    Returns:
+        ``pos_identity_source``: mean fraction of the ``L`` positions where a positive's base
+        equals its source's (N and padding never match); ``pos_identity_nearest``: mean of the highest identity to any *other* training
+        row (about the real rows' own nearest-other identity: no copying); ``pos_kmer3_l1``: mean
+        L1 distance between a positive's and its source's 3-mer frequencies (0 to 2).
+    """
+    from diffaug_genomics.kmers import kmer_counts
+
+    pos = np.asarray(positives)
+    called = np.asarray(sources).max(axis=-1) > 0  # N / padding positions are not compared
+    pos_oh = np.eye(4, dtype=np.float32)[pos.argmax(axis=-1)] * called[..., None]
+    length = max(1, pos.shape[1])
+    ident_src = (pos_oh * sources).sum(axis=(1, 2)) / length
+    flat = torch.from_numpy(pos_oh.reshape(len(pos_oh), -1))
+    best = torch.full((len(pos_oh),), -1.0)
+    own = torch.from_numpy(np.asarray(source_index, dtype=np.int64))
+    for start in range(0, len(rows), block):
+        chunk = torch.from_numpy(np.asarray(rows[start:start + block], dtype=np.float32))
+        same = flat @ chunk.reshape(len(chunk), -1).T / length  # (n, block) identities
+        inside = (own >= start) & (own < start + len(chunk))
+        same[inside.nonzero().squeeze(1), (own[inside] - start)] = -1.0
+        best = torch.maximum(best, same.max(dim=1).values)
+    spectrum_src = kmer_counts(sources, 3)
+    spectrum_pos = kmer_counts(pos_oh.astype(np.uint8), 3)
+    return {"pos_identity_source": float(ident_src.mean()),
+            "pos_identity_nearest": float(best.mean()),
+            "pos_kmer3_l1": float(np.abs(spectrum_pos - spectrum_src).sum(axis=1).mean())}
