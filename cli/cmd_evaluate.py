@@ -57,7 +57,7 @@ def evaluate(
 
     to_stdout = output is not None and str(output) == "-"
     if output is not None and not to_stdout:
-        check_output(output, force)
+        check_output(output, force, inputs=(embeddings, labels, test))
     protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
 
     from diffaug_genomics.evaluate import PROTOCOLS, evaluate_embeddings
@@ -110,7 +110,7 @@ def evaluate(
     if to_stdout:
         sys.stdout.write(text)
     elif output is not None:
-        with atomic_output(output, force) as tmp:
+        with atomic_output(output, force, inputs=(embeddings, labels, test)) as tmp:
             tmp.write_text(text, encoding="utf-8")
 
 

@@ -1,7 +1,8 @@
 """Entry point of the ``diffaug`` command: builds the Typer app and maps errors to exit codes.
 
 Exit codes: 0 success, 2 bad input or usage (one line on stderr naming file, record, reason),
-1 any other failure, 130 interrupted.
+1 any other failure (a full disk included), 130 interrupted, 128 + N terminated by signal N
+(SIGTERM, SIGHUP) while writing.
 """
 
 from __future__ import annotations
@@ -64,24 +65,64 @@ def normalise_args(argv: list[str]) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; library errors become one line on stderr and a meaningful exit code.
+    """Run the CLI; every error becomes one line on stderr and a meaningful exit code.
 
-    Typer's standalone mode handles usage errors (exit 2), ``--help`` and success (exit 0);
-    everything the library raises as :class:`DiffaugError` is caught here.
+    Usage errors of the argument parser (a missing argument, a value out of an option's
+    range) are one line and exit 2, like bad input; everything the library raises as
+    :class:`DiffaugError` is caught here; a full disk anywhere is one line and exit 1;
+    SIGTERM / SIGHUP while an output is written (:class:`Terminated`, raised by the atomic
+    writer after removing its temporary file) exits with 128 + the signal number.
     """
-    from diffaug_genomics.errors import DiffaugError
+    from typer import Abort
+
+    from diffaug_genomics.errors import DiffaugError, Terminated
+    from diffaug_genomics.io.atomic import is_disk_full
 
     try:
-        app(args=normalise_args(sys.argv[1:] if argv is None else argv), prog_name="diffaug")
-    except DiffaugError as exc:
-        typer.echo(f"diffaug: error: {exc}", err=True)
+        from typer._click.exceptions import ClickException, NoArgsIsHelpError
+    except ImportError:  # pragma: no cover - typer releases that use click itself
+        from click.exceptions import ClickException, NoArgsIsHelpError
+
+    try:
+        code = app(args=normalise_args(sys.argv[1:] if argv is None else argv),
+                   prog_name="diffaug", standalone_mode=False)
+    except NoArgsIsHelpError as exc:
+        typer.echo(exc.format_message(), err=True)
+        sys.exit(2)
+    except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = f"{ctx.command_path}: " if ctx is not None else ""
+        hint = f" (try '{ctx.command_path} -h')" if ctx is not None else ""
+        message = " ".join(exc.format_message().split())
+        typer.echo(f"diffaug: error: {where}{message}{hint}", err=True)
         sys.exit(exc.exit_code)
+    except DiffaugError as exc:
+        typer.echo(f"diffaug: error: {' '.join(str(exc).splitlines())}", err=True)
+        sys.exit(exc.exit_code)
+    except Abort as exc:  # the parser's name for an EOFError nobody caught (input ended early)
+        cause = exc.__cause__
+        typer.echo(f"diffaug: error: unexpected end of input ({cause or 'aborted'})", err=True)
+        sys.exit(1)
+    except Terminated as exc:
+        typer.echo(f"diffaug: {exc}; no output was left half-written", err=True)
+        sys.exit(128 + exc.signum)
     except KeyboardInterrupt:
         typer.echo("diffaug: interrupted", err=True)
         sys.exit(130)
     except BrokenPipeError:  # e.g. `diffaug generate ... -o - | head`
         sys.stderr.close()
         sys.exit(0)
+    except (OSError, RuntimeError) as exc:
+        if not is_disk_full(exc):
+            raise
+        name = getattr(exc, "filename", None)
+        typer.echo(f"diffaug: error: no space left on device{f' writing {name}' if name else ''}",
+                   err=True)
+        sys.exit(1)
+    if code == 130:  # the parser turned a KeyboardInterrupt into Exit(130)
+        typer.echo("diffaug: interrupted", err=True)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 if __name__ == "__main__":

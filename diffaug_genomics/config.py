@@ -16,6 +16,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
+import re
 import types
 import typing
 from collections.abc import Callable
@@ -252,7 +254,8 @@ LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views", "encoder.
 """Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
-RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input")
+RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input", "input_bytes",
+               "input_sha256", "label_column", "obs_key")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda", "mps"),
@@ -267,18 +270,127 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.lr_schedule": ("cosine", "constant"),
 }
 
-POSITIVE = {"encoder.width", "encoder.n_blocks", "encoder.embed_dim", "encoder.proj_dim",
-            "encoder.proj_hidden", "knn.k", "knn.kmer_k", "knn.pca_dim", "generator.batch_size",
-            "generator.num_train_timesteps", "generator.steps_per_checkpoint", "bank.steps",
-            "bank.batch_size", "bank.per_sequence", "optim.batch_size", "data.length", "data.stride", "log_every"}
-FRACTIONS = {"generator.cond_dropout", "bank.fraction", "bank.strength",
-             "knn.alpha_min", "knn.alpha_max", "handcrafted.rc_prob", "handcrafted.indel_prob",
-             "image.flip_prob", "image.jitter_prob", "image.grayscale_prob", "image.blur_prob",
-             "tabular.corruption_rate"}
-NON_NEGATIVE = {"image.brightness", "image.contrast", "image.saturation", "tabular.noise_std"}
-RANGES = {"image.crop_scale": (0.0, 1.0), "image.crop_ratio": (0.0, None),
-          "image.blur_sigma": (0.0, None)}
-"""Keys holding a ``[lo, hi]`` pair, with the bounds lo and hi must respect (None: unbounded)."""
+@dataclass(frozen=True)
+class Bound:
+    """The valid values of a numeric config key: ``lo`` / ``hi`` (None: unbounded), each
+    inclusive unless ``lo_open`` / ``hi_open``. A list key (``channels``, ``[lo, hi]`` pairs)
+    bounds every item."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+
+    def contains(self, value: float) -> bool:
+        if not math.isfinite(value):  # NaN, .inf
+            return False
+        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
+            return False
+        return not (self.hi is not None
+                    and (value > self.hi or (self.hi_open and value == self.hi)))
+
+    def describe(self) -> str:
+        lo = None if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
+        hi = None if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
+        return " and ".join(p for p in (lo, hi) if p) or "a finite number"
+
+
+POSITIVE_INT = Bound(1)
+COUNT = Bound(0)  # epochs, rounds, steps: 0 allowed
+PROBABILITY = Bound(0.0, 1.0)
+POSITIVE_REAL = Bound(0.0, lo_open=True)
+NON_NEGATIVE_REAL = Bound(0.0)
+
+BOUNDS: dict[str, Bound] = {
+    "seed": Bound(0, 2**63 - 1),
+    "log_every": POSITIVE_INT,
+    "data.length": POSITIVE_INT,
+    "data.stride": POSITIVE_INT,
+    "encoder.width": POSITIVE_INT,
+    "encoder.n_blocks": POSITIVE_INT,
+    "encoder.stem_kernel": POSITIVE_INT,
+    "encoder.block_kernel": POSITIVE_INT,
+    "encoder.embed_dim": POSITIVE_INT,
+    "encoder.proj_hidden": POSITIVE_INT,
+    "encoder.proj_dim": POSITIVE_INT,
+    "loss.temperature": POSITIVE_REAL,
+    "loss.nu_z": POSITIVE_REAL,
+    "loss.nu_y": POSITIVE_REAL,
+    "knn.k": POSITIVE_INT,
+    "knn.kmer_k": Bound(1, 12),
+    "knn.pca_dim": POSITIVE_INT,
+    "knn.alpha_min": PROBABILITY,
+    "knn.alpha_max": PROBABILITY,
+    "handcrafted.mutation_rate": PROBABILITY,
+    "handcrafted.rc_prob": PROBABILITY,
+    "handcrafted.max_shift": COUNT,
+    "handcrafted.indel_prob": PROBABILITY,
+    "handcrafted.indel_size": POSITIVE_INT,
+    "image.crop_scale": Bound(0.0, 1.0, lo_open=True),
+    "image.crop_ratio": POSITIVE_REAL,
+    "image.flip_prob": PROBABILITY,
+    "image.jitter_prob": PROBABILITY,
+    "image.brightness": NON_NEGATIVE_REAL,
+    "image.contrast": NON_NEGATIVE_REAL,
+    "image.saturation": NON_NEGATIVE_REAL,
+    "image.grayscale_prob": PROBABILITY,
+    "image.blur_prob": PROBABILITY,
+    "image.blur_sigma": POSITIVE_REAL,
+    "tabular.corruption_rate": PROBABILITY,
+    "tabular.noise_std": NON_NEGATIVE_REAL,
+    "generator.channels": POSITIVE_INT,
+    "generator.time_dim": Bound(2),
+    "generator.num_train_timesteps": Bound(2),
+    "generator.cond_dropout": PROBABILITY,
+    "generator.ema_decay": Bound(0.0, 1.0, hi_open=True),
+    "generator.lr": POSITIVE_REAL,
+    "generator.batch_size": POSITIVE_INT,
+    "generator.steps": COUNT,
+    "generator.steps_per_checkpoint": POSITIVE_INT,
+    "bank.fraction": PROBABILITY,
+    "bank.steps": POSITIVE_INT,
+    "bank.strength": PROBABILITY,
+    "bank.guidance_scale": NON_NEGATIVE_REAL,
+    "bank.eta": PROBABILITY,
+    "bank.batch_size": POSITIVE_INT,
+    "bank.per_sequence": POSITIVE_INT,
+    "schedule.warmup_epochs": COUNT,
+    "schedule.rounds": COUNT,
+    "schedule.epochs_per_round": COUNT,
+    "optim.lr": POSITIVE_REAL,
+    "optim.weight_decay": NON_NEGATIVE_REAL,
+    "optim.batch_size": POSITIVE_INT,
+    "optim.min_lr_ratio": PROBABILITY,
+}
+"""The valid range of every numeric key (checked by :func:`_validate` before any work). A
+numeric key added to the dataclasses above must be given its bound here: the test suite
+checks that :func:`numeric_keys` and this table agree, and tries each bound."""
+
+PAIRS = ("handcrafted.mutation_rate", "handcrafted.indel_size", "image.crop_scale",
+         "image.crop_ratio", "image.blur_sigma")
+"""List keys holding a ``[lo, hi]`` pair (two items, lo <= hi, each within the key's bound)."""
+
+
+def numeric_keys(cls: type | None = None) -> list[str]:
+    """Every dotted key of :class:`Config` holding a number or a list of numbers."""
+    cls = Config if cls is None else cls
+    out: list[str] = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        if dataclasses.is_dataclass(hint):
+            out += [f"{f.name}.{k}" for k in numeric_keys(hint)]
+            continue
+        if typing.get_origin(hint) in (typing.Union, types.UnionType):
+            hint = next(a for a in typing.get_args(hint) if a is not type(None))
+        if typing.get_origin(hint) is list:
+            (hint,) = typing.get_args(hint)
+        if hint in (int, float):
+            out.append(f.name)
+    return out
+
+
+_SCIENTIFIC = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 
 
 def _check_type(key: str, value: Any, annotation: Any) -> Any:
@@ -304,6 +416,8 @@ def _check_type(key: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(f"config key '{key}': expected an integer, got {value!r}")
         return value
     if annotation is float:
+        if isinstance(value, str) and _SCIENTIFIC.fullmatch(value.strip()):
+            value = float(value)  # YAML 1.1 reads 1e-4 (no dot) as a string
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise ConfigError(f"config key '{key}': expected a number, got {value!r}")
         return float(value)
@@ -338,12 +452,18 @@ def _validate(cfg: Config) -> None:
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise ConfigError(f"config key '{key}': {flat[key]!r} is not one of {', '.join(allowed)}")
-    for key in POSITIVE:
-        if flat[key] is not None and flat[key] <= 0:
-            raise ConfigError(f"config key '{key}': must be positive, got {flat[key]}")
-    for key in FRACTIONS:
-        if not 0.0 <= flat[key] <= 1.0:
-            raise ConfigError(f"config key '{key}': must be between 0 and 1, got {flat[key]}")
+    for key in numeric_keys():
+        bound, value = BOUNDS.get(key), flat[key]
+        if bound is None or value is None:
+            continue
+        items = value if isinstance(value, list) else [value]
+        if isinstance(value, list) and not value:
+            raise ConfigError(f"config key '{key}': must not be an empty list")
+        if key in PAIRS and (len(items) != 2 or items[0] > items[1]):
+            raise ConfigError(f"config key '{key}': expected [lo, hi] with lo <= hi, got {value}")
+        for item in items:
+            if not bound.contains(item):
+                raise ConfigError(f"config key '{key}': must be {bound.describe()}, got {value}")
     if cfg.knn.alpha_min > cfg.knn.alpha_max:
         raise ConfigError("config key 'knn.alpha_min': must not exceed knn.alpha_max")
     if cfg.bank.both_views and cfg.bank.per_sequence < 2:
@@ -351,21 +471,6 @@ def _validate(cfg: Config) -> None:
                           "different generated views of each sample)")
     if cfg.bank.steps > cfg.generator.num_train_timesteps:
         raise ConfigError("config key 'bank.steps': must not exceed generator.num_train_timesteps")
-    for key in ("schedule.warmup_epochs", "schedule.rounds", "schedule.epochs_per_round",
-                "generator.steps"):
-        if flat[key] < 0:
-            raise ConfigError(f"config key '{key}': must be >= 0, got {flat[key]}")
-    for key in NON_NEGATIVE:
-        if flat[key] < 0:
-            raise ConfigError(f"config key '{key}': must be >= 0, got {flat[key]}")
-    for key, (lo, hi) in RANGES.items():
-        pair = flat[key]
-        if (len(pair) != 2 or pair[0] > pair[1] or pair[0] <= lo
-                or (hi is not None and pair[1] > hi)):
-            bound = f"{lo} < lo <= hi" + (f" <= {hi}" if hi is not None else "")
-            raise ConfigError(f"config key '{key}': expected [lo, hi] with {bound}, got {pair}")
-    if len(cfg.generator.channels) < 1 or min(cfg.generator.channels) <= 0:
-        raise ConfigError("config key 'generator.channels': must be a non-empty list of positive ints")
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:

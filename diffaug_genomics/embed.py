@@ -66,6 +66,8 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
         from diffaug_genomics.models.registry import load_backbone
 
         load_backbone(backbone)
+    inputs = (source, run_dir)
+    check_output(target, force or (sharded and target.exists()), inputs)  # before any work
     run = load_run(run_dir, resolve_device(device))
     if run.modality.io is not None:  # images, tables
         from diffaug_genomics.embed_samples import embed_samples
@@ -76,12 +78,12 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
 
             raise InputError("--shard is supported for DNA inputs only", path=source)
         return embed_samples(run, source, output, ReadOptions(label_column, obs_key),
-                             batch_size=batch_size, force=force, t0=t0)
+                             batch_size=batch_size, force=force, t0=t0, inputs=inputs)
     if sharded and not force and target.exists():
         done = _complete_shard(target, run.config_hash, source, shard)
         if done is not None:
             return EmbedSummary(done, run.config.encoder.embed_dim, 0.0, target, skipped=True)
-    check_output(target, force)
+    check_output(target, force, inputs)
     data = run.config.data
     length = run.sample_shape[-1]
     chunks = iter_chunks(source, length, data.policy, data.stride)
@@ -109,7 +111,7 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
     attrs = {"run_dir": str(Path(run_dir).resolve()), "config_hash": run.config_hash,
              "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source),
              **extra}
-    with atomic_output(target, force) as tmp:
+    with atomic_output(target, force, inputs) as tmp:
         write_embeddings(tmp, emb, ids, labels if has_labels and labels else None, attrs)
     return EmbedSummary(len(ids), emb.shape[1], time.perf_counter() - t0, target)
 

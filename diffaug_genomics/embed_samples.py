@@ -18,7 +18,7 @@ import torch
 
 from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.runs import FinishedRun
-from diffaug_genomics.samples import ReadOptions, load_preprocess, read_samples
+from diffaug_genomics.samples import ReadOptions, read_run_input
 
 
 @dataclass
@@ -45,20 +45,18 @@ def embed_rows(run: FinishedRun, rows: np.ndarray, batch_size: int = 512) -> np.
 
 def embed_samples(run: FinishedRun, source: str | Path, output: str | Path,
                   options: ReadOptions, *, batch_size: int = 512, force: bool = False,
-                  t0: float | None = None) -> SampleEmbedSummary:
+                  t0: float | None = None, inputs: tuple = ()) -> SampleEmbedSummary:
     """Embed every sample of ``source`` with a finished image / tabular run (module docstring)."""
     from diffaug_genomics.io.h5 import write_embeddings
 
     t0 = time.perf_counter() if t0 is None else t0
-    record = load_preprocess(run.run_dir)
-    samples = read_samples(run.modality, source, options)
-    rows = run.modality.io.transform(samples, record["state"], str(source))
+    samples, rows, _ = read_run_input(run, source, options)
     with torch.no_grad():
         emb = embed_rows(run, rows, batch_size)
     info = {"run_dir": str(Path(run.run_dir).resolve()), "config_hash": run.config_hash,
             "checkpoint": str((Path(run.run_dir) / "encoder.pt").resolve()),
             "source": str(source), "modality": run.modality.name}
-    with atomic_output(output, force) as tmp:
+    with atomic_output(output, force, (source, run.run_dir, *inputs)) as tmp:
         if samples.source_format == "h5ad":
             from diffaug_genomics.io.h5ad import write_embeddings_h5ad
 

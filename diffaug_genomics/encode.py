@@ -38,7 +38,7 @@ import numpy as np
 
 from diffaug_genomics.alphabet import BASE_INDEX, ONEHOT_TABLE
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.io.atomic import atomic_output, check_output
+from diffaug_genomics.io.atomic import atomic_output, check_output, cleanup_on_signals
 from diffaug_genomics.io.bed import open_genome, region_sequences
 from diffaug_genomics.io.fasta import VALID_BYTES, ReadStats, read_fasta
 from diffaug_genomics.progress import progress
@@ -307,13 +307,19 @@ def _write(chunks: Iterable[EncodedChunk], tmp: Path, summary: EncodeSummary,
 
 
 def _spool_stdin(directory: Path) -> Path:
-    """Copy standard input to a temporary file in ``directory`` (bytes as given, gzip kept)."""
+    """Copy standard input to a temporary file in ``directory`` (bytes as given, gzip kept);
+    removed again if the copy fails."""
     fd, name = tempfile.mkstemp(prefix=".diffaug-stdin.", suffix=".tmp", dir=directory)
-    with os.fdopen(fd, "wb") as out:
-        shutil.copyfileobj(sys.stdin.buffer, out, 1 << 22)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(sys.stdin.buffer, out, 1 << 22)
+    except BaseException:
+        Path(name).unlink(missing_ok=True)
+        raise
     return Path(name)
 
 
+@cleanup_on_signals  # SIGTERM / SIGHUP also remove the spool of standard input
 def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = None,
                  policy: str = "pad", stride: int | None = None,
                  labels: str | Path | None = None, force: bool = False,
@@ -344,7 +350,8 @@ def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = 
     _check_policy(policy, stride)
     if policy == "window" and length is None:
         raise InputError("--policy window needs --length")
-    out = check_output(output, force)
+    inputs = (input, labels)
+    out = check_output(output, force, inputs)
     from_stdin = str(input) == "-"
     name = "<stdin>" if from_stdin else str(input)
     if not from_stdin:
@@ -383,7 +390,7 @@ def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = 
                 bar.advance((stats.bytes_read - done[0]) / 1e6)
                 done[0] = stats.bytes_read
 
-            with atomic_output(out, force) as tmp:
+            with atomic_output(out, force, inputs) as tmp:
                 _write(chunks, tmp, summary, attrs, label_map, labels, advance,
                        lambda: {"source_sha256": stats.sha256})
     finally:
@@ -421,7 +428,8 @@ def encode_bed(bed: str | Path, genome: str | Path, output: str | Path, *, lengt
     """
     start = time.perf_counter()
     length = _check_length(length)
-    out = check_output(output, force)
+    inputs = (bed, genome, labels, f"{genome}.fai")
+    out = check_output(output, force, inputs)
     bed_path = _check_input(bed, "BED file")
     genome_path = _check_input(genome, "genome FASTA")
     label_map = None
@@ -441,7 +449,7 @@ def encode_bed(bed: str | Path, genome: str | Path, output: str | Path, *, lengt
                  "strand_aware": bool(strand_aware),
                  "pad_out_of_bounds": bool(pad_out_of_bounds)}
         with progress(f"encoding {bed_path.name}", unit="regions",
-                      enabled=show_progress) as bar, atomic_output(out, force) as tmp:
+                      enabled=show_progress) as bar, atomic_output(out, force, inputs) as tmp:
             _write(chunks, tmp, summary, attrs, label_map, labels,
                    lambda: bar.advance(summary.records - bar.done),
                    lambda: {"source_sha256": _sha256_file(bed_path), **counts})

@@ -45,3 +45,14 @@ class InputError(DiffaugError):
 
 class ConfigError(InputError):
     """An invalid configuration key or value (exit code 2)."""
+
+
+class Terminated(BaseException):  # noqa: N818 - a state, like KeyboardInterrupt
+    """SIGTERM or SIGHUP arrived while an output was being written (see
+    :mod:`diffaug_genomics.io.atomic`); the command line exits with 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = int(signum)
+        super().__init__(f"terminated by {signal.Signals(self.signum).name}")

@@ -73,8 +73,10 @@ def versions() -> dict[str, str]:
             "numpy": str(numpy.__version__), "python": platform.python_version()}
 
 
-def prepare_data(source: str | Path, run_dir: Path, cfg: Config) -> Path:
-    """The HDF5 file to train on: ``source`` itself, or FASTA encoded into ``run_dir/data.h5``."""
+def prepare_data(source: str | Path, run_dir: Path, cfg: Config, reuse: bool = False) -> Path:
+    """The HDF5 file to train on: ``source`` itself, or FASTA encoded into ``run_dir/data.h5``
+    (an existing ``data.h5`` is reused only with ``reuse``: a resumed run, whose input was
+    checked to be the same; a new run re-encodes what a failed run may have left)."""
     if str(source) != "-":
         path = Path(source)
         if not path.exists():
@@ -84,18 +86,77 @@ def prepare_data(source: str | Path, run_dir: Path, cfg: Config) -> Path:
         if is_hdf5(path):
             return path
     data = run_dir / "data.h5"
-    if data.exists():
+    if data.exists() and reuse:
         return data
     from diffaug_genomics.encode import encode_fasta
 
     summary = encode_fasta(source, data, length=cfg.data.length, policy=cfg.data.policy,
-                           stride=cfg.data.stride)
+                           stride=cfg.data.stride, force=True)
     LOG.info("encoded %s -> %s: %s", source, data, summary.line())
     return data
 
 
+def input_fingerprint(source: str | Path) -> dict[str, object]:
+    """What identifies a training input, recorded in config.yaml: ``input_bytes`` and
+    ``input_sha256`` of the file (of every file, with its relative path, for a folder of
+    images); empty for standard input, which cannot be read twice."""
+    import hashlib
+
+    if str(source) == "-":
+        return {}
+    path = Path(source)
+    if not path.exists():
+        raise InputError("no such file or folder", path=path)
+    files = sorted((p for p in path.rglob("*") if p.is_file()),
+                   key=lambda p: p.relative_to(path).as_posix()) if path.is_dir() else [path]
+    digest, size = hashlib.sha256(), 0
+    for f in files:
+        if path.is_dir():
+            digest.update(f.relative_to(path).as_posix().encode() + b"\0")
+        with open(f, "rb") as fh:
+            while block := fh.read(1 << 22):
+                digest.update(block)
+                size += len(block)
+    return {"input_bytes": size, "input_sha256": digest.hexdigest()}
+
+
+def _check_same_input(source: str | Path, run_dir: Path, saved: dict,
+                      fingerprint: dict[str, object]) -> None:
+    """``--resume`` continues only on the input the run was started on."""
+    if "input_sha256" not in saved:
+        LOG.warning("%s: config.yaml records no checksum of the input (a run of an older "
+                    "version): cannot check that %s is the original input", run_dir, source)
+        return
+    if not fingerprint:
+        raise InputError("--resume cannot check standard input against the run's input: give "
+                         f"the original file ({saved.get('input')})", path=run_dir)
+    if (fingerprint["input_sha256"], fingerprint["input_bytes"]) != (
+            saved["input_sha256"], saved.get("input_bytes")):
+        raise InputError(f"is not the input this run was started on ({saved.get('input')}: "
+                         f"{saved.get('input_bytes')} bytes, sha256 "
+                         f"{str(saved['input_sha256'])[:12]}...; this one: "
+                         f"{fingerprint['input_bytes']} bytes, sha256 "
+                         f"{str(fingerprint['input_sha256'])[:12]}...): resume with the "
+                         "original input or start a new run", path=source)
+
+
+class _RunLog(logging.FileHandler):
+    """``log.txt``: a line that cannot be written (a full disk) is dropped, not printed as a
+    traceback; every line also goes to stderr, and the error that matters is raised where the
+    run writes its outputs."""
+
+    def handleError(self, record: logging.LogRecord) -> None:  # noqa: N802 - logging's name
+        pass
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:  # flushing the last lines onto a full disk
+            pass
+
+
 def _attach_log(run_dir: Path) -> logging.Handler:
-    handler = logging.FileHandler(run_dir / "log.txt")
+    handler = _RunLog(run_dir / "log.txt")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     LOG.addHandler(handler)
     return handler
@@ -150,14 +211,22 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     if resume is True and not run_dir.is_dir():
         raise InputError("nothing to resume: no such run directory (use --resume auto to start "
                          "a new run when there is none)", path=run_dir)
-    if resume and run_dir.is_dir() and not paths.latest.exists():
+    resuming = bool(resume) and paths.latest.exists()
+    saved_record: dict = {}
+    if resume and run_dir.is_dir() and not resuming:
         LOG.warning("%s: no checkpoint yet (killed before the first one?): starting the run "
-                    "from the beginning", run_dir)
-    if resume and paths.config.exists():
-        saved = config_from_dict(load_yaml(paths.config))
+                    "from the beginning with the options given now", run_dir)
+    if resuming:
+        if not paths.config.exists():
+            raise InputError("has checkpoints/latest.pt but no config.yaml: cannot resume",
+                             path=run_dir)
+        saved_record = load_yaml(paths.config)
+        saved = config_from_dict(saved_record)
         if (config_file or overrides or seed is not None or augment) and saved.hash() != cfg.hash():
             LOG.warning("--resume: using the run's saved config.yaml; the options given now differ")
         cfg = saved
+        label_column = label_column or saved_record.get("label_column")
+        obs_key = obs_key or saved_record.get("obs_key")
     elif paths.encoder.exists() or paths.latest.exists():
         raise InputError("run directory already holds a run (use --resume to continue it, or "
                          "choose another -o)", path=run_dir)
@@ -172,7 +241,14 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     options = ReadOptions(label_column, obs_key)
     with process_group(ctx, dev), _rank_logging(ctx.is_main):
         try:
-            _train(source, run_dir, cfg, preset, modality, ctx, dev, bool(resume), options)
+            _train(source, run_dir, cfg, preset, modality, ctx, dev, resuming, options,
+                   saved_record)
+        except OSError as exc:
+            from diffaug_genomics.io.atomic import DiskFull, is_disk_full
+
+            if is_disk_full(exc):  # a write outside the atomic writer (metrics.csv)
+                raise DiskFull(run_dir) from None
+            raise
         except RuntimeError as exc:
             if not (ctx.distributed and _communication_error(exc)):
                 raise
@@ -199,9 +275,14 @@ def _communication_error(exc: BaseException) -> bool:
 
 
 def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality: Modality,
-           ctx: DistContext, dev: torch.device, resume: bool, options: ReadOptions) -> None:
+           ctx: DistContext, dev: torch.device, resume: bool, options: ReadOptions,
+           saved_record: dict) -> None:
     """Everything after the process group is up (on every rank): rank 0 makes the run
-    directory and data, writes config.yaml; then the training loop."""
+    directory and data, writes config.yaml; then the training loop.
+
+    Without ``resume`` nothing a failed run left (``data.h5``, ``preprocess.json``) is reused.
+    With it the input must be the one the run was started on (:func:`input_fingerprint`,
+    recorded in config.yaml), else :class:`InputError`."""
     import torch
 
     from diffaug_genomics.inputs import load_rows
@@ -217,22 +298,30 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
             (run_dir / "cache").mkdir(exist_ok=True)
         except OSError as exc:
             raise InputError(f"cannot create run directory ({exc.strerror})", path=run_dir) from None
+        from diffaug_genomics.io.atomic import remove_stale_temps
+
+        for folder in (run_dir, run_dir / "checkpoints", run_dir / "cache"):
+            for stale in remove_stale_temps(folder):
+                LOG.info("removed %s, left by an interrupted write", stale)
+    fingerprint = input_fingerprint(source)
+    if resume:
+        _check_same_input(source, run_dir, saved_record, fingerprint)
     handler = _attach_log(run_dir) if ctx.is_main else None
     try:
         if modality.io is None:  # DNA
             if ctx.is_main:
-                data_path = prepare_data(source, run_dir, cfg)
+                data_path = prepare_data(source, run_dir, cfg, reuse=resume)
             barrier()  # FASTA input: the others read the data.h5 rank 0 wrote
             if not ctx.is_main:
-                data_path = prepare_data(source, run_dir, cfg)
+                data_path = prepare_data(source, run_dir, cfg, reuse=True)
             rows, _, _, attrs = load_rows(data_path)
             what = f"{len(rows)} sequences of {rows.shape[1]} bp"
         else:  # images, tables, plugins: rank 0 fits and stores the preprocessing first
             if ctx.is_main:
-                rows = prepare_rows(source, run_dir, cfg, modality, options)
+                rows = prepare_rows(source, run_dir, cfg, modality, options, reuse=resume)
             barrier()
             if not ctx.is_main:
-                rows = prepare_rows(source, run_dir, cfg, modality, options)
+                rows = prepare_rows(source, run_dir, cfg, modality, options, reuse=True)
             data_path, attrs = source, {}
             what = f"{len(rows)} samples of shape {tuple(rows.shape[1:])}"
         if len(rows) < 4:
@@ -240,7 +329,11 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         per_rank = min(cfg.optim.batch_size, len(rows) // ctx.world_size)
         record = {"input": str(source), "preset": preset, "versions": versions(),
                   "world_size": ctx.world_size,
-                  "global_batch_size": per_rank * ctx.world_size}
+                  "global_batch_size": per_rank * ctx.world_size, **fingerprint,
+                  "label_column": options.label_column, "obs_key": options.obs_key}
+        if resume:  # the input was checked to be the original: keep what was recorded
+            record.update({k: saved_record[k] for k in ("input", "preset")
+                           if k in saved_record})
         if ctx.is_main:
             from diffaug_genomics.io.atomic import atomic_output
 
@@ -261,7 +354,15 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
             trainer = Trainer(cfg, modality, rows, run_dir, dev, ctx,
                               should_stop=lambda: stop["requested"])
             if resume:
-                trainer.resume()
+                try:
+                    trainer.resume()
+                except (KeyError, TypeError, ValueError, IndexError, RuntimeError) as exc:
+                    if isinstance(exc, RuntimeError) and _communication_error(exc):
+                        raise
+                    from diffaug_genomics.train.checkpoint import describe
+
+                    raise InputError(f"does not fit this run ({describe(exc)})",
+                                     path=trainer.paths.latest) from None
             try:
                 trainer.run()
             except StopRequested:

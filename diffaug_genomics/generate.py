@@ -77,11 +77,10 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
 
             raise InputError("--shard writes one file per shard: give -o FILE, not -o -")
         output = shard.path(output)
-        if output.exists() and not force:
-            return GenerateSummary(0, 0, 0.0, 0.0, 0.0, 0.0, skipped=output)
         seed = shard_seed(seed, shard.index, shard.count)
+    inputs = (source, run_dir)
     if not to_stdout:
-        check_output(output, force)
+        check_output(output, force or sharded, inputs)
     t0 = time.perf_counter()
     dev = resolve_device(device)
     if backbone is not None:
@@ -90,6 +89,19 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
         load_backbone(backbone)
     run = load_run(run_dir, dev, with_generator=True)
     cfg = run.config
+    if sharded and run.modality.io is not None:
+        from diffaug_genomics.errors import InputError
+
+        raise InputError("--shard is supported for DNA inputs only", path=source)
+    if sharded and output.exists() and not force:
+        from diffaug_genomics.shards import fasta_shard_state
+
+        state = fasta_shard_state(output, run.config_hash, source, shard)
+        if state == "complete":
+            return GenerateSummary(0, 0, 0.0, 0.0, 0.0, 0.0, skipped=output)
+        if state == "foreign":
+            check_output(output, force, inputs)  # exists: --force to overwrite
+        LOG.info("%s has no record of completion (interrupted?): writing it again", output)
     if run.modality.io is not None:  # images, tables: an array file, not FASTA
         from diffaug_genomics.generate_samples import generate_samples
         from diffaug_genomics.samples import ReadOptions
@@ -100,7 +112,7 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
             steps=b.steps if steps is None else steps,
             strength=b.strength if strength is None else strength,
             guidance_scale=b.guidance_scale if guidance_scale is None else guidance_scale,
-            seed=seed, batch_size=batch_size, force=force)
+            seed=seed, batch_size=batch_size, force=force, inputs=inputs)
     from diffaug_genomics.diffusion import Diffusion
 
     b = cfg.bank
@@ -114,16 +126,19 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
     chunks = iter_chunks(source, length, policy, cfg.data.stride)
     if sharded:
         total = count_rows(source, length, policy, cfg.data.stride)
-        start, stop = shard.rows(total)
-        chunks = slice_chunks(chunks, start, stop)
-        LOG.info("shard %s: rows %d-%d of %d -> %s", shard, start, stop, total, output)
+        row_lo, row_hi = shard.rows(total)
+        chunks = slice_chunks(chunks, row_lo, row_hi)
+        from diffaug_genomics.shards import sidecar_path
+
+        sidecar_path(output).unlink(missing_ok=True)  # the shard is complete once it is back
+        LOG.info("shard %s: rows %d-%d of %d -> %s", shard, row_lo, row_hi, total, output)
     n_src = n_gen = 0
     ident_sum = gc_gen_sum = gc_src_sum = 0.0
     with ExitStack() as stack:
         if to_stdout:
             out: TextIO = sys.stdout
         else:
-            tmp = stack.enter_context(atomic_output(output, force))
+            tmp = stack.enter_context(atomic_output(output, force, inputs))
             out = stack.enter_context(open(tmp, "w"))
         bar = stack.enter_context(progress("generate", unit="seq"))
         for chunk in chunks:
@@ -155,6 +170,14 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
                 n_src += stop - start
                 bar.advance(stop - start)
         out.flush()
+    if sharded:
+        from diffaug_genomics.shards import write_fasta_sidecar
+
+        write_fasta_sidecar(output, {
+            "config_hash": run.config_hash, "run_dir": str(Path(run_dir).resolve()),
+            "source": str(source), "shard_index": shard.index, "shard_count": shard.count,
+            "shard_start": row_lo, "shard_stop": row_hi, "total_rows": total,
+            "per_sequence": per_sequence, "sources": n_src})
     return GenerateSummary(n_src, n_gen, ident_sum / max(n_gen, 1), gc_gen_sum / max(n_gen, 1),
                            gc_src_sum / max(n_gen, 1), time.perf_counter() - t0)
 

@@ -25,7 +25,7 @@ from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.progress import progress
 from diffaug_genomics.runs import FinishedRun
-from diffaug_genomics.samples import ReadOptions, load_preprocess, read_samples
+from diffaug_genomics.samples import ReadOptions, read_run_input
 
 OUTPUT_SUFFIXES = (".npy", ".h5", ".hdf5")
 
@@ -54,16 +54,15 @@ def check_sample_output(output: str | Path) -> None:
 def generate_samples(run: FinishedRun, source: str | Path, output: str | Path,
                      options: ReadOptions, *, per_sequence: int = 1, steps: int, strength: float,
                      guidance_scale: float, seed: int = 0, batch_size: int = 256,
-                     force: bool = False) -> SampleGenerateSummary:
+                     force: bool = False, inputs: tuple = ()) -> SampleGenerateSummary:
     """Write ``per_sequence`` generated positives of every sample of ``source`` (module docstring)."""
     from diffaug_genomics.diffusion import Diffusion
+    from diffaug_genomics.train.guards import require_finite
 
     check_sample_output(output)
     t0 = time.perf_counter()
     cfg, modality = run.config, run.modality
-    record = load_preprocess(run.run_dir)
-    samples = read_samples(modality, source, options)
-    rows = modality.io.transform(samples, record["state"], str(source))
+    samples, rows, record = read_run_input(run, source, options)
     dev = next(run.encoder.parameters()).device
     diffusion = Diffusion.from_config(cfg.generator).to(dev)
     gen = torch.Generator().manual_seed(seed)
@@ -83,17 +82,17 @@ def generate_samples(run: FinishedRun, source: str | Path, output: str | Path,
             bar.advance(len(x))
     gen_rows = np.concatenate(out) if out else np.zeros((0, *rows.shape[1:]), np.float32)
     values = modality.io.inverse(gen_rows, record["state"])
+    require_finite(values, f"generated samples for {output}")
     source_index = np.repeat(np.arange(len(rows)), per_sequence)
-    with atomic_output(output, force) as tmp:
+    with atomic_output(output, force, (source, run.run_dir, *inputs)) as tmp:
         if Path(output).suffix.lower() == ".npy":
             with open(tmp, "wb") as fh:
                 np.save(fh, values)
         else:
-            import h5py
-
+            from diffaug_genomics.io.atomic import create_hdf5
             from diffaug_genomics.io.h5 import STR_DTYPE
 
-            with h5py.File(tmp, "w") as f:
+            with create_hdf5(tmp) as f:
                 f.create_dataset("samples", data=values)
                 f.create_dataset("source_index", data=source_index.astype(np.int64))
                 f.create_dataset("source_ids", dtype=STR_DTYPE, data=np.asarray(

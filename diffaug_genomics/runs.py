@@ -14,6 +14,7 @@ from diffaug_genomics.errors import InputError
 from diffaug_genomics.models.registry import Modality, get_modality
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.train import checkpoint as ckpt
+from diffaug_genomics.train.guards import require_finite
 
 if TYPE_CHECKING:
     from diffaug_genomics.diffusion import Diffusion
@@ -42,6 +43,7 @@ class FinishedRun:
         sample = generated_positives(diffusion, self.denoiser, self.modality, self.config.bank, x,
                                      z, per_sequence, steps=steps, strength=strength,
                                      guidance_scale=guidance_scale, generator=generator)
+        require_finite(sample, f"samples of {self.run_dir / 'generator.pt'}")
         xk = x.repeat_interleave(per_sequence, dim=0)
         return xk, sample
 
@@ -60,19 +62,46 @@ def load_run(run_dir: str | Path, device: torch.device, with_generator: bool = F
             if (root / "checkpoints" / "latest.pt").exists() else ""
         raise InputError(f"no finished run here: encoder.pt is missing{hint}", path=root)
     saved: dict[str, Any] = ckpt.load(enc_path, ckpt.ENCODER_FORMAT)
-    cfg = config_from_dict(saved["config"])
-    modality = get_modality(saved["modality"])
-    shape = tuple(saved["sample_shape"])
-    encoder = modality.build_encoder(cfg, shape)
-    encoder.load_state_dict(saved["encoder"])
-    run = FinishedRun(root, cfg, modality, shape, encoder.to(device).eval(), saved["config_hash"])
+    try:
+        cfg = config_from_dict(saved["config"])
+        modality = get_modality(saved["modality"])
+        shape = tuple(int(s) for s in saved["sample_shape"])
+        encoder = modality.build_encoder(cfg, shape)
+        encoder.load_state_dict(saved["encoder"])
+        config_hash = str(saved["config_hash"])
+    except InputError as exc:
+        raise InputError(f"does not describe a usable run ({exc})", path=enc_path) from None
+    except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+        raise InputError(f"does not describe a usable run ({ckpt.describe(exc)})",
+                         path=enc_path) from None
+    _check_preprocess_matches(root, modality.name, enc_path)
+    run = FinishedRun(root, cfg, modality, shape, encoder.to(device).eval(), config_hash)
     if with_generator:
         gen_path = root / "generator.pt"
         if not gen_path.exists():
             raise InputError(f"no generator.pt: this run was trained with --augment "
                              f"{cfg.augment}, which has no generator", path=root)
         gen = ckpt.load(gen_path, ckpt.GENERATOR_FORMAT)
-        denoiser = modality.build_denoiser(cfg, shape, cfg.encoder.embed_dim)
-        denoiser.load_state_dict(gen["denoiser"])
+        if str(gen.get("config_hash")) != config_hash:
+            raise InputError("generator.pt comes from another run than encoder.pt (config "
+                             "hashes differ)", path=gen_path)
+        try:
+            denoiser = modality.build_denoiser(cfg, shape, cfg.encoder.embed_dim)
+            denoiser.load_state_dict(gen["denoiser"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise InputError(f"does not fit this run's encoder ({ckpt.describe(exc)})",
+                             path=gen_path) from None
         run.denoiser = denoiser.to(device).eval()
     return run
+
+
+def _check_preprocess_matches(root: Path, modality: str, enc_path: Path) -> None:
+    """An image / tabular run's ``preprocess.json`` must be of the encoder's modality."""
+    from diffaug_genomics.samples import PREPROCESS_FILE, load_preprocess
+
+    if not (root / PREPROCESS_FILE).is_file():
+        return
+    stored = load_preprocess(root).get("modality")
+    if stored != modality:
+        raise InputError(f"holds a '{modality}' encoder but {PREPROCESS_FILE} is for "
+                         f"'{stored}' (files of different runs mixed?)", path=enc_path)

@@ -54,6 +54,9 @@ class ReadOptions:
     """CSV/TSV: the column holding labels; it is never a feature."""
     obs_key: str | None = None
     """``.h5ad``: the ``obs`` column holding labels."""
+    label_optional: bool = False
+    """The label column / key came from the run (not the user): an input without it is read
+    without labels instead of refused."""
 
 
 @dataclass
@@ -116,12 +119,18 @@ def _hdf5_kind(path: Path) -> str | None:
     return None
 
 
-def _npy_shape(path: Path) -> tuple[int, ...]:
+def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
+    """A ``.npy`` array (never a pickle); an empty, truncated or foreign file is an
+    :class:`InputError` naming it."""
     try:
-        arr = np.load(path, mmap_mode="r", allow_pickle=False)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"not a readable .npy array ({str(exc).splitlines()[0]})", path=path) from None
-    return tuple(arr.shape)
+        return np.load(path, mmap_mode=mmap_mode, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as exc:
+        lines = str(exc).strip().splitlines() or [exc.__class__.__name__]
+        raise InputError(f"not a readable .npy array ({lines[0]})", path=path) from None
+
+
+def _npy_shape(path: Path) -> tuple[int, ...]:
+    return tuple(load_npy(path, mmap_mode="r").shape)
 
 
 def npy_kind(shape: tuple[int, ...]) -> str | None:
@@ -219,6 +228,13 @@ def read_samples(modality: Modality, source: str | Path, options: ReadOptions) -
     path = Path(source)
     if not path.exists():
         raise InputError("no such file or folder", path=path)
+    try:
+        kind = detect_modality(path)
+    except InputError:
+        kind = None  # the modality's own reader says what is wrong
+    if kind == "dna":
+        raise InputError(f"is DNA (FASTA or one-hot HDF5), but this is a '{modality.name}' run "
+                         "or input: give it the kind of data it was trained on", path=path)
     samples = modality.io.read(path, options)
     if len(samples.ids) != len(samples.values):
         raise InputError(f"reader returned {len(samples.ids)} ids for {len(samples.values)} "
@@ -253,17 +269,52 @@ def load_preprocess(run_dir: Path) -> dict[str, Any]:
 
 
 def prepare_rows(source: str | Path, run_dir: Path, cfg: Config, modality: Modality,
-                 options: ReadOptions) -> np.ndarray:
-    """Training rows for ``fit``: read ``source``, fit the preprocessing (or reuse the run's
-    stored one when resuming), store it, and return ``(N, *sample_shape)`` float32 rows."""
+                 options: ReadOptions, reuse: bool = False) -> np.ndarray:
+    """Training rows for ``fit``: read ``source``, fit the preprocessing (or, with ``reuse``:
+    a resumed run, the run's stored one), store it, and return ``(N, *sample_shape)`` float32
+    rows. A new run never reuses the ``preprocess.json`` a failed run left."""
     samples = read_samples(modality, source, options)
     path = Path(run_dir) / PREPROCESS_FILE
-    if path.is_file():
-        state = load_preprocess(run_dir)["state"]
+    if reuse and path.is_file():
+        record = load_preprocess(run_dir)
     else:
-        state = modality.io.fit(samples, cfg)
-        save_preprocess(Path(run_dir), modality.name, samples, state)
-    return modality.io.transform(samples, state, str(source))
+        record = {"state": modality.io.fit(samples, cfg), "modality": modality.name}
+        save_preprocess(Path(run_dir), modality.name, samples, record["state"])
+    return transform_samples(modality, samples, record, source, path)
+
+
+def transform_samples(modality: Modality, samples: Samples, record: dict[str, Any],
+                      source: str | Path, record_path: str | Path) -> np.ndarray:
+    """The run's stored preprocessing (``record`` from ``record_path``) applied to
+    ``samples``: a record that does not fit them (another modality, a damaged or foreign
+    ``preprocess.json``) is an :class:`InputError` naming ``record_path``."""
+    if record.get("modality") not in (None, modality.name):
+        raise InputError(f"is for modality '{record.get('modality')}', not "
+                         f"'{modality.name}'", path=record_path)
+    try:
+        return modality.io.transform(samples, record["state"], str(source))
+    except InputError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        raise InputError(f"damaged or foreign preprocessing, does not apply to {source} "
+                         f"({exc.__class__.__name__}: {str(exc)[:200]})", path=record_path) from None
+
+
+def read_run_input(run: Any, source: str | Path, options: ReadOptions
+                   ) -> tuple[Samples, np.ndarray, dict[str, Any]]:
+    """``embed`` / ``generate`` of an image / tabular run: ``(samples, preprocessed rows, the
+    run's preprocess record)``. The label column a table run was trained with is used when
+    neither ``--label-column`` nor ``--obs-key`` is given, so it is never read as a feature."""
+    record = load_preprocess(run.run_dir)
+    stored = record.get("label_key")
+    if stored and options.label_column is None and options.obs_key is None:
+        fmt = record.get("source_format")
+        if fmt in ("csv", "tsv") and _table_suffix(Path(source)):
+            options = ReadOptions(label_column=stored, label_optional=True)
+    samples = read_samples(run.modality, source, options)
+    rows = transform_samples(run.modality, samples, record, source,
+                             Path(run.run_dir) / PREPROCESS_FILE)
+    return samples, rows, record
 
 
 def open_text(path: Path) -> Any:

@@ -18,6 +18,7 @@ import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.inputs import Chunk
@@ -107,6 +108,121 @@ def slice_chunks(chunks: Iterable[Chunk], start: int, stop: int) -> Iterator[Chu
             return
 
 
+# ------------------------------------------------------------------------- FASTA shard records
+FASTA_SHARD_SCHEMA = "diffaug-genomics/fasta-shard/1"
+"""Schema of the sidecar ``SHARD.fa.json`` that ``generate --shard`` writes beside a FASTA
+shard once it is complete: the run, input and rows the shard holds, its record count, size and
+sha256. ``merge`` refuses a FASTA shard without it, or one that does not match it."""
+
+_BASES = frozenset(b"ACGTN")
+
+
+def sidecar_path(fasta: str | Path) -> Path:
+    """``pos.shard-00000-of-00002.fa`` -> ``pos.shard-00000-of-00002.fa.json``."""
+    p = Path(fasta)
+    return p.with_name(p.name + ".json")
+
+
+def _digest(path: Path) -> tuple[int, str]:
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+            size += len(block)
+    return size, digest.hexdigest()
+
+
+def _count_fasta_records(path: Path) -> int:
+    """Records of a FASTA shard of ``generate``, every one checked: a ``>`` header line, then
+    one line of bases (A, C, G, T, N), the file ending with a newline."""
+    records, expect_header, line_no = 0, True, 0
+    with open(path, "rb") as fh:
+        for line_no, line in enumerate(fh, start=1):  # noqa: B007 - used after the loop
+            if not line.endswith(b"\n"):
+                raise InputError("truncated: the last line has no newline", path=path,
+                                 line=line_no)
+            body = line[:-1]
+            if expect_header:
+                if not body.startswith(b">") or len(body) < 2:
+                    raise InputError("expected a '>' header line of generate", path=path,
+                                     line=line_no)
+                records += 1
+            elif not set(body) <= _BASES:
+                raise InputError("sequence line holds characters other than A, C, G, T, N "
+                                 "(a damaged or foreign shard)", path=path, line=line_no)
+            expect_header = not expect_header
+    if not expect_header:
+        raise InputError("the last record has no sequence line (truncated)", path=path,
+                         line=line_no)
+    return records
+
+
+def write_fasta_sidecar(fasta: Path, info: dict[str, Any]) -> None:
+    """Record what a complete FASTA shard holds (see :data:`FASTA_SHARD_SCHEMA`)."""
+    import json
+
+    from diffaug_genomics.io.atomic import atomic_output
+
+    size, sha = _digest(fasta)
+    record = {"schema": FASTA_SHARD_SCHEMA, **info, "records": _count_fasta_records(fasta),
+              "bytes": size, "sha256": sha}
+    with atomic_output(sidecar_path(fasta), force=True) as tmp:
+        tmp.write_text(json.dumps(record, indent=1) + "\n")
+
+
+def read_fasta_sidecar(fasta: Path) -> dict[str, Any]:
+    """The sidecar of a FASTA shard; :class:`InputError` naming the shard when it is missing
+    or unreadable."""
+    import json
+
+    side = sidecar_path(fasta)
+    if not side.is_file():
+        raise InputError(f"no {side.name} beside it: not a complete shard of `diffaug generate "
+                         "--shard` (interrupted? rerun that shard)", path=fasta)
+    try:
+        record = json.loads(side.read_text())
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"unreadable shard record ({exc.__class__.__name__})", path=side) from None
+    if not isinstance(record, dict) or record.get("schema") != FASTA_SHARD_SCHEMA:
+        raise InputError(f"not a {FASTA_SHARD_SCHEMA} record", path=side)
+    missing = [k for k in (*SHARD_ATTRS, "config_hash", "source", "records", "bytes", "sha256")
+               if k not in record]
+    if missing:
+        raise InputError(f"shard record lacks {', '.join(missing)}", path=side)
+    return record
+
+
+def verify_fasta_shard(fasta: Path) -> dict[str, Any]:
+    """The sidecar of a FASTA shard after checking the file against it (size, sha256, and
+    every record)."""
+    record = read_fasta_sidecar(fasta)
+    size, sha = _digest(fasta)
+    if (size, sha) != (record["bytes"], record["sha256"]):
+        raise InputError(f"does not match its record {sidecar_path(fasta).name} ({size} bytes, "
+                         f"recorded {record['bytes']}): truncated, modified or another shard's "
+                         "file", path=fasta)
+    records = _count_fasta_records(fasta)
+    if records != record["records"]:  # pragma: no cover - the sha256 already matched
+        raise InputError(f"holds {records} records, its record says {record['records']}",
+                         path=fasta)
+    return record
+
+
+def fasta_shard_state(fasta: Path, config_hash: str, source: str | Path, shard: Shard) -> str:
+    """``complete`` (this run, input and shard, intact), ``incomplete`` (no record: an
+    interrupted task) or ``foreign`` (anything else) for an existing FASTA shard file."""
+    if not sidecar_path(fasta).is_file():
+        return "incomplete"
+    try:
+        record = verify_fasta_shard(fasta)
+    except InputError:
+        return "foreign"
+    same = (str(record["config_hash"]) == config_hash and str(record["source"]) == str(source)
+            and int(record["shard_index"]) == shard.index
+            and int(record["shard_count"]) == shard.count)
+    return "complete" if same else "foreign"
+
+
 # ------------------------------------------------------------------------------------ merge
 @dataclass
 class MergeSummary:
@@ -147,28 +263,68 @@ def merge(output: str | Path, shards: list[str | Path] | None = None, *,
     the duplicated index). Embeddings (HDF5) are checked to come from the same run and input
     and to tile the rows; FASTA shards from ``generate`` are concatenated.
     """
-    from diffaug_genomics.io.atomic import atomic_output, check_output
+    from diffaug_genomics.io.atomic import check_output
     from diffaug_genomics.io.h5 import is_hdf5
 
-    out = check_output(output, force)
+    out = Path(output)
     paths = [Path(p) for p in shards] if shards else find_shards(out)
     if not paths:
         raise InputError("no shard files found (expected e.g. "
                          f"{shard_path(out, 0, 2).name})", path=out.parent)
+    out = check_output(output, force, inputs=paths)
     for p in paths:
         if not p.is_file():
             raise InputError("no such shard file", path=p)
+        if p.stat().st_size == 0:
+            raise InputError("empty shard file (0 bytes: an interrupted copy or task?); rerun "
+                             "that shard", path=p)
     hdf5 = [is_hdf5(p) for p in paths]
     if any(hdf5) != all(hdf5):
-        raise InputError("shards mix HDF5 and FASTA files", path=paths[0])
+        kind = {True: "HDF5", False: "FASTA"}
+        odd = next(p for p, h in zip(paths, hdf5, strict=True) if h != hdf5[0])
+        raise InputError(f"is {kind[not hdf5[0]]} but {paths[0]} is {kind[hdf5[0]]}: shards "
+                         "of one output are all HDF5 (embed) or all FASTA (generate)", path=odd)
     if all(hdf5):
         return _merge_embeddings(out, paths, force)
+    return _merge_fasta(out, paths, force)
+
+
+def _merge_fasta(out: Path, paths: list[Path], force: bool) -> MergeSummary:
+    """FASTA shards of ``generate``: each checked against its sidecar record (size, sha256,
+    every record), the records checked to come from one run and input and to tile its rows."""
+    from diffaug_genomics.io.atomic import atomic_output
+
     ordered = _ordered([(p, _index_of(p)) for p in paths], out)
-    with atomic_output(out, force) as tmp, open(tmp, "wb") as dst:
+    records = {p: verify_fasta_shard(p) for p in ordered}
+    _check_tiling(ordered, records)
+    with atomic_output(out, force, inputs=ordered) as tmp, open(tmp, "wb") as dst:
         for p in ordered:
             with open(p, "rb") as src:
                 shutil.copyfileobj(src, dst, 1 << 20)
-    return MergeSummary(out, len(ordered), -1)
+    return MergeSummary(out, len(ordered), sum(int(records[p]["records"]) for p in ordered))
+
+
+def _check_tiling(ordered: list[Path], attrs: dict[Path, Any],
+                  rows: dict[Path, int] | None = None) -> None:
+    """Shard ``i`` (in ``ordered``) comes from shard 0's run and input, says it is shard ``i``
+    of ``len(ordered)``, and holds rows ``Shard(i, N).rows(total)`` (``rows``: its row count,
+    when the shard's rows can be counted)."""
+    first = attrs[ordered[0]]
+    total = int(first["total_rows"])
+    for i, p in enumerate(ordered):
+        a = attrs[p]
+        for key in ("config_hash", "source", "total_rows"):
+            if str(a.get(key)) != str(first.get(key)):
+                raise InputError(f"{key} differs from shard 0's ({a.get(key)} vs "
+                                 f"{first.get(key)}): shards of different runs or inputs", path=p)
+        if (int(a["shard_index"]), int(a["shard_count"])) != (i, len(ordered)):
+            raise InputError(f"its record says shard {a['shard_index']} of {a['shard_count']} "
+                             f"but its name says {i} of {len(ordered)} (a renamed copy?)", path=p)
+        lo, hi = Shard(i, len(ordered)).rows(total)
+        n = hi - lo if rows is None else rows[p]
+        if (int(a["shard_start"]), int(a["shard_stop"])) != (lo, hi) or n != hi - lo:
+            raise InputError(f"holds rows {a['shard_start']}-{a['shard_stop']} "
+                             f"({n} rows), expected {lo}-{hi}", path=p)
 
 
 def _ordered(index: list[tuple[Path, tuple[int, int]]], out: Path) -> list[Path]:
@@ -188,7 +344,10 @@ def _ordered(index: list[tuple[Path, tuple[int, int]]], out: Path) -> list[Path]
         by_index[i] = path
     missing = [i for i in range(count) if i not in by_index]
     if missing:
-        names = ", ".join(str(shard_path(out, i, count)) for i in missing[:5])
+        given = next(iter(by_index.values()))  # name the missing files where the given ones are
+        names = ", ".join(str(given.with_name(_SHARD_NAME.sub(f".shard-{i:05d}-of-{count:05d}",
+                                                               given.name, count=1)))
+                          for i in missing[:5])
         raise InputError(f"missing shard{'s' if len(missing) > 1 else ''} "
                          f"{', '.join(map(str, missing))} of {count}: {names}")
     return [by_index[i] for i in range(count)]
@@ -209,17 +368,8 @@ def _merge_embeddings(out: Path, paths: list[Path], force: bool) -> MergeSummary
     ordered = _ordered([(p, (int(parts[p][3]["shard_index"]), int(parts[p][3]["shard_count"])))
                         for p in paths], out)
     first = parts[ordered[0]][3]
-    total = int(first["total_rows"])
-    for i, p in enumerate(ordered):
-        emb, ids, _, attrs = parts[p]
-        for key in ("config_hash", "source", "total_rows"):
-            if str(attrs.get(key)) != str(first.get(key)):
-                raise InputError(f"{key} differs from shard 0's ({attrs.get(key)} vs "
-                                 f"{first.get(key)}): shards of different runs or inputs", path=p)
-        lo, hi = Shard(i, len(ordered)).rows(total)
-        if (int(attrs["shard_start"]), int(attrs["shard_stop"])) != (lo, hi) or len(ids) != hi - lo:
-            raise InputError(f"holds rows {attrs['shard_start']}-{attrs['shard_stop']} "
-                             f"({len(ids)} rows), expected {lo}-{hi}", path=p)
+    _check_tiling(ordered, {p: parts[p][3] for p in ordered},
+                  {p: len(parts[p][1]) for p in ordered})
     has_labels = all(parts[p][2] is not None for p in ordered)
     emb = np.concatenate([parts[p][0] for p in ordered])
     ids = [i for p in ordered for i in parts[p][1]]
@@ -227,6 +377,6 @@ def _merge_embeddings(out: Path, paths: list[Path], force: bool) -> MergeSummary
     attrs = {k: v for k, v in first.items()
              if k not in (*SHARD_ATTRS, "schema", "tool_version", "created")}
     attrs["merged_from"] = len(ordered)
-    with atomic_output(out, force) as tmp:
+    with atomic_output(out, force, inputs=ordered) as tmp:
         write_embeddings(tmp, emb, ids, labels, attrs)
     return MergeSummary(out, len(ordered), len(ids))

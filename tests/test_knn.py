@@ -114,7 +114,7 @@ def test_pca_dim_capped_by_fit_rows() -> None:
 
 def test_cache_round_trip_and_invalidation(tmp_path: Path) -> None:
     path = tmp_path / "neighbours.npz"
-    idx = np.arange(30, dtype=np.int64).reshape(10, 3)
+    idx = np.arange(30, dtype=np.int64).reshape(10, 3) % 10  # neighbours among the 10 rows
     meta = {"space": "kmer", "k": 3, "N": 10, "data_sha256": "ab12", "shape": (200, 4)}
     assert load_neighbours(path, meta) is None  # missing
     save_neighbours(path, idx, meta)

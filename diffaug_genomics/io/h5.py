@@ -81,7 +81,10 @@ class OneHotWriter:
         self.length = int(length)
         self.n = 0
         self.labels: h5py.Dataset | None = None
-        self.file = h5py.File(path, "w")
+        from diffaug_genomics.io.atomic import create_hdf5
+
+        self.path = path
+        self.file = create_hdf5(path)
         self.chunk_rows = max(1, min(CHUNK_ROWS, CHUNK_BYTES // max(1, self.length * 4)))
         self.onehot = self.file.create_dataset(
             "onehot", shape=(0, self.length, 4), maxshape=(None, self.length, 4), dtype=np.uint8,
@@ -113,6 +116,9 @@ class OneHotWriter:
         n = len(ids)
         if n == 0:
             return
+        from diffaug_genomics.io.atomic import raise_if_write_failed
+
+        raise_if_write_failed(self.path)  # a full disk: stop now, not at the end
         onehot = np.asarray(onehot, dtype=np.uint8)
         if onehot.shape != (n, self.length, 4):
             raise ValueError(f"onehot {onehot.shape} does not match {n} ids and L={self.length}")
@@ -275,10 +281,14 @@ def write_embeddings(path: str | Path, embeddings: np.ndarray, ids: Sequence[str
 
     ``embeddings`` is ``(N, D) float32``; ``ids`` and ``labels`` have N entries.
     """
+    from diffaug_genomics.io.atomic import create_hdf5
+    from diffaug_genomics.train.guards import require_finite
+
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(ids):
         raise ValueError(f"embeddings {emb.shape} do not match {len(ids)} ids")
-    with h5py.File(path, "w") as f:
+    require_finite(emb, "embeddings")
+    with create_hdf5(path) as f:
         f.create_dataset("embeddings", data=emb, chunks=(min(len(ids), 4096) or 1, emb.shape[1]))
         f.create_dataset("ids", data=np.asarray(list(ids), dtype=object), dtype=STR_DTYPE)
         if labels is not None:
@@ -287,6 +297,25 @@ def write_embeddings(path: str | Path, embeddings: np.ndarray, ids: Sequence[str
         f.attrs.update({"schema": EMBEDDINGS_SCHEMA, "tool_version": __version__,
                         "created": now_iso()})
         f.attrs.update({k: v for k, v in (attrs or {}).items() if v is not None})
+
+
+def embeddings_matrix(node: Any, path: str | Path, where: str) -> np.ndarray:
+    """An ``(N, D)`` dataset of real numbers as float32 (anything else: :class:`InputError`
+    naming ``path`` and ``where``, the dataset)."""
+    if not isinstance(node, h5py.Dataset) or node.ndim != 2:
+        raise InputError(f"corrupt: {where} has shape {getattr(node, 'shape', None)}, expected "
+                         "(N, D)", path=path)
+    if (node.dtype.names is not None or not np.issubdtype(node.dtype, np.number)
+            or np.issubdtype(node.dtype, np.complexfloating)):
+        raise InputError(f"corrupt: {where} has dtype {node.dtype}, expected real numbers",
+                         path=path)
+    with np.errstate(over="ignore", invalid="ignore"):
+        emb = np.asarray(node[()], dtype=np.float32)
+    bad = ~np.isfinite(emb).all(axis=1)
+    if bad.any():
+        raise InputError(f"corrupt: {where} row {int(np.flatnonzero(bad)[0])} holds NaN, "
+                         "infinity or a value beyond float32", path=path)
+    return emb
 
 
 def read_embeddings(path: str | Path) -> tuple[np.ndarray, list[str], list[str] | None,
@@ -298,8 +327,16 @@ def read_embeddings(path: str | Path) -> tuple[np.ndarray, list[str], list[str] 
                              path=path)
         if "embeddings" not in f or "ids" not in f:
             raise InputError("corrupt: /embeddings or /ids is missing", path=path)
-        emb = np.asarray(f["embeddings"][()], dtype=np.float32)
-        ids = read_strings(f["ids"])
-        labels = read_strings(f["labels"]) if "labels" in f else None
+        emb = embeddings_matrix(f["embeddings"], path, "/embeddings")
+        try:
+            ids = read_strings(f["ids"])
+            labels = read_strings(f["labels"]) if "labels" in f else None
+        except (UnicodeDecodeError, TypeError, ValueError) as exc:
+            raise InputError(f"corrupt: /ids or /labels are not strings ({exc.__class__.__name__})",
+                             path=path) from None
         attrs = dict(f.attrs)
+    if len(ids) != len(emb):
+        raise InputError(f"corrupt: {len(ids)} ids for {len(emb)} embeddings", path=path)
+    if labels is not None and len(labels) != len(emb):
+        raise InputError(f"corrupt: {len(labels)} labels for {len(emb)} embeddings", path=path)
     return emb, ids, labels, attrs

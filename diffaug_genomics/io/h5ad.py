@@ -49,26 +49,93 @@ def _attr(node: h5py.HLObject, name: str) -> str | None:
 # ----------------------------------------------------------------------------------- reading
 
 def _read_matrix(node: h5py.HLObject, path: Path) -> np.ndarray:
-    """Dense ``(n, m) float32`` from a dense dataset or a CSR / CSC group."""
+    """Dense ``(n, m)`` real numbers (not yet checked for NaN or range) from a dense dataset
+    or a CSR / CSC group (validated: see :func:`_read_sparse`)."""
+    from diffaug_genomics.io.tables import check_real_dtype
+
     if isinstance(node, h5py.Dataset):
         if node.ndim != 2:
             raise InputError(f"/X has shape {node.shape}, expected (n_obs, n_vars)", path=path)
         if node.dtype.names is not None or not np.issubdtype(node.dtype, np.number):
             raise InputError(f"/X has dtype {node.dtype}, expected numbers", path=path)
-        return np.asarray(node[()], dtype=np.float32)
+        x = _dense(node.shape, path, lambda: node[()])
+        check_real_dtype(x.dtype, path, "/X values")
+        return x
+    return _read_sparse(node, path)
+
+
+def _dense(shape: tuple[int, ...], path: Path, make: Any) -> np.ndarray:
+    try:
+        return make()
+    except MemoryError:
+        raise InputError(f"/X of shape {tuple(shape)} does not fit in memory as a dense "
+                         "float32 matrix", path=path) from None
+
+
+def _read_sparse(node: h5py.HLObject, path: Path) -> np.ndarray:
+    """A CSR / CSC group, every part checked before anything is expanded (an untrusted file
+    must not crash the reader or move a value to another cell): ``shape`` two non-negative
+    integers; ``data`` real numbers, ``indices`` and ``indptr`` integers, all 1-D; ``indptr``
+    of ``n_major + 1`` entries, from 0, never decreasing, ending at ``len(data) ==
+    len(indices)``; every index in ``[0, n_minor)``."""
+    from diffaug_genomics.io.tables import check_real_dtype
+
     fmt = _attr(node, "encoding-type") or _attr(node, "h5sparse_format")
     shape = node.attrs.get("shape", node.attrs.get("h5sparse_shape"))
     if fmt is None or shape is None or not {"data", "indices", "indptr"} <= set(node):
         raise InputError("/X is a group but not a CSR/CSC sparse matrix", path=path)
-    import scipy.sparse as sp
-
     kind = fmt.replace("_matrix", "")
     if kind not in ("csr", "csc"):
         raise InputError(f"/X has sparse format {fmt!r}, expected csr or csc", path=path)
-    cls = sp.csr_matrix if kind == "csr" else sp.csc_matrix
-    mat = cls((node["data"][()], node["indices"][()], node["indptr"][()]),
-              shape=tuple(int(s) for s in shape))
-    return np.asarray(mat.toarray(), dtype=np.float32)
+    shape_arr = np.asarray(shape).ravel()
+    if (shape_arr.size != 2 or shape_arr.dtype.kind not in "iuf"
+            or not all(float(v).is_integer() and v >= 0 for v in shape_arr)):
+        raise InputError(f"/X (sparse) has shape attribute {shape!r}, expected two "
+                         "non-negative integers", path=path)
+    n_rows, n_cols = (int(v) for v in shape_arr)
+    parts = {}
+    for name in ("data", "indices", "indptr"):
+        ds = node[name]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+            raise InputError(f"/X/{name} (sparse) is not a 1-D dataset", path=path)
+        if name != "data" and ds.dtype.kind not in "iu":
+            raise InputError(f"/X/{name} (sparse) has dtype {ds.dtype}, expected integers",
+                             path=path)
+        if name == "data" and (ds.dtype.names is not None or not np.issubdtype(ds.dtype, np.number)):
+            raise InputError(f"/X/data (sparse) has dtype {ds.dtype}, expected numbers",
+                             path=path)
+        parts[name] = ds[()]
+    data, indices, indptr = parts["data"], parts["indices"].astype(np.int64), parts["indptr"]
+    n_major, n_minor = (n_rows, n_cols) if kind == "csr" else (n_cols, n_rows)
+    where = f"/X/indptr ({kind})"
+    if len(indptr) != n_major + 1:
+        raise InputError(f"{where} has {len(indptr)} entries, expected {n_major + 1} for shape "
+                         f"{(n_rows, n_cols)}", path=path)
+    indptr = indptr.astype(np.int64)
+    if indptr[0] != 0:
+        raise InputError(f"{where} starts at {indptr[0]}, expected 0", path=path)
+    steps = np.diff(indptr)
+    if (steps < 0).any():
+        i = int(np.flatnonzero(steps < 0)[0])
+        raise InputError(f"{where} decreases at entry {i + 1} ({indptr[i]} -> {indptr[i + 1]})",
+                         path=path)
+    if len(data) != len(indices) or indptr[-1] != len(data):
+        raise InputError(f"{where} ends at {indptr[-1]} but /X/data has {len(data)} and "
+                         f"/X/indices {len(indices)} entries (all three must agree)", path=path)
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_minor):
+        bad = int(np.flatnonzero((indices < 0) | (indices >= n_minor))[0])
+        axis = "column" if kind == "csr" else "row"
+        raise InputError(f"/X/indices ({kind}) entry {bad} is {axis} {indices[bad]}, outside "
+                         f"0..{n_minor - 1}", path=path)
+    check_real_dtype(data.dtype, path, "/X values")
+    values = data.astype(np.float64)
+    major = np.repeat(np.arange(n_major, dtype=np.int64), steps)
+    dense = _dense((n_rows, n_cols), path, lambda: np.zeros((n_rows, n_cols), np.float64))
+    if kind == "csr":
+        np.add.at(dense, (major, indices), values)  # duplicates add up, as in scipy
+    else:
+        np.add.at(dense, (indices, major), values)
+    return dense
 
 
 def _index_of(frame: h5py.HLObject) -> list[str]:
@@ -140,12 +207,14 @@ def read_h5ad(path: Path, options: ReadOptions) -> Samples:
         raise InputError(f"/X has shape {x.shape}: no cells or no features", path=path)
     ids = obs_names if len(obs_names) == n else [str(i) for i in range(n)]
     names = var_names if len(var_names) == x.shape[1] else None
-    bad = ~np.isfinite(x)
-    if bad.any():
-        r, c = np.argwhere(bad)[0]
+    from diffaug_genomics.io.tables import first_bad_value
+
+    found = first_bad_value(x)
+    if found is not None:
+        r, c, value, why = found
         gene = f"'{names[c]}'" if names else str(c)
-        raise InputError(f"cell '{ids[r]}' (row {r}), gene {gene}: {x[r, c]} is not a finite "
-                         "number", path=path)
+        raise InputError(f"cell '{ids[r]}' (row {r}), gene {gene}: {value} {why}", path=path)
+    x = np.asarray(x, dtype=np.float32)
     return Samples(x, ids, labels, "h5ad", feature_names=names, label_key=options.obs_key)
 
 
@@ -196,13 +265,17 @@ def write_embeddings_h5ad(path: str | Path, embeddings: np.ndarray, ids: Sequenc
     """Write embeddings ``(N, D) float32`` as AnnData: ``obsm['X_diffaug']``, ``obs_names`` =
     ``ids``, ``obs[label_key]`` (categorical) when labels are given, ``uns['diffaug']`` = ``info``
     (strings and numbers). Callers wrap this in ``atomic_output``."""
+    from diffaug_genomics.io.atomic import create_hdf5
+    from diffaug_genomics.train.guards import require_finite
+
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(ids):
         raise ValueError(f"embeddings {emb.shape} do not match {len(ids)} ids")
+    require_finite(emb, "embeddings")
     columns = {}
     if labels is not None:
         columns[label_key or "label"] = list(labels)
-    with h5py.File(path, "w") as f:
+    with create_hdf5(path) as f:
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
         _dataframe(f, "obs", list(ids), columns)
@@ -245,7 +318,9 @@ def read_embeddings_h5ad(path: str | Path, obs_key: str | None = None
     """
     p = Path(path)
     with h5py.File(p, "r") as f:
-        emb = np.asarray(f["obsm"][OBSM_KEY][()], dtype=np.float32)
+        from diffaug_genomics.io.h5 import embeddings_matrix
+
+        emb = embeddings_matrix(f["obsm"][OBSM_KEY], p, f"obsm['{OBSM_KEY}']")
         ids = _index_of(f["obs"]) if "obs" in f else []
         info: dict[str, Any] = {}
         if "uns" in f and UNS_KEY in f["uns"]:

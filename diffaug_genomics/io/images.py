@@ -46,17 +46,17 @@ def _as_nhwc(arr: np.ndarray, path: Path) -> np.ndarray:
     if kind != "image" or arr.shape[0] == 0:
         raise InputError(f"array of shape {arr.shape}: expected (N, H, W) or (N, H, W, C) with "
                          "C in 1, 3, 4 and N > 0", path=path)
-    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
-        raise InputError(f"expected numbers, got dtype {arr.dtype}", path=path)
+    from diffaug_genomics.io.tables import check_real_dtype, first_bad_value
+
+    check_real_dtype(arr.dtype, path, "pixel values")
+    found = first_bad_value(arr)
+    if found is not None:
+        what = "NaN or infinite values" if "finite" in found[3] else "values beyond float32"
+        raise InputError(f"image {found[0]} holds {what} ({found[2]})", path=path)
     if arr.ndim == 3:
         arr = arr[..., None]
     if arr.shape[-1] == 4:  # RGBA: drop alpha
         arr = arr[..., :3]
-    if np.issubdtype(arr.dtype, np.floating):
-        bad = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
-        if bad.any():
-            raise InputError(f"image {int(np.flatnonzero(bad)[0])} holds NaN or infinite values",
-                             path=path)
     return arr
 
 
@@ -108,11 +108,9 @@ def read_images(path: Path, options: ReadOptions) -> Samples:
     if path.is_dir():
         return read_image_folder(path)
     if path.suffix.lower() == ".npy":
-        try:
-            arr = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            raise InputError(f"not a readable .npy array ({str(exc).splitlines()[0]})",
-                             path=path) from None
+        from diffaug_genomics.samples import load_npy
+
+        arr = load_npy(path)
         arr = _as_nhwc(arr, path)
         return Samples(arr, [str(i) for i in range(len(arr))], None, "image-npy")
     import h5py
@@ -144,11 +142,10 @@ def read_images(path: Path, options: ReadOptions) -> Samples:
 def write_images_h5(path: str | Path, images: np.ndarray, ids: list[str] | None = None,
                     labels: list[str] | None = None) -> None:
     """Write ``images (N, H, W[, C])`` (and ids, labels) in the layout :func:`read_images` reads."""
-    import h5py
-
+    from diffaug_genomics.io.atomic import create_hdf5
     from diffaug_genomics.io.h5 import STR_DTYPE
 
-    with h5py.File(path, "w") as f:
+    with create_hdf5(path) as f:
         f.create_dataset("images", data=images)
         if ids is not None:
             f.create_dataset("ids", data=np.asarray(ids, dtype=object), dtype=STR_DTYPE)

@@ -288,8 +288,10 @@ def load_neighbours(path: str | Path, expect_meta: dict[str, Any]) -> np.ndarray
         return None
     if stored != json.loads(json.dumps(expect_meta, sort_keys=True)):
         return None
-    if indices.ndim != 2:
+    if indices.ndim != 2 or indices.dtype.kind not in "iu":
         return None
+    if indices.size and (indices.min() < 0 or indices.max() >= len(indices)):
+        return None  # a damaged or foreign cache: indices must point at the N rows
     return indices
 
 

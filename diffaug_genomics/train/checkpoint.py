@@ -6,16 +6,14 @@ A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts, so i
 
 from __future__ import annotations
 
-import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from diffaug_genomics.errors import DiffaugError, InputError
-from diffaug_genomics.io.atomic import default_mode
+from diffaug_genomics.errors import InputError
+from diffaug_genomics.io.atomic import atomic_temp
 
 CHECKPOINT_FORMAT = "diffaug-genomics/checkpoint/1"
 ENCODER_FORMAT = "diffaug-genomics/encoder/1"
@@ -23,35 +21,44 @@ GENERATOR_FORMAT = "diffaug-genomics/generator/1"
 
 
 def save_atomic(obj: dict[str, Any], path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same directory, fsync, then rename onto ``path``."""
+    """``torch.save`` to a temporary file in the same directory, fsync, then rename onto
+    ``path`` (:func:`~diffaug_genomics.io.atomic.atomic_temp`: removed on failure, SIGTERM /
+    SIGHUP included; a full disk is one line)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.chmod(tmp, default_mode())
-    try:
-        with os.fdopen(fd, "wb") as fh:
+    with atomic_temp(path, fsync=True) as tmp:
+        with open(tmp, "wb") as fh:  # a file object: a full disk surfaces as OSError ENOSPC
             torch.save(obj, fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(path: str | Path, expect_format: str | None = None) -> dict[str, Any]:
-    """Load a checkpoint safely (``weights_only=True``) onto the CPU; check its format tag."""
+    """Load a checkpoint safely (``weights_only=True``) onto the CPU; check its format tag.
+
+    Every unreadable file (missing, empty, truncated, foreign, an unsafe pickle, another
+    format) is an :class:`InputError` (exit 2) naming it, in one line.
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError("checkpoint not found", path=path)
+    if path.stat().st_size == 0:
+        raise InputError("checkpoint is empty (0 bytes: a write was interrupted?); remove it "
+                         "or restore it from a copy", path=path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # truncated, foreign or unsafe pickles
-        raise DiffaugError(f"{path}: cannot load checkpoint ({exc.__class__.__name__}: "
-                           f"{str(exc).splitlines()[0][:200]})") from None
+        raise InputError(f"cannot load checkpoint: {describe(exc)}", path=path) from None
     if expect_format is not None and (not isinstance(obj, dict) or obj.get("format") != expect_format):
         raise InputError(f"not a {expect_format} file", path=path)
     return obj
+
+
+def describe(exc: BaseException) -> str:
+    """``ExcType: first line of its message`` (whole, one line) for an error message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = lines[0] if lines else "no details"
+    if len(text) > 300:
+        text = text[:297] + "..."
+    return f"{exc.__class__.__name__}: {text}"
 
 
 def rng_state() -> dict[str, Any]:

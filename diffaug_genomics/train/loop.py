@@ -50,6 +50,7 @@ from diffaug_genomics.shards import shard_seed
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train import distributed as dist
 from diffaug_genomics.train.distributed import SINGLE, DistContext
+from diffaug_genomics.train.guards import check_finite_loss
 
 METRIC_FIELDS = ["time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s",
                  "eff_rank", "eff_rank_pooled", "cond_gain", "pos_identity_source",
@@ -291,7 +292,7 @@ class Trainer:
         self._truncate_metrics(self.metric_rows)
         self._check_ranks_agree("resumed at", f"{self.stage_idx}/{self.unit_idx}/"
                                 f"{self.step_in_unit}")
-        LOG.info("resuming at stage %d/%d (%s), unit %d, step %d", self.stage_idx + 1,
+        LOG.info("resuming at stage %d/%d (%s), unit %d, step %d", min(self.stage_idx + 1, len(self.stages)),
                  len(self.stages), self.stages[min(self.stage_idx, len(self.stages) - 1)].kind,
                  self.unit_idx, self.step_in_unit)
         return True
@@ -551,6 +552,7 @@ class Trainer:
             for group in self.enc_opt.param_groups:
                 group["lr"] = lr
             loss = self._loss(a, b)
+            check_finite_loss(loss, stage.kind, self.enc_step + 1)
             self.enc_opt.zero_grad(set_to_none=True)
             loss.backward()
             dist.average_gradients(self.enc_params)
@@ -582,6 +584,7 @@ class Trainer:
             x0 = self.modality.to_diffusion(self._x(idx))
             loss = self.diffusion.loss(self.denoiser, x0, self.cond[torch.from_numpy(idx).to(self.device)],
                                        p_uncond=g.cond_dropout, generator=gen, **draws)
+            check_finite_loss(loss, "generator", self.gen_step + 1)
             self.gen_opt.zero_grad(set_to_none=True)
             loss.backward()
             dist.average_gradients(list(self.denoiser.parameters()))
