@@ -215,8 +215,8 @@ def plots(table: dict, run_dirs: dict, splits: dict[str, Split]) -> list[str]:
         ax.axhline(default_embed_dim(), color="grey", ls="--", lw=1, label="embedding size")
         ax.set_xlabel("encoder epoch (0 = untrained)")
         ax.set_ylabel("effective rank of the embedding")
-        ax.set_yscale("log")
-        ax.set_title(f"{ds}: dimensional collapse (seed 0)")
+        ax.set_ylim(0, 1.05 * default_embed_dim())
+        ax.set_title(f"{ds}: effective rank by encoder epoch (seed 0)")
         ax.legend()
     names.append(save(fig, "quality_effective_rank.png"))
 
@@ -250,6 +250,9 @@ def main() -> None:
     parser.add_argument("--set", dest="common", action="append", default=[],
                         help="override applied to every trained method (budget)")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--note", default="",
+                        help="a sentence about how the runs were made (machine load, parallel "
+                             "invocations), added to the report")
     parser.add_argument("--methods", nargs="+", default=list(METHODS), choices=METHODS,
                         help="trained methods to run (default: all; the results file then "
                              "covers only these)")
@@ -295,13 +298,18 @@ def main() -> None:
     pngs = plots(table, run_dirs, splits)
     minutes = (time.perf_counter() - t0) / 60
     fit_minutes = sum(r["fit_seconds"] for r in rows) / 60
-    cmd = "python benchmarks/bench_quality.py " + shlex.join(sys.argv[1:])
+    argv = sys.argv[1:]
+    if "--note" in argv:  # the note is in the text, not the command
+        i = argv.index("--note")
+        argv = argv[:i] + argv[i + 2:]
+    cmd = "python benchmarks/bench_quality.py " + shlex.join(argv)
     lines = [
         "# Quality benchmark", "",
         f"Command: `{cmd.strip()}` (`make bench-quality`); {minutes:.0f} min on "
         f"{torch.get_num_threads()} CPU threads, torch {torch.__version__}, "
         f"Python {platform.python_version()}. Runs finished by an earlier invocation are "
-        f"reused from `{args.workdir}`; the fit times below add up to {fit_minutes:.0f} min.", "",
+        f"reused from `{args.workdir}`; the fit times below add up to {fit_minutes:.0f} min. "
+        f"{args.note}", "",
         "Methods are trained without labels on the training sequences; linear probe (logistic "
         "regression on standardised embeddings) and kNN (k = 10, cosine) are fitted on the "
         "training embeddings and scored on the evaluation set. Mean +/- sd over seeds "
@@ -328,6 +336,12 @@ def main() -> None:
             lin = f"{v['linear'][0]:.3f} +/- {v['linear'][1]:.3f}" if v["n"] > 1 else f"{v['linear'][0]:.3f}"
             knn = f"{v['knn'][0]:.3f} +/- {v['knn'][1]:.3f}" if v["n"] > 1 else f"{v['knn'][0]:.3f}"
             lines.append(f"| {m} | {lin} | {knn} | {v['seconds']:.0f} |")
+        refs = [r for r in rows if r["dataset"] == ds and "validation_linear_by_k" in r]
+        if refs:
+            by_k = refs[0]["validation_linear_by_k"]
+            lines += ["", f"`{refs[0]['method']}` uses the {refs[0]['features']} spectrum, chosen on "
+                      "a 25 % validation part of the training set (validation linear probe "
+                      + ", ".join(f"{k}-mer {v:.3f}" for k, v in by_k.items()) + ")."]
         if ds in stats:
             lines += ["", "Generated positives (DiffAug seed 0, 300 training sequences, the run's "
                       "sampler settings):", ""]
