@@ -365,6 +365,7 @@ class Trainer:
         data's statistics; every rank runs it (synchronised batch norm is a collective).
         Otherwise it runs in evaluation mode and changes nothing."""
         enc = self.encoder
+        self._calibrated_at = self.enc_step
         norms = [m for m in enc.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
         recalibrate = self.cfg.encoder.recalibrate_bn and bool(norms)
         pooled: list[torch.Tensor] = []
@@ -399,6 +400,13 @@ class Trainer:
         feats = [p if len(p) == len(o) else 0.5 * (p[:len(o)] + p[len(o):])
                  for p, o in zip(pooled, out, strict=True)]
         return z, torch.cat(feats)
+
+    def _recalibrate(self) -> None:
+        """Batch-norm statistics of the current weights, unless the last pass of
+        :meth:`_sample_embeddings` already computed them for these weights (it is deterministic,
+        so skipping it changes nothing)."""
+        if getattr(self, "_calibrated_at", None) != self.enc_step:
+            self._sample_embeddings()
 
     def _encoder_diagnostics(self, phase: str, rnd: int, epoch: int) -> float:
         """Log the effective rank of the embedding (and of the pooled features) on the
@@ -659,7 +667,7 @@ class Trainer:
             self._ensure_neighbours(stage_idx)
         if stage.kind in ("generator", "bank"):
             if self.cond is None or getattr(self, "_cond_round", None) != stage.round:
-                self._sample_embeddings()  # batch-norm statistics of the frozen encoder
+                self._recalibrate()  # batch-norm statistics of the frozen encoder
                 self.cond = self._embed_all(self.encoder)  # encoder is frozen until the next stage
                 self._cond_round = stage.round
         if stage.kind == "encoder" and self.cfg.augment == "diffaug" and self.bank is None:
@@ -733,7 +741,7 @@ class Trainer:
                     self.cfg.encoder.embed_dim)
 
     def _write_final(self) -> None:
-        self._sample_embeddings()  # batch-norm statistics of the final weights (every rank)
+        self._recalibrate()  # batch-norm statistics of the final weights (every rank)
         if not self.ctx.is_main:
             return
         common = {"config": self.cfg.to_dict(), "modality": self.modality.name,
