@@ -517,3 +517,27 @@ def test_metrics_reader_tells_diagnostic_rows_from_diverged_steps(tmp_path):
     write_metrics(old, metrics_rows(diagnostics=False), diagnostics=False)
     m = read_metrics(old)
     assert not m.diagnostics and np.isnan(m["eff_rank"]).all()
+
+
+def test_report_outputs_never_replace_the_runs_own_files(tiny_run, tmp_path):
+    """`-o RUN/checkpoints.html --force` would put the figures in RUN/checkpoints/: refused
+    (that folder holds more than an earlier report's PNGs), as is an output that is an input;
+    the run is untouched. A folder of PNGs from an earlier report is replaced with --force."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = sorted(p.name for p in (run / "checkpoints").iterdir())
+    code, err = cli("report", run, "-o", run / "checkpoints.html", "--force")
+    assert code == 2 and "refusing to replace it" in err and len(err.strip().splitlines()) == 1
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == before
+    assert not (run / "checkpoints.html").exists()
+    labels = tmp_path / "labels.html"  # an input given as the output
+    labels.write_text("id\tlabel\n")
+    code, err = cli("report", run, "-o", labels, "--labels", labels, "--force")
+    assert code == 2 and "the output is the input" in err and labels.read_text() == "id\tlabel\n"
+    code, err = cli("report", run, "-o", run / "r.html")
+    assert code == 0, err
+    code, err = cli("report", run, "-o", run / "r.html", "--force")  # PNGs only: replaced
+    assert code == 0, err
+    assert {p.suffix for p in (run / "r").iterdir()} == {".png"}

@@ -52,20 +52,37 @@ def figures_dir_for(html_path: Path) -> Path:
     return html_path.parent / html_path.stem
 
 
-def check_outputs(html_path: Path, force: bool) -> Path:
-    """Refuse existing outputs without ``force`` (before any work); the figures folder."""
+def check_outputs(html_path: Path, force: bool, inputs: tuple[Path | str | None, ...] = ()
+                  ) -> Path:
+    """Refuse existing outputs without ``force`` and outputs that are inputs (before any work);
+    returns the figures folder.
+
+    ``--force`` replaces a figures folder only when it holds nothing but PNG files (an earlier
+    report's): ``-o runs/exp1/checkpoints.html`` must never replace the run's checkpoints."""
     from diffaug_genomics.io.atomic import check_output
 
     if html_path.suffix.lower() not in (".html", ".htm"):
         raise InputError("the report is an HTML file: give -o NAME.html", path=html_path)
-    check_output(html_path, force)
+    check_output(html_path, force, inputs=inputs)
     folder = figures_dir_for(html_path)
     if folder.exists() and not folder.is_dir():
         raise InputError("exists and is not a folder (the report's PNG figures go there)",
                          path=folder)
-    if folder.exists() and not force:
-        raise InputError("output exists (use --force to overwrite)", path=folder)
+    if folder.exists():
+        _check_figures_folder(folder, force)
     return folder
+
+
+def _check_figures_folder(folder: Path, force: bool) -> None:
+    """An existing figures folder may be replaced only with ``force`` and only when it holds
+    nothing but PNG files."""
+    if not force:
+        raise InputError("output exists (use --force to overwrite)", path=folder)
+    other = [p.name for p in folder.iterdir() if not (p.is_file() and p.suffix == ".png")]
+    if other:
+        raise InputError(f"the figures folder holds other files ({other[0]}...), not an "
+                         "earlier report's PNGs: refusing to replace it, choose another -o",
+                         path=folder)
 
 
 def build_report(run_dir: str | Path, output: str | Path | None = None, *,
@@ -81,7 +98,7 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *,
     root = Path(run_dir)
     state = read_run(root)  # a non-run, an empty or truncated metrics.csv: exit 2 here
     html_path = Path(output) if output is not None else root / "report.html"
-    folder = check_outputs(html_path, force)
+    folder = check_outputs(html_path, force, inputs=(root, embeddings, labels, input_path))
     if labels is not None and not Path(labels).is_file():
         raise InputError("no such file", path=labels)
     from diffaug_genomics.report import data, figures
@@ -316,8 +333,7 @@ def _write(html_path: Path, folder: Path, text: str, figs: list[Any], force: boo
         for fig in figs:
             (tmp / fig.name).write_bytes(fig.png)
         if folder.exists():
-            if not force:
-                raise InputError("output exists (use --force to overwrite)", path=folder)
+            _check_figures_folder(folder, force)  # again: it may have changed meanwhile
             old = Path(tempfile.mkdtemp(prefix=f".{folder.name}.old.", dir=parent))
             os.replace(folder, old / folder.name)
         os.replace(tmp, folder)
