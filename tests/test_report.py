@@ -541,3 +541,37 @@ def test_report_outputs_never_replace_the_runs_own_files(tiny_run, tmp_path):
     code, err = cli("report", run, "-o", run / "r.html", "--force")  # PNGs only: replaced
     assert code == 0, err
     assert {p.suffix for p in (run / "r").iterdir()} == {".png"}
+
+
+def test_sigterm_while_writing_the_figures_leaves_nothing_behind(tmp_path, monkeypatch):
+    """SIGTERM (a cluster's scancel) arriving while the PNG folder is written: no temporary
+    folder, no half report, and the previous report kept."""
+    import os
+    import signal
+    import time
+
+    from diffaug_genomics.errors import Terminated
+    from diffaug_genomics.report import build
+
+    html, folder = tmp_path / "r.html", tmp_path / "r"
+    folder.mkdir()
+    (folder / "old.png").write_bytes(b"old")
+    html.write_text("old report")
+
+    class Fig:
+        name, png = "a.png", b"png"
+
+    class Slow(Fig):
+        name = "b.png"
+
+        @property
+        def png(self):  # noqa: ANN201 - the signal arrives while this figure is written
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(1)
+            return b"never"
+
+    with pytest.raises(Terminated):
+        build._write(html, folder, "<html></html>", [Fig(), Slow()], force=True)
+    assert html.read_text() == "old report" and [p.name for p in folder.iterdir()] == ["old.png"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r", "r.html"]
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL

@@ -323,6 +323,16 @@ def _scores_section(state: RunState, points: Any, seed: int) -> str:
 
 
 def _write(html_path: Path, folder: Path, text: str, figs: list[Any], force: bool) -> None:
+    """The figures folder (written beside it, then renamed) and the HTML, atomically; SIGTERM
+    and SIGHUP, like any failure, leave the previous outputs and no temporary folder."""
+    from diffaug_genomics.io.atomic import signals_raise
+
+    with signals_raise():
+        _write_outputs(html_path, folder, text, figs, force)
+
+
+def _write_outputs(html_path: Path, folder: Path, text: str, figs: list[Any],
+                   force: bool) -> None:
     from diffaug_genomics.io.atomic import atomic_output, default_mode
 
     parent = html_path.parent if str(html_path.parent) else Path(".")
