@@ -50,6 +50,7 @@ def positive_stats(split: Split, run_dir: Path, n: int = 300, seed: int = 0) -> 
     """Generated positives vs their sources: identity to source and to the nearest other
     training sequence, GC, and 3-mer spectrum L1 distance to real data vs to shuffled data."""
     from diffaug_genomics.alphabet import decode, one_hot
+    from diffaug_genomics.diagnostics import dna_positive_stats
     from diffaug_genomics.generate import generate
     from diffaug_genomics.inputs import load_rows
     from diffaug_genomics.kmers import kmer_counts
@@ -65,21 +66,16 @@ def positive_stats(split: Split, run_dir: Path, n: int = 300, seed: int = 0) -> 
     gen = [line for line in out.read_text().splitlines() if line and line[0] != ">"]
     g_oh = np.stack([one_hot(s) for s in gen])
     s_oh = rows[pick]
-    ident_src = (g_oh.argmax(-1) == s_oh.argmax(-1)).mean(axis=1)
-    # identity to the nearest *other* training sequence (Hamming, same length)
+    # identity to the source and to the nearest *other* training sequence: the definitions of
+    # metrics.csv's pos_identity_source / pos_identity_nearest
+    shared = dna_positive_stats(s_oh, g_oh, pick, rows)
     all_idx = rows.argmax(-1)
-    g_idx = g_oh.argmax(-1)
-    near = []
-    for j, i in enumerate(pick):
-        same = (all_idx == g_idx[j]).mean(axis=1)
-        same[i] = -1
-        near.append(same.max())
     shuffled = np.stack([r[rng.permutation(len(r))] for r in s_oh])
     spec = lambda x: kmer_counts(x, 3).mean(axis=0)  # noqa: E731
     real_other = rows[rng.choice(len(rows), size=len(pick), replace=False)]
     gc = lambda x: ((x[..., 1] + x[..., 2]).sum(1) / np.maximum(x.sum((1, 2)), 1))  # noqa: E731
-    return {"identity_to_source": float(ident_src.mean()),
-            "identity_to_nearest_other": float(np.mean(near)),
+    return {"identity_to_source": shared["pos_identity_source"],
+            "identity_to_nearest_other": shared["pos_identity_nearest"],
             "source_identity_to_nearest_other": float(np.mean([
                 max((all_idx[i] == all_idx[k]).mean() for k in rng.choice(len(rows), 200))
                 for i in pick[:50]])),

@@ -75,6 +75,25 @@ def condition_gain(diffusion: nn.Module, denoiser: nn.Module, x0: Tensor, cond: 
     return float((other - own) / own.clamp_min(1e-12))
 
 
+def identity_to_source(sources: np.ndarray, positive_bases: np.ndarray) -> np.ndarray:
+    """Fraction of each source's called positions (N and padding excluded) where its positive
+    has the source's base.
+
+    Args:
+        sources: ``(n, L, 4)`` one-hot sources.
+        positive_bases: ``(n, ..., L)`` base indices (0..3) of one or more positives per source.
+
+    Returns:
+        ``(n, ...)`` identities in ``[0, 1]``.
+    """
+    src = np.asarray(sources)
+    pos = np.asarray(positive_bases)
+    lead = (src.shape[0],) + (1,) * (pos.ndim - 2) + (src.shape[1],)
+    called = (src.max(axis=-1) > 0).reshape(lead)
+    same = (pos == src.argmax(axis=-1).reshape(lead)) & called
+    return same.sum(axis=-1) / np.maximum(called.sum(axis=-1), 1)
+
+
 def dna_positive_stats(sources: np.ndarray, positives: np.ndarray, source_index: np.ndarray,
                        rows: np.ndarray, block: int = 4096) -> dict[str, float]:
     """Generated DNA positives against their sources and the training set.
@@ -86,29 +105,28 @@ def dna_positive_stats(sources: np.ndarray, positives: np.ndarray, source_index:
         rows: ``(N, L, 4)`` every training row.
 
     Returns:
-        ``pos_identity_source``: mean fraction of the ``L`` positions where a positive's base
-        equals its source's (N and padding never match); ``pos_identity_nearest``: mean of the highest identity to any *other* training
-        row (about the real rows' own nearest-other identity: no copying); ``pos_kmer3_l1``: mean
+        ``pos_identity_source``: mean :func:`identity_to_source`; ``pos_identity_nearest``:
+        mean of the highest identity, over the same positions, to any *other* training row
+        (about the real rows' own nearest-other identity: no copying); ``pos_kmer3_l1``: mean
         L1 distance between a positive's and its source's 3-mer frequencies (0 to 2).
     """
     from diffaug_genomics.kmers import kmer_counts
 
-    pos = np.asarray(positives)
+    bases = np.asarray(positives).argmax(axis=-1)
     called = np.asarray(sources).max(axis=-1) > 0  # N / padding positions are not compared
-    pos_oh = np.eye(4, dtype=np.float32)[pos.argmax(axis=-1)] * called[..., None]
-    length = max(1, pos.shape[1])
-    ident_src = (pos_oh * sources).sum(axis=(1, 2)) / length
+    pos_oh = np.eye(4, dtype=np.float32)[bases] * called[..., None]
+    n_called = torch.from_numpy(np.maximum(called.sum(axis=1), 1).astype(np.float32))
     flat = torch.from_numpy(pos_oh.reshape(len(pos_oh), -1))
     best = torch.full((len(pos_oh),), -1.0)
     own = torch.from_numpy(np.asarray(source_index, dtype=np.int64))
     for start in range(0, len(rows), block):
         chunk = torch.from_numpy(np.asarray(rows[start:start + block], dtype=np.float32))
-        same = flat @ chunk.reshape(len(chunk), -1).T / length  # (n, block) identities
+        same = flat @ chunk.reshape(len(chunk), -1).T / n_called[:, None]  # (n, block)
         inside = (own >= start) & (own < start + len(chunk))
         same[inside.nonzero().squeeze(1), (own[inside] - start)] = -1.0
         best = torch.maximum(best, same.max(dim=1).values)
     spectrum_src = kmer_counts(sources, 3)
     spectrum_pos = kmer_counts(pos_oh.astype(np.uint8), 3)
-    return {"pos_identity_source": float(ident_src.mean()),
+    return {"pos_identity_source": float(identity_to_source(sources, bases).mean()),
             "pos_identity_nearest": float(best.mean()),
             "pos_kmer3_l1": float(np.abs(spectrum_pos - spectrum_src).sum(axis=1).mean())}

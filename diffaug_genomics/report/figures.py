@@ -308,6 +308,7 @@ class DnaPositives:
 
 def dna_positives(rows: np.ndarray, bank: np.ndarray) -> DnaPositives:
     """``rows (n, L, 4) uint8`` sources, ``bank (n, K, 4, L)`` positives (model layout)."""
+    from diffaug_genomics.diagnostics import identity_to_source
     from diffaug_genomics.kmers import kmer_counts
 
     n, k = bank.shape[:2]
@@ -315,8 +316,7 @@ def dna_positives(rows: np.ndarray, bank: np.ndarray) -> DnaPositives:
     src = rows.argmax(-1)  # (n, L)
     pos = bank.argmax(2)  # (n, K, L)
     called_k = np.repeat(called[:, None], k, axis=1)
-    same = (pos == src[:, None]) & called_k
-    identity = same.sum(-1) / np.maximum(called_k.sum(-1), 1)
+    identity = identity_to_source(rows, pos)  # (n, K), as metrics.csv's pos_identity_source
     gc = lambda b, c: (np.isin(b, (1, 2)) & c).sum(-1) / np.maximum(c.sum(-1), 1)  # noqa: E731
     gc_pos = gc(pos, called_k)
     gc_src = np.repeat(gc(src, called)[:, None], k, axis=1)

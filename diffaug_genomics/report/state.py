@@ -17,12 +17,8 @@ from typing import Any
 import numpy as np
 
 from diffaug_genomics.errors import InputError
+from diffaug_genomics.metrics import BASE_FIELDS, DIAGNOSTIC_FIELDS
 
-BASE_FIELDS = ["time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s"]
-"""The columns every ``metrics.csv`` has (0.1.0 runs have only these)."""
-DIAGNOSTIC_FIELDS = ["eff_rank", "eff_rank_pooled", "cond_gain", "pos_identity_source",
-                     "pos_identity_nearest", "pos_kmer3_l1"]
-"""The diagnostics columns added after 0.1.0 (empty where a row does not measure them)."""
 NUMERIC_FIELDS = [f for f in BASE_FIELDS + DIAGNOSTIC_FIELDS if f != "phase"]
 PHASES = ("init", "warmup", "encoder", "generator", "bank")
 STALE_AFTER_S = 600.0

@@ -43,6 +43,7 @@ from torch import nn
 
 from diffaug_genomics.config import Config
 from diffaug_genomics.diagnostics import condition_gain, diagnostic_sample, effective_rank
+from diffaug_genomics.metrics import DIAGNOSTIC_FIELDS, METRIC_FIELDS
 from diffaug_genomics.models.registry import Modality, build_head
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.progress import LOG, progress
@@ -52,15 +53,6 @@ from diffaug_genomics.train import distributed as dist
 from diffaug_genomics.train.distributed import SINGLE, DistContext
 from diffaug_genomics.train.guards import check_finite_loss
 
-METRIC_FIELDS = ["time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s",
-                 "eff_rank", "eff_rank_pooled", "cond_gain", "pos_identity_source",
-                 "pos_identity_nearest", "pos_kmer3_l1"]
-"""Columns of ``metrics.csv``. Step rows fill ``loss``, ``lr``, ``samples_per_s``; diagnostic
-rows (:mod:`diffaug_genomics.diagnostics`) leave ``loss`` empty and fill ``eff_rank`` /
-``eff_rank_pooled`` (phase ``init`` before training, then after every warm-up and encoder epoch)
-or ``cond_gain`` (after every generator unit); ``bank`` rows (loss = fraction of the bank changed
-since the previous round) also fill the three ``pos_*`` columns where the modality has them."""
-DIAGNOSTIC_FIELDS = METRIC_FIELDS[8:]
 COLLAPSE_FRACTION = 0.10
 """``fit`` warns once when the embedding's effective rank falls below this fraction of its size."""
 COND_GAIN_ROWS = 128
