@@ -192,6 +192,7 @@ class Trainer:
         self.cond: torch.Tensor | None = None
         self.diag_idx = diagnostic_sample(self.n, cfg.seed)
         self.collapse_warned = False
+        self._calibrated_at: int | None = None  # enc_step of the last recalibration pass
         self.t0 = time.perf_counter()
 
     def _sync_batchnorm(self) -> None:
@@ -397,7 +398,7 @@ class Trainer:
         """Batch-norm statistics of the current weights, unless the last pass of
         :meth:`_sample_embeddings` already computed them for these weights (it is deterministic,
         so skipping it changes nothing)."""
-        if getattr(self, "_calibrated_at", None) != self.enc_step:
+        if self._calibrated_at != self.enc_step:
             self._sample_embeddings()
 
     def _encoder_diagnostics(self, phase: str, rnd: int, epoch: int) -> float:
@@ -723,8 +724,9 @@ class Trainer:
 
     def _log_stage_diagnostics(self, stage: Stage, values: list[float]) -> None:
         """One log line per stage: how its diagnostic moved over the stage's units."""
-        trail = " -> ".join(f"{v:.{1 if stage.kind != 'generator' else 3}f}"
-                            for v in (values[0], values[-1])[: 1 if len(values) == 1 else 2])
+        ends = values[:1] if len(values) == 1 else [values[0], values[-1]]
+        digits = 3 if stage.kind == "generator" else 1
+        trail = " -> ".join(f"{v:.{digits}f}" for v in ends)
         if stage.kind == "generator":
             LOG.log(self._info, "generator r%d: cond_gain %s (0 = the condition is ignored)",
                     stage.round, trail)
