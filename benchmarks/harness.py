@@ -80,22 +80,61 @@ def _subsample_fasta(fasta: Path, labels_tsv: Path, n: int | None, seed: int,
     return len(idx)
 
 
+HOLDOUT_FRACTION = 0.25
+"""Share of the training split held out as validation where a dataset has none (splice)."""
+
+
+def _holdout(cache: Path, split: str, out: Path) -> dict[str, tuple[Path, Path]]:
+    """Split ``split`` of the cache into a training part and a held-out validation part
+    (:data:`HOLDOUT_FRACTION`, class-stratified, a fixed seed) in ``out``: the validation split
+    of a dataset that ships none, drawn from its training split only."""
+    parts = {"train": (out / "train_part.fa", out / "train_part_labels.tsv"),
+             "validation": (out / "validation_part.fa", out / "validation_part_labels.tsv")}
+    if all(fa.exists() and tsv.exists() for fa, tsv in parts.values()):
+        return parts
+    lines = (cache / f"{split}.fa").read_text().splitlines()
+    recs = [(lines[i][1:].split()[0], lines[i + 1]) for i in range(0, len(lines), 2)]
+    tsv_lines = (cache / f"{split}_labels.tsv").read_text().splitlines()[1:]
+    lab = dict(line.split("\t") for line in tsv_lines)
+    y = np.array([lab[r[0]] for r in recs])
+    rng = np.random.default_rng(0x5A11CE)
+    held: list[int] = []
+    for cls in sorted(set(y)):
+        members = np.flatnonzero(y == cls)
+        held.extend(rng.choice(members, size=round(HOLDOUT_FRACTION * len(members)),
+                               replace=False))
+    is_held = np.zeros(len(recs), dtype=bool)
+    is_held[held] = True
+    for role, keep in (("train", ~is_held), ("validation", is_held)):
+        fa, tsv = parts[role]
+        idx = np.flatnonzero(keep)
+        fa.write_text("".join(f">{recs[i][0]}\n{recs[i][1]}\n" for i in idx))
+        tsv.write_text("id\tlabel\n" + "".join(f"{recs[i][0]}\t{y[i]}\n" for i in idx))
+    return parts
+
+
 def prepare(name: str, workdir: Path, n_train: int | None, n_eval: int | None,
             evaluate_on: str = "test", seed: int = 0) -> Split:
-    """Fetch ``name`` (dhs | splice), subsample, and encode train/eval splits to HDF5."""
+    """Fetch ``name`` (dhs | splice), subsample, and encode train/eval splits to HDF5.
+
+    ``evaluate_on="validation"`` on a dataset without a validation split (splice) holds out
+    :data:`HOLDOUT_FRACTION` of its training split and trains on the rest (:func:`_holdout`)."""
     cache = fetch(name)
     train_split, test_split, val_split = SPLITS[name]
     eval_split = {"test": test_split, "validation": val_split}[evaluate_on]
-    if eval_split is None:
-        raise ValueError(f"{name} has no {evaluate_on} split")
     out = workdir / f"{name}-{n_train}-{evaluate_on}-{n_eval}"
     out.mkdir(parents=True, exist_ok=True)
+    sources = {role: (cache / f"{s}.fa", cache / f"{s}_labels.tsv")
+               for role, s in (("train", train_split), ("eval", eval_split)) if s is not None}
+    if eval_split is None:  # validation of a dataset that has none: part of its training split
+        parts = _holdout(cache, train_split, out)
+        sources = {"train": parts["train"], "eval": parts["validation"]}
     files = {}
-    for role, split, n in (("train", train_split, n_train), ("eval", eval_split, n_eval)):
+    for role, n in (("train", n_train), ("eval", n_eval)):
         h5 = out / f"{role}.h5"
         if not h5.exists():
             fa, tsv = out / f"{role}.fa", out / f"{role}_labels.tsv"
-            _subsample_fasta(cache / f"{split}.fa", cache / f"{split}_labels.tsv", n, seed, fa, tsv)
+            _subsample_fasta(*sources[role], n, seed, fa, tsv)
             encode_fasta(fa, h5, labels=tsv, policy="center", show_progress=False)
         files[role] = h5
     return Split(name, files["train"], files["eval"], len(load_rows(files["train"])[1]),

@@ -51,13 +51,36 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
     "random-legacy-bn": ("random", ["encoder.recalibrate_bn=false"]),
     "knn-mixup": ("knn-mixup", []),
     "handcrafted": ("handcrafted", []),
+    # sixth session (issue "beat PCA"): the k-mer-spectrum encoder (composition + position
+    # profile, PCA-initialised projection) under every method
+    "spectrum-random": ("random", ["encoder.backbone=spectrum"]),
+    "spectrum-random-nopca": ("random", ["encoder.backbone=spectrum", "encoder.pca_init=false"]),
+    "spectrum-knn": ("knn-mixup", ["encoder.backbone=spectrum"]),
+    "spectrum-handcrafted": ("handcrafted", ["encoder.backbone=spectrum"]),
+    "spectrum-diffaug": ("diffaug", ["encoder.backbone=spectrum"]),
+    "spectrum-diffaug-nopca": ("diffaug", ["encoder.backbone=spectrum", "encoder.pca_init=false"]),
+    "spectrum-diffaug-s0.5": ("diffaug", ["encoder.backbone=spectrum", "bank.strength=0.5"]),
+    "spectrum-diffaug-s0.3": ("diffaug", ["encoder.backbone=spectrum", "bank.strength=0.3"]),
+    "spectrum-diffaug-m4": ("diffaug", ["encoder.backbone=spectrum", "bank.per_sequence=4"]),
+    "spectrum-diffaug-g0": ("diffaug", ["encoder.backbone=spectrum", "bank.guidance_scale=0.0"]),
+    "spectrum-diffaug-g4": ("diffaug", ["encoder.backbone=spectrum", "bank.guidance_scale=4.0"]),
+    "spectrum-diffaug-s1.0-g4": ("diffaug", ["encoder.backbone=spectrum", "bank.strength=1.0",
+                                             "bank.guidance_scale=4.0"]),
+    "spectrum-diffaug-gen750": ("diffaug", ["encoder.backbone=spectrum", "generator.steps=750",
+                                            "generator.batch_size=256", "bank.steps=20"]),
 }
+
+
+def _count(value: str) -> int | None:
+    return None if value == "all" else int(value)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=3000)
-    parser.add_argument("--n-eval", type=int, default=2000)
+    parser.add_argument("--dataset", choices=("dhs", "splice"), default="dhs",
+                        help="splice: validation is a held-out quarter of its training split")
+    parser.add_argument("--n-train", type=_count, default=3000, help="a number, or 'all'")
+    parser.add_argument("--n-eval", type=_count, default=2000, help="a number, or 'all'")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--workdir", type=Path, default=Path(".bench/selection"))
     parser.add_argument("--only", nargs="*", default=None)
@@ -67,7 +90,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    split = prepare("dhs", args.workdir, args.n_train, args.n_eval, evaluate_on="validation")
+    split = prepare(args.dataset, args.workdir, args.n_train, args.n_eval, evaluate_on="validation")
     RESULTS.mkdir(exist_ok=True)
     for name, (method, overrides) in CANDIDATES.items():
         if args.only and name not in args.only:
@@ -75,6 +98,7 @@ def main() -> None:
         # the candidate's own keys win over the common budget
         res = run_method(split, method, args.seed, args.workdir, overrides=args.common + overrides)
         res["candidate"] = name
+        res["dataset"] = args.dataset
         res["n_train"], res["n_eval"] = split.n_train, split.n_eval
         with open(RESULTS / "selection.jsonl", "a") as fh:
             fh.write(json.dumps(res) + "\n")

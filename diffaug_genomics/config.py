@@ -48,7 +48,7 @@ class EncoderConfig:
     """Semantic encoder f(x) -> z and the projection head g(z) -> y used only by the loss.
 
     ``width`` and ``n_blocks`` size every backbone: ``conv1d`` (channels, residual blocks),
-    ``resnet`` (channels of the first of three stages, residual blocks per stage), ``mlp``
+    ``spectrum`` (units of each hidden layer of its MLP, hidden layers), ``resnet`` (channels of the first of three stages, residual blocks per stage), ``mlp``
     (units of each hidden layer, hidden layers).
     """
 
@@ -65,6 +65,11 @@ class EncoderConfig:
     # (so the frozen encoder that conditions the generator, and the exported weights, normalise
     # with the data's statistics, not a momentum average that still holds its initial values).
     recalibrate_bn: bool = True
+    # spectrum backbone: k of the k-mer spectrum, the position profile's weight beside it, and
+    # whether its projection starts at the features' principal directions (training rows)
+    kmer_k: int = 5
+    position_weight: float = 0.7
+    pca_init: bool = True
 
 
 @dataclass
@@ -250,7 +255,8 @@ class Config:
 LATER_SECTIONS = ("image", "tabular")
 """Config sections that did not exist in 0.1.0 (see :meth:`Config.hash`)."""
 LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views", "encoder.recalibrate_bn",
-              "generator.ema_warmup")
+              "generator.ema_warmup", "encoder.kmer_k", "encoder.position_weight",
+              "encoder.pca_init")
 """Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
@@ -313,6 +319,8 @@ BOUNDS: dict[str, Bound] = {
     "encoder.embed_dim": POSITIVE_INT,
     "encoder.proj_hidden": POSITIVE_INT,
     "encoder.proj_dim": POSITIVE_INT,
+    "encoder.kmer_k": Bound(1, 8),
+    "encoder.position_weight": NON_NEGATIVE_REAL,
     "loss.temperature": POSITIVE_REAL,
     "loss.nu_z": POSITIVE_REAL,
     "loss.nu_y": POSITIVE_REAL,

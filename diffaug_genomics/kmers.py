@@ -1,7 +1,9 @@
 """k-mer spectra of one-hot DNA: the one home for k-mer counting.
 
-Used by the ``kmer`` neighbour space of kNN-mixup and by the evaluation baselines. Counting is
-vectorised numpy over chunks of sequences; no Python loop runs over bases.
+Used by the ``kmer`` neighbour space of kNN-mixup and by the evaluation baselines
+(:func:`kmer_counts`, vectorised numpy over chunks of sequences; no Python loop runs over bases),
+and inside the ``spectrum`` encoder (:func:`kmer_frequencies`, the same counts on a model-layout
+tensor, on its device).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import itertools
 
 import numpy as np
+import torch
 
 from diffaug_genomics.alphabet import ALPHABET
 
@@ -55,6 +58,34 @@ def kmer_counts(onehot: np.ndarray, k: int, normalize: bool = True) -> np.ndarra
         totals = out.sum(axis=1, keepdims=True)
         np.divide(out, totals, out=out, where=totals > 0)
     return out
+
+
+def kmer_frequencies(x: torch.Tensor, k: int) -> torch.Tensor:
+    """``x (N, 4, L)`` model-layout one-hot (or continuous) -> k-mer frequencies ``(N, 4**k)``.
+
+    The tensor twin of :func:`kmer_counts` with ``normalize=True`` (same columns, equal on
+    one-hot input), computed on ``x``'s device without a gradient. A continuous input (a
+    generated positive) is read at its argmax base; a position whose channels sum to less than
+    0.5 (``N`` / padding) starts and ends no k-mer. Rows with none are all zeros.
+    """
+    _check_k(k)
+    if x.ndim != 3 or x.shape[1] != 4:
+        raise ValueError(f"x must have shape (N, 4, L), got {tuple(x.shape)}")
+    n, _, length = x.shape
+    out = torch.zeros(n, 4**k, device=x.device)
+    n_windows = length - k + 1
+    if n == 0 or n_windows <= 0:
+        return out
+    with torch.no_grad():
+        base = x.argmax(dim=1)  # (N, L)
+        called = x.sum(dim=1) >= 0.5
+        codes = torch.zeros(n, n_windows, dtype=torch.long, device=x.device)
+        valid = torch.ones(n, n_windows, dtype=torch.bool, device=x.device)
+        for i in range(k):
+            codes = codes * 4 + base[:, i:i + n_windows]
+            valid &= called[:, i:i + n_windows]
+        out.scatter_add_(1, codes, valid.to(out.dtype))
+    return out / out.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
 def _count_chunk(chunk: np.ndarray, k: int) -> np.ndarray:

@@ -12,7 +12,9 @@ from diffaug_genomics.config import config_from_dict, dump_yaml, load_yaml, reso
 sys.path.insert(0, str(REPO / "benchmarks"))
 from harness import (  # noqa: E402
     AUGMENT,
+    HOLDOUT_FRACTION,
     Split,
+    _holdout,
     _set_aside_if_stale,
     _trained_hash,
     method_config_hash,
@@ -84,3 +86,28 @@ def test_runs_on_differently_prepared_data_never_share_a_cache(tmp_path, example
     assert all(d.name == "diffaug_s0_bank.steps-10" for d in dirs)
     assert method_run_dir(small, "diffaug", 1, tmp_path) != method_run_dir(small, "diffaug", 0,
                                                                           tmp_path)
+
+
+def test_holdout_validation_is_a_disjoint_stratified_part_of_the_training_split(
+        example_fasta, example_labels, tmp_path):
+    """splice has no validation split: a fixed quarter of its training split stands in."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (cache / "train.fa").write_text(example_fasta.read_text())
+    (cache / "train_labels.tsv").write_text(example_labels.read_text())
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    parts = _holdout(cache, "train", tmp_path / "a")
+    ids = {}
+    labels = dict(line.split("\t") for line in example_labels.read_text().splitlines()[1:])
+    for role, (fa, tsv) in parts.items():
+        ids[role] = [line[1:] for line in fa.read_text().splitlines() if line.startswith(">")]
+        assert [line.split("\t")[0] for line in tsv.read_text().splitlines()[1:]] == ids[role]
+    assert not set(ids["train"]) & set(ids["validation"])
+    assert len(ids["train"]) + len(ids["validation"]) == 500
+    for cls in set(labels.values()):
+        n_cls = sum(v == cls for v in labels.values())
+        held = sum(labels[i] == cls for i in ids["validation"])
+        assert held == round(HOLDOUT_FRACTION * n_cls)
+    again = _holdout(cache, "train", tmp_path / "b")
+    assert again["validation"][0].read_text() == parts["validation"][0].read_text()

@@ -240,3 +240,24 @@ def test_resume_refuses_a_different_configuration(micro_cfg, example_rows, refer
     other = resolve_config("tiny", overrides=MICRO + ["encoder.width=24"])
     with pytest.raises(InputError, match="different configuration"):
         make_trainer(other, example_rows, tmp_path).resume()
+
+
+def test_spectrum_encoder_run_stops_and_resumes_bit_for_bit(example_rows, tmp_path):
+    """The default preset's encoder (data-dependent initialisation from the training rows)
+    resumes exactly too: fit_init is recomputed, then the checkpoint replaces it."""
+    cfg = resolve_config("tiny", overrides=MICRO + ["encoder.backbone=spectrum",
+                                                    "encoder.kmer_k=3"])
+    ref = make_trainer(cfg, example_rows, tmp_path / "ref")
+    ref.run()
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 13  # inside round 1
+
+    with pytest.raises(StopRequested):
+        make_trainer(cfg, example_rows, tmp_path / "run", should_stop=stop).run()
+    resumed = make_trainer(cfg, example_rows, tmp_path / "run")
+    assert resumed.resume()
+    resumed.run()
+    assert_same(final_state(resumed), final_state(ref))

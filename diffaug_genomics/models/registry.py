@@ -111,6 +111,13 @@ def _dna_encoder(cfg: Config, sample_shape: tuple[int, ...]) -> nn.Module:
     from diffaug_genomics.models.encoders import ConvEncoder
 
     e = cfg.encoder
+    if e.backbone == "spectrum":
+        from diffaug_genomics.models.spectrum import SpectrumEncoder
+
+        return SpectrumEncoder(length=sample_shape[1], kmer_k=e.kmer_k, width=e.width,
+                               n_blocks=e.n_blocks, embed_dim=e.embed_dim,
+                               position_weight=e.position_weight, pca_init=e.pca_init,
+                               rc=e.rc)
     return ConvEncoder(in_channels=sample_shape[0], width=e.width, n_blocks=e.n_blocks,
                        stem_kernel=e.stem_kernel, block_kernel=e.block_kernel,
                        embed_dim=e.embed_dim, rc=e.rc)
@@ -164,6 +171,7 @@ DNA = Modality(
     from_diffusion=lambda x: (x.clamp(-1.0, 1.0) + 1.0) / 2.0,
     to_discrete=_dna_to_discrete,
     positive_stats=_dna_positive_stats,
+    encoder_backbones=("conv1d", "spectrum"),
 )
 
 _REGISTRY: dict[str, Modality] = {"dna": DNA}

@@ -60,6 +60,8 @@ COND_GAIN_ROWS = 128
 (at most one generator batch)."""
 POSITIVE_STATS_ROWS = 512
 """Generated positives per bank refresh whose statistics are computed."""
+FIT_INIT_ROWS = 4096
+"""Most training rows an encoder's data-dependent initialisation (``fit_init``) reads."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +160,7 @@ class Trainer:
         self.stages = plan(cfg)
         torch.manual_seed(cfg.seed)
         self.encoder = modality.build_encoder(cfg, self.sample_shape).to(device)
+        self._fit_init()
         self.head = build_head(cfg, cfg.encoder.embed_dim).to(device)
         if ctx.distributed:
             self._sync_batchnorm()
@@ -194,6 +197,15 @@ class Trainer:
         self.collapse_warned = False
         self._calibrated_at: int | None = None  # enc_step of the last recalibration pass
         self.t0 = time.perf_counter()
+
+    def _fit_init(self) -> None:
+        """Data-dependent initialisation of an encoder that has one (``fit_init(x)``, e.g. the
+        spectrum encoder's feature statistics and PCA directions), from a fixed, seeded sample of
+        up to :data:`FIT_INIT_ROWS` training rows. Deterministic, so a resumed run recomputes
+        the same values before its checkpoint replaces them."""
+        fit_init = getattr(self.encoder, "fit_init", None)
+        if callable(fit_init):
+            fit_init(self._x(np.sort(diagnostic_sample(self.n, self.cfg.seed, FIT_INIT_ROWS))))
 
     def _sync_batchnorm(self) -> None:
         """Batch norm over the global batch in the encoder and head (before the optimiser)."""
