@@ -49,12 +49,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n", type=int, default=2048, help="sequences in the timing set")
     parser.add_argument("--sample-batch", type=int, default=64)
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        help="a config override on top of the default preset, e.g. "
+                             "encoder.backbone=conv1d (the earlier default encoder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    cfg = resolve_config("default", overrides=["schedule.rounds=0", "schedule.warmup_epochs=1"])
+    base = ["schedule.rounds=0", "schedule.warmup_epochs=1", *args.overrides]
+    cfg = resolve_config("default", overrides=base)
     rows = example_rows(args.n)
     dna = get_modality("dna")
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.n} x 200 bp, default preset")
+    print(f"torch {torch.__version__}, {args.threads} threads, {args.n} x 200 bp, default preset "
+          f"(encoder {cfg.encoder.backbone}){' with ' + ' '.join(args.overrides) if args.overrides else ''}")
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
@@ -121,8 +126,7 @@ def main() -> None:
         h5 = run / "data.h5"
         with OneHotWriter(h5, 200, {"policy": "center"}) as w:
             w.append(rows, [f"s{i}" for i in range(len(rows))], np.full(len(rows), 200))
-        epoch_cfg = resolve_config("default", overrides=["schedule.rounds=0",
-                                                         "schedule.warmup_epochs=1"])
+        epoch_cfg = resolve_config("default", overrides=base)
 
         def epoch(from_h5: bool) -> float:
             t = time.perf_counter()
