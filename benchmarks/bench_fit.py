@@ -3,8 +3,10 @@
 Prints samples/s for an encoder step and a generator step with the ``default`` preset's models
 on 200 bp sequences, seconds per 1000 generated positives for DDIM with 10, 20 and 50 steps
 against 1000-step ancestral DDPM (same batch), and the epoch time of training from the
-HDF5-backed path against the same epoch from an in-memory tensor, and the share of a ``tiny``
-run's time the label-free diagnostics (and batch-norm recalibration) add.
+HDF5-backed path against the same epoch from an in-memory tensor, the loop overhead (the
+project's encoder and generator phases against a bare PyTorch loop with the same models and
+data: :func:`loop_overhead`), and the share of a ``tiny`` run's time the label-free diagnostics
+(and batch-norm recalibration) add.
 
     make bench-fit            # or: python benchmarks/bench_fit.py --threads 2
 """
@@ -112,7 +114,7 @@ def main() -> None:
             results[name] = (time.perf_counter() - t) * 1000 / b
             print(f"bank refresh    : {name:9s} {results[name]:8.1f} s per 1000 sequences "
                   "(pure noise, no guidance)")
-        for strength in (0.5,):
+        for strength in (cfg.bank.strength,):
             t = time.perf_counter()
             diffusion.sample(denoiser, cs, tuple(xs.shape), steps=cfg.bank.steps, strength=strength,
                              x_init=xs, guidance_scale=cfg.bank.guidance_scale, generator=gen)
@@ -143,9 +145,105 @@ def main() -> None:
         print(f"epoch time      : in-memory {mem:.2f} s, from HDF5 {disk:.2f} s "
               f"({100 * (disk / mem - 1):+.1f} %, target within 10 %)")
 
+        enc_ratio, gen_ratio, detail = loop_overhead(rows, args.overrides, Path(tmp))
+        print(f"loop overhead   : encoder phase {enc_ratio:.2f}x, generator phase {gen_ratio:.2f}x "
+              f"a bare PyTorch loop (target within 1.10x); {detail}")
+
         share = diagnostics_overhead(Path(tmp))
         print(f"diagnostics     : {100 * share:.1f} % on top of a tiny run on the example "
               f"(500 x 200 bp; label-free diagnostics and batch-norm recalibration; target < 10 %)")
+
+
+def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
+                  epochs: int = 2) -> tuple[float, float, str]:
+    """Seconds per step of the project's encoder and generator phases (with everything a real
+    run does per epoch or block: positives, metrics rows, diagnostics, checkpoints) divided by a
+    bare loop's: the same encoder, head, loss, optimiser, batch and in-memory data, a plain
+    ``for`` loop with precomputed positives and no checkpoint, log or bank. Returns both ratios
+    and a line saying where the time goes."""
+    from diffaug_genomics.losses import info_nce_loss
+    from diffaug_genomics.models.registry import build_head
+    from diffaug_genomics.train.loop import Stage
+
+    cfg = resolve_config("default", overrides=[*overrides, "schedule.rounds=1"])
+    dna = get_modality("dna")
+    run = tmp / "overhead"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "cache").mkdir()
+    trainer = Trainer(cfg, dna, rows, run, torch.device("cpu"))
+    x_all = dna.to_model(rows)
+    positives = x_all.roll(1, dims=-1)  # stand-in generated positives, the bank's layout
+    trainer.bank = positives.unsqueeze(1).half()
+    trainer._ensure_neighbours(0)
+    trainer.cond = torch.randn(len(rows), cfg.encoder.embed_dim)
+    steps = trainer.steps_per_epoch
+
+    # the project: encoder epochs (positives from the bank), then generator blocks
+    enc_stage, gen_stage = Stage("encoder", 1, epochs), Stage("generator", 1, epochs)
+    split = {"epoch": 0.0, "diagnostics": 0.0, "checkpoint": 0.0}
+    for e in range(epochs):
+        t0 = time.perf_counter()
+        trainer._encoder_epoch(enc_stage, e)
+        t1 = time.perf_counter()
+        trainer._encoder_diagnostics("encoder", 1, e)
+        t2 = time.perf_counter()
+        trainer.save_checkpoint()
+        t3 = time.perf_counter()
+        trainer.step_in_unit = 0
+        split["epoch"] += t1 - t0
+        split["diagnostics"] += t2 - t1
+        split["checkpoint"] += t3 - t2
+    project_enc = sum(split.values()) / (epochs * steps)
+    g = cfg.generator
+    block = min(g.steps_per_checkpoint, g.steps)
+    t0 = time.perf_counter()
+    for e in range(epochs):
+        trainer._generator_block(gen_stage, e)
+        trainer._generator_diagnostics(gen_stage)
+        trainer.save_checkpoint()
+        trainer.step_in_unit = 0
+    project_gen = (time.perf_counter() - t0) / (epochs * block)
+
+    # the bare loops
+    torch.manual_seed(0)
+    enc = dna.build_encoder(cfg, tuple(x_all.shape[1:]))
+    if hasattr(enc, "fit_init"):
+        enc.fit_init(x_all[:4096])
+    head = build_head(cfg, cfg.encoder.embed_dim)
+    opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=cfg.optim.lr,
+                            weight_decay=cfg.optim.weight_decay)
+    batch = trainer.batch
+    perm = torch.randperm(len(rows))
+    t0 = time.perf_counter()
+    for _ in range(epochs):
+        for step in range(steps):
+            idx = perm[step * batch:(step + 1) * batch]
+            y = head(enc(torch.cat([x_all[idx], positives[idx]])))
+            loss = info_nce_loss(y[:batch], y[batch:], temperature=cfg.loss.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+    bare_enc = (time.perf_counter() - t0) / (epochs * steps)
+    denoiser = dna.build_denoiser(cfg, tuple(x_all.shape[1:]), cfg.encoder.embed_dim)
+    diffusion = Diffusion.from_config(g)
+    gopt = torch.optim.AdamW(denoiser.parameters(), lr=g.lr, weight_decay=0.0)
+    gen = torch.Generator().manual_seed(0)
+    x0_all = dna.to_diffusion(x_all)
+    t0 = time.perf_counter()
+    for _ in range(epochs * block):
+        idx = torch.randint(len(rows), (min(g.batch_size, len(rows)),), generator=gen)
+        loss = diffusion.loss(denoiser, x0_all[idx], trainer.cond[idx], p_uncond=g.cond_dropout,
+                              generator=gen)
+        gopt.zero_grad(set_to_none=True)
+        loss.backward()
+        gopt.step()
+    bare_gen = (time.perf_counter() - t0) / (epochs * block)
+    per_step = {k: 1000 * v / (epochs * steps) for k, v in split.items()}
+    detail = (f"encoder ms per step: bare {1000 * bare_enc:.1f}, project "
+              f"{per_step['epoch']:.1f} in the epoch + {per_step['diagnostics']:.1f} diagnostics + "
+              f"{per_step['checkpoint']:.1f} checkpoint; generator ms per step: bare "
+              f"{1000 * bare_gen:.1f}, project {1000 * project_gen:.1f}")
+    return project_enc / bare_enc, project_gen / bare_gen, detail
 
 
 def diagnostics_overhead(tmp: Path) -> float:
