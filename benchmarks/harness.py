@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,24 +60,39 @@ class Split:
     n_eval: int
 
 
-def _subsample_fasta(fasta: Path, labels_tsv: Path, n: int | None, seed: int,
-                     out_fa: Path, out_tsv: Path) -> int:
-    """Class-stratified subsample of ``n`` records (all when ``n`` is None)."""
+def _read_labelled(fasta: Path, labels_tsv: Path) -> tuple[list[tuple[str, str]], np.ndarray]:
+    """The records ``(id, sequence)`` of a two-line-per-record FASTA and their labels."""
     lines = fasta.read_text().splitlines()
     recs = [(lines[i][1:].split()[0], lines[i + 1]) for i in range(0, len(lines), 2)]
     lab = dict(line.split("\t") for line in labels_tsv.read_text().splitlines()[1:])
+    return recs, np.array([lab[r[0]] for r in recs])
+
+
+def _write_labelled(recs: list[tuple[str, str]], y: np.ndarray, idx: np.ndarray, out_fa: Path,
+                    out_tsv: Path) -> None:
+    out_fa.write_text("".join(f">{recs[i][0]}\n{recs[i][1]}\n" for i in idx))
+    out_tsv.write_text("id\tlabel\n" + "".join(f"{recs[i][0]}\t{y[i]}\n" for i in idx))
+
+
+def _stratified(y: np.ndarray, take: Callable[[int], int], rng: np.random.Generator) -> np.ndarray:
+    """Sorted indices of ``take(class size)`` rows drawn from each class (classes in sorted
+    order, without replacement)."""
+    keep: list[int] = []
+    for cls in sorted(set(y)):
+        members = np.flatnonzero(y == cls)
+        keep.extend(rng.choice(members, size=min(take(len(members)), len(members)),
+                               replace=False))
+    return np.sort(np.array(keep, dtype=np.int64))
+
+
+def _subsample_fasta(fasta: Path, labels_tsv: Path, n: int | None, seed: int,
+                     out_fa: Path, out_tsv: Path) -> int:
+    """Class-stratified subsample of ``n`` records (all when ``n`` is None)."""
+    recs, y = _read_labelled(fasta, labels_tsv)
     idx = np.arange(len(recs))
     if n is not None and n < len(recs):
-        y = np.array([lab[r[0]] for r in recs])
-        rng = np.random.default_rng(seed)
-        keep = []
-        for cls in sorted(set(y)):
-            members = idx[y == cls]
-            take = round(n * len(members) / len(recs))
-            keep.extend(rng.choice(members, size=min(take, len(members)), replace=False))
-        idx = np.sort(np.array(keep))
-    out_fa.write_text("".join(f">{recs[i][0]}\n{recs[i][1]}\n" for i in idx))
-    out_tsv.write_text("id\tlabel\n" + "".join(f"{recs[i][0]}\t{lab[recs[i][0]]}\n" for i in idx))
+        idx = _stratified(y, lambda m: round(n * m / len(recs)), np.random.default_rng(seed))
+    _write_labelled(recs, y, idx, out_fa, out_tsv)
     return len(idx)
 
 
@@ -92,24 +108,12 @@ def _holdout(cache: Path, split: str, out: Path) -> dict[str, tuple[Path, Path]]
              "validation": (out / "validation_part.fa", out / "validation_part_labels.tsv")}
     if all(fa.exists() and tsv.exists() for fa, tsv in parts.values()):
         return parts
-    lines = (cache / f"{split}.fa").read_text().splitlines()
-    recs = [(lines[i][1:].split()[0], lines[i + 1]) for i in range(0, len(lines), 2)]
-    tsv_lines = (cache / f"{split}_labels.tsv").read_text().splitlines()[1:]
-    lab = dict(line.split("\t") for line in tsv_lines)
-    y = np.array([lab[r[0]] for r in recs])
-    rng = np.random.default_rng(0x5A11CE)
-    held: list[int] = []
-    for cls in sorted(set(y)):
-        members = np.flatnonzero(y == cls)
-        held.extend(rng.choice(members, size=round(HOLDOUT_FRACTION * len(members)),
-                               replace=False))
+    recs, y = _read_labelled(cache / f"{split}.fa", cache / f"{split}_labels.tsv")
+    held = _stratified(y, lambda m: round(HOLDOUT_FRACTION * m), np.random.default_rng(0x5A11CE))
     is_held = np.zeros(len(recs), dtype=bool)
     is_held[held] = True
     for role, keep in (("train", ~is_held), ("validation", is_held)):
-        fa, tsv = parts[role]
-        idx = np.flatnonzero(keep)
-        fa.write_text("".join(f">{recs[i][0]}\n{recs[i][1]}\n" for i in idx))
-        tsv.write_text("id\tlabel\n" + "".join(f"{recs[i][0]}\t{y[i]}\n" for i in idx))
+        _write_labelled(recs, y, np.flatnonzero(keep), *parts[role])
     return parts
 
 

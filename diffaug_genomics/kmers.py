@@ -1,9 +1,9 @@
 """k-mer spectra of one-hot DNA: the one home for k-mer counting.
 
 Used by the ``kmer`` neighbour space of kNN-mixup and by the evaluation baselines
-(:func:`kmer_counts`, vectorised numpy over chunks of sequences; no Python loop runs over bases),
-and inside the ``spectrum`` encoder (:func:`kmer_frequencies`, the same counts on a model-layout
-tensor, on its device).
+(:func:`kmer_counts`: numpy rows in, numpy counts out, in chunks of sequences), and inside the
+``spectrum`` encoder (:func:`kmer_frequencies`: a model-layout tensor, on its device). Both count
+with :func:`_window_counts`, vectorised over windows; no Python loop runs over bases.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from diffaug_genomics.alphabet import ALPHABET
 _CHUNK_ROWS = 2048
 """Most sequences per chunk (keeps the ``(n, L)`` int64 temporaries in cache)."""
 _CHUNK_CELLS = 1 << 21
-"""Most cells of one chunk's ``(n, 4**k)`` count block (16 MB of int64)."""
+"""Most cells of one chunk's ``(n, 4**k)`` count block (8 MB of float32)."""
 
 
 def kmer_names(k: int) -> list[str]:
@@ -63,46 +63,40 @@ def kmer_counts(onehot: np.ndarray, k: int, normalize: bool = True) -> np.ndarra
 def kmer_frequencies(x: torch.Tensor, k: int) -> torch.Tensor:
     """``x (N, 4, L)`` model-layout one-hot (or continuous) -> k-mer frequencies ``(N, 4**k)``.
 
-    The tensor twin of :func:`kmer_counts` with ``normalize=True`` (same columns, equal on
-    one-hot input), computed on ``x``'s device without a gradient. A continuous input (a
-    generated positive) is read at its argmax base; a position whose channels sum to less than
-    0.5 (``N`` / padding) starts and ends no k-mer. Rows with none are all zeros.
+    The tensor twin of :func:`kmer_counts` with ``normalize=True`` (same columns and the same
+    counting, :func:`_window_counts`; equal on one-hot input), on ``x``'s device without a
+    gradient. A continuous input (a generated positive) is read at its argmax base; a position
+    whose channels sum to less than 0.5 (``N`` / padding) starts and ends no k-mer. Rows with
+    none are all zeros.
     """
     _check_k(k)
     if x.ndim != 3 or x.shape[1] != 4:
         raise ValueError(f"x must have shape (N, 4, L), got {tuple(x.shape)}")
-    n, _, length = x.shape
-    out = torch.zeros(n, 4**k, device=x.device)
-    n_windows = length - k + 1
-    if n == 0 or n_windows <= 0:
-        return out
     with torch.no_grad():
-        base = x.argmax(dim=1)  # (N, L)
-        called = x.sum(dim=1) >= 0.5
-        codes = torch.zeros(n, n_windows, dtype=torch.long, device=x.device)
-        valid = torch.ones(n, n_windows, dtype=torch.bool, device=x.device)
-        for i in range(k):
-            codes = codes * 4 + base[:, i:i + n_windows]
-            valid &= called[:, i:i + n_windows]
-        out.scatter_add_(1, codes, valid.to(out.dtype))
-    return out / out.sum(dim=1, keepdim=True).clamp_min(1.0)
+        counts = _window_counts(x.argmax(dim=1), x.sum(dim=1) >= 0.5, k)
+    return counts / counts.sum(dim=1, keepdim=True).clamp_min(1.0)
 
 
 def _count_chunk(chunk: np.ndarray, k: int) -> np.ndarray:
-    n, length, _ = chunk.shape
-    base = chunk.argmax(axis=-1).astype(np.int64)  # (n, L), 0 where the row is all zero
-    invalid = ~chunk.any(axis=-1)  # (n, L)
+    base = torch.from_numpy(chunk.argmax(axis=-1).astype(np.int64))  # (n, L)
+    called = torch.from_numpy(chunk.any(axis=-1))  # all-zero rows are not bases
+    return _window_counts(base, called, k).numpy()
+
+
+def _window_counts(base: torch.Tensor, called: torch.Tensor, k: int) -> torch.Tensor:
+    """Counts ``(n, 4**k)`` float32 of the k-mers of base indices ``base (n, L)`` (0..3) over
+    the windows whose ``k`` positions are all ``called (n, L)``: the one k-mer counter."""
+    n, length = base.shape
+    out = torch.zeros(n, 4**k, device=base.device)
     n_windows = length - k + 1
-    codes = np.zeros((n, n_windows), dtype=np.int64)
+    if n == 0 or n_windows <= 0:
+        return out
+    codes = torch.zeros(n, n_windows, dtype=torch.long, device=base.device)
+    valid = torch.ones(n, n_windows, dtype=torch.bool, device=base.device)
     for i in range(k):  # k is small: loop over offsets, not bases
         codes = codes * 4 + base[:, i:i + n_windows]
-    # a window is valid when none of its k rows is invalid: difference of cumulative sums
-    bad = np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(invalid, axis=1)], axis=1)
-    valid = (bad[:, k:] - bad[:, :n_windows]) == 0
-    rows = np.broadcast_to(np.arange(n, dtype=np.int64)[:, None], codes.shape)
-    flat = rows[valid] * 4**k + codes[valid]
-    counts = np.bincount(flat, minlength=n * 4**k)
-    return counts.reshape(n, 4**k).astype(np.float32)
+        valid &= called[:, i:i + n_windows]
+    return out.scatter_add_(1, codes, valid.to(out.dtype))
 
 
 def _check_k(k: int) -> None:
