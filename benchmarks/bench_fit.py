@@ -28,6 +28,7 @@ from diffaug_genomics.inputs import load_rows
 from diffaug_genomics.io.h5 import OneHotWriter
 from diffaug_genomics.models.registry import get_modality
 from diffaug_genomics.train.loop import Trainer
+from diffaug_genomics.train.precision import autocast, resolve_precision, wrap
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "resources" / "examples" / "dhs_example.fa"
 
@@ -38,11 +39,13 @@ def example_rows(n: int) -> np.ndarray:
     return rows[np.arange(n) % len(rows)]
 
 
-def timed(fn, repeat: int) -> float:
+def timed(fn, repeat: int, device: torch.device | None = None) -> float:
     fn()  # warm-up
+    sync(device or torch.device("cpu"))
     t = time.perf_counter()
     for _ in range(repeat):
         fn()
+    sync(device or torch.device("cpu"))
     return (time.perf_counter() - t) / repeat
 
 
@@ -50,24 +53,34 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--n", type=int, default=2048, help="sequences in the timing set")
+    parser.add_argument("--overhead-n", type=int, default=10_000,
+                        help="sequences for the loop overhead (the default run size)")
     parser.add_argument("--sample-batch", type=int, default=64)
+    parser.add_argument("--device", default="cpu", help="cpu | cuda")
+    parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
+    parser.add_argument("--compile-check", action="store_true",
+                        help="also time a short fit end to end with and without --compile")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="a config override on top of the default preset, e.g. "
                              "encoder.backbone=conv1d (the earlier default encoder)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    base = ["schedule.rounds=0", "schedule.warmup_epochs=1", *args.overrides]
+    device = torch.device(args.device)
+    overrides = [f"precision={args.precision}", *args.overrides]
+    base = ["schedule.rounds=0", "schedule.warmup_epochs=1", *overrides]
     cfg = resolve_config("default", overrides=base)
     rows = example_rows(args.n)
     dna = get_modality("dna")
-    print(f"torch {torch.__version__}, {args.threads} threads, {args.n} x 200 bp, default preset "
-          f"(encoder {cfg.encoder.backbone}){' with ' + ' '.join(args.overrides) if args.overrides else ''}")
+    precision = resolve_precision(cfg.precision, device)
+    print(f"torch {torch.__version__}, {args.threads} threads, {device}, precision {precision} "
+          f"({cfg.precision}), {args.n} x 200 bp, default preset (encoder {cfg.encoder.backbone})"
+          f"{' with ' + ' '.join(args.overrides) if args.overrides else ''}")
 
     with tempfile.TemporaryDirectory() as tmp:
         run = Path(tmp)
         (run / "checkpoints").mkdir()
         (run / "cache").mkdir()
-        trainer = Trainer(cfg, dna, rows, run, torch.device("cpu"))
+        trainer = Trainer(cfg, dna, rows, run, device)
         trainer._ensure_neighbours(0)
         stage = trainer.stages[0]
         gen = torch.Generator().manual_seed(0)
@@ -81,48 +94,54 @@ def main() -> None:
             loss.backward()
             trainer.enc_opt.step()
 
-        s = timed(enc_step, 5)
+        s = timed(enc_step, 5, device)
         print(f"encoder phase   : {cfg.optim.batch_size / s:8.1f} pairs/s  ({s:.3f} s per step of {cfg.optim.batch_size})")
 
-        denoiser = dna.build_denoiser(cfg, (4, 200), cfg.encoder.embed_dim)
+        denoiser = dna.build_denoiser(cfg, (4, 200), cfg.encoder.embed_dim).to(device)
         g = cfg.generator
-        diffusion = Diffusion(g.num_train_timesteps, g.beta_schedule, g.prediction_type)
+        diffusion = Diffusion(g.num_train_timesteps, g.beta_schedule, g.prediction_type).to(device)
         opt = torch.optim.AdamW(denoiser.parameters(), lr=g.lr)
-        cond = torch.randn(g.batch_size, cfg.encoder.embed_dim)
-        x0 = dna.to_diffusion(dna.to_model(rows[: g.batch_size]))
+        cond = torch.randn(g.batch_size, cfg.encoder.embed_dim, device=device)
+        x0 = dna.to_diffusion(dna.to_model(rows[: g.batch_size])).to(device)
+        model = wrap(denoiser, device, precision)
 
         def gen_step() -> None:
-            loss = diffusion.loss(denoiser, x0, cond, p_uncond=g.cond_dropout, generator=gen)
+            loss = diffusion.loss(model, x0, cond, p_uncond=g.cond_dropout)
             opt.zero_grad()
             loss.backward()
             opt.step()
 
-        s = timed(gen_step, 5)
+        s = timed(gen_step, 5, device)
         print(f"generator phase : {g.batch_size / s:8.1f} samples/s ({s:.3f} s per step of {g.batch_size})")
 
         denoiser.eval()
         b = args.sample_batch
-        xs = dna.to_diffusion(dna.to_model(rows[:b]))
-        cs = torch.randn(b, cfg.encoder.embed_dim)
+        xs = dna.to_diffusion(dna.to_model(rows[:b])).to(device)
+        cs = torch.randn(b, cfg.encoder.embed_dim, device=device)
         results = {}
         for name, kw in [("DDIM 10", dict(steps=10)), ("DDIM 20", dict(steps=20)),
                          ("DDIM 50", dict(steps=50)),
                          ("DDPM 1000", dict(steps=g.num_train_timesteps, sampler="ddpm"))]:
             t = time.perf_counter()
-            diffusion.sample(denoiser, cs, tuple(xs.shape), generator=gen, guidance_scale=1.0,
-                             **kw)
+            diffusion.sample(model, cs, tuple(xs.shape), guidance_scale=1.0, **kw)
+            sync(device)
             results[name] = (time.perf_counter() - t) * 1000 / b
             print(f"bank refresh    : {name:9s} {results[name]:8.1f} s per 1000 sequences "
                   "(pure noise, no guidance)")
         for strength in (cfg.bank.strength,):
             t = time.perf_counter()
-            diffusion.sample(denoiser, cs, tuple(xs.shape), steps=cfg.bank.steps, strength=strength,
-                             x_init=xs, guidance_scale=cfg.bank.guidance_scale, generator=gen)
+            diffusion.sample(model, cs, tuple(xs.shape), steps=cfg.bank.steps, strength=strength,
+                             x_init=xs, guidance_scale=cfg.bank.guidance_scale)
+            sync(device)
             per = (time.perf_counter() - t) * 1000 / b
             print(f"bank refresh    : default (DDIM {cfg.bank.steps}, SDEdit {strength}, guidance "
                   f"{cfg.bank.guidance_scale}) {per:.1f} s per 1000 sequences")
         print(f"speed-up DDIM 50 vs DDPM 1000: {results['DDPM 1000'] / results['DDIM 50']:.1f}x "
               "(target >= 15x)")
+
+        for phase, (fp32, bf16) in precision_speedups(rows, cfg, device).items():
+            print(f"bf16 vs fp32    : {phase:15s} {fp32 / bf16:.2f}x faster in bf16 "
+                  f"({1000 * fp32:.1f} vs {1000 * bf16:.1f} ms)")
 
         # data path: one epoch from the HDF5 file (loaded by the trainer) vs an in-memory tensor
         h5 = run / "data.h5"
@@ -136,31 +155,104 @@ def main() -> None:
             d = Path(tempfile.mkdtemp(dir=tmp))
             (d / "checkpoints").mkdir()
             (d / "cache").mkdir()
-            tr = Trainer(epoch_cfg, dna, data, d, torch.device("cpu"))
+            tr = Trainer(epoch_cfg, dna, data, d, device)
             tr._ensure_neighbours(0)
             tr._encoder_epoch(tr.stages[0], 0)
+            sync(device)
             return time.perf_counter() - t
 
         mem, disk = epoch(False), epoch(True)
         print(f"epoch time      : in-memory {mem:.2f} s, from HDF5 {disk:.2f} s "
               f"({100 * (disk / mem - 1):+.1f} %, target within 10 %)")
 
-        enc_ratio, gen_ratio, detail = loop_overhead(rows, args.overrides, Path(tmp))
+        big = example_rows(args.overhead_n)
+        enc_ratio, gen_ratio, detail = loop_overhead(big, overrides, Path(tmp), device)
         print(f"loop overhead   : encoder phase {enc_ratio:.2f}x, generator phase {gen_ratio:.2f}x "
-              f"a bare PyTorch loop (target within 1.10x); {detail}")
+              f"a bare PyTorch loop on {len(big)} x 200 bp (target within 1.10x); {detail}")
 
-        share = diagnostics_overhead(Path(tmp))
+        share = diagnostics_overhead(Path(tmp), device)
         print(f"diagnostics     : {100 * share:.1f} % on top of a tiny run on the example "
               f"(500 x 200 bp; label-free diagnostics and batch-norm recalibration; target < 10 %)")
 
+        for line in memory_per_batch(cfg):
+            print(f"memory per step : {line}")
+
+        if args.compile_check:
+            eager, compiled = compile_end_to_end(big, overrides, Path(tmp), device)
+            print(f"--compile       : a short default fit on {len(big)} x 200 bp, end to end "
+                  f"with compile time: {eager:.1f} s eager, {compiled:.1f} s compiled "
+                  f"({eager / compiled:.2f}x)")
+        if device.type == "cuda":
+            print(f"peak GPU memory : {torch.cuda.max_memory_allocated(device) / 2**30:.2f} GiB")
+
+
+def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (timings on CUDA)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def precision_speedups(rows: np.ndarray, cfg, device: torch.device) -> dict:  # noqa: ANN001
+    """Seconds per encoder step, generator step and default bank-sampler batch, in fp32 and in
+    bf16 autocast, on the same models and data: ``{phase: (fp32 s, bf16 s)}``."""
+    from diffaug_genomics.losses import info_nce_loss
+    from diffaug_genomics.models.registry import build_head
+
+    dna = get_modality("dna")
+    x = dna.to_model(rows).to(device)
+    torch.manual_seed(0)
+    enc = dna.build_encoder(cfg, tuple(x.shape[1:])).to(device)
+    if hasattr(enc, "fit_init"):
+        enc.fit_init(x[:4096])
+    head = build_head(cfg, cfg.encoder.embed_dim).to(device)
+    opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=cfg.optim.lr)
+    g = cfg.generator
+    den = dna.build_denoiser(cfg, tuple(x.shape[1:]), cfg.encoder.embed_dim).to(device)
+    gopt = torch.optim.AdamW(den.parameters(), lr=g.lr)
+    diffusion = Diffusion.from_config(g).to(device)
+    batch, gb = min(cfg.optim.batch_size, len(x) // 2), min(g.batch_size, len(x))
+    x0 = dna.to_diffusion(x[:gb])
+    cond = torch.randn(gb, cfg.encoder.embed_dim, device=device)
+    out = {}
+    for precision in ("fp32", "bf16"):
+        def enc_step(precision: str = precision) -> None:
+            with autocast(device, precision):
+                y = head(enc(x[:2 * batch]))
+            loss = info_nce_loss(y[:batch].float(), y[batch:].float(),
+                                 temperature=cfg.loss.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+
+        model = wrap(den, device, precision)
+
+        def gen_step(model: torch.nn.Module = model) -> None:
+            loss = diffusion.loss(model, x0, cond, p_uncond=g.cond_dropout)
+            gopt.zero_grad(set_to_none=True)
+            loss.backward()
+            gopt.step()
+
+        def sample(model: torch.nn.Module = model) -> None:
+            with torch.no_grad():
+                diffusion.sample(model, cond[:64], (min(64, gb), *x0.shape[1:]),
+                                 steps=cfg.bank.steps, strength=cfg.bank.strength,
+                                 x_init=x0[:64], guidance_scale=cfg.bank.guidance_scale)
+
+        for phase, fn in (("encoder step", enc_step), ("generator step", gen_step),
+                          ("bank sampling", sample)):
+            out.setdefault(phase, []).append(timed(fn, 3, device))
+    return {k: tuple(v) for k, v in out.items()}
+
 
 def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
-                  epochs: int = 2) -> tuple[float, float, str]:
+                  device: torch.device = torch.device("cpu"),
+                  epochs: int = 3) -> tuple[float, float, str]:
     """Seconds per step of the project's encoder and generator phases (with everything a real
-    run does per epoch or block: positives, metrics rows, diagnostics, checkpoints) divided by a
-    bare loop's: the same encoder, head, loss, optimiser, batch and in-memory data, a plain
-    ``for`` loop with precomputed positives and no checkpoint, log or bank. Returns both ratios
-    and a line saying where the time goes."""
+    run does per epoch or block: positives, metrics rows, diagnostics, the checkpoint at the
+    preset's ``checkpoint_every_s`` cadence) divided by a bare loop's: the same encoder, head,
+    loss, optimiser, precision, batch and in-memory data, a plain ``for`` loop with precomputed
+    positives and no checkpoint, log or bank. Returns both ratios and a line saying where the
+    time goes (the checkpoint column: its cost at the cadence, and per write)."""
     from diffaug_genomics.losses import info_nce_loss
     from diffaug_genomics.models.registry import build_head
     from diffaug_genomics.train.loop import Stage
@@ -170,83 +262,108 @@ def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
     run = tmp / "overhead"
     (run / "checkpoints").mkdir(parents=True)
     (run / "cache").mkdir()
-    trainer = Trainer(cfg, dna, rows, run, torch.device("cpu"))
-    x_all = dna.to_model(rows)
+    trainer = Trainer(cfg, dna, rows, run, device)
+    precision = trainer.precision
+    x_all = dna.to_model(rows).to(device)
     positives = x_all.roll(1, dims=-1)  # stand-in generated positives, the bank's layout
-    trainer.bank = positives.unsqueeze(1).half()
+    trainer.bank = trainer._place_bank(positives.unsqueeze(1).half().cpu())
     trainer._ensure_neighbours(0)
-    trainer.cond = torch.randn(len(rows), cfg.encoder.embed_dim)
+    trainer.cond = torch.randn(len(rows), cfg.encoder.embed_dim, device=device)
     steps = trainer.steps_per_epoch
+    t = time.perf_counter()
+    trainer.save_checkpoint()
+    write = time.perf_counter() - t
 
-    # the project: encoder epochs (positives from the bank), then generator blocks
-    enc_stage, gen_stage = Stage("encoder", 1, epochs), Stage("generator", 1, epochs)
-    split = {"epoch": 0.0, "diagnostics": 0.0, "checkpoint": 0.0}
-    for e in range(epochs):
-        t0 = time.perf_counter()
-        trainer._encoder_epoch(enc_stage, e)
-        t1 = time.perf_counter()
-        trainer._encoder_diagnostics("encoder", 1, e)
-        t2 = time.perf_counter()
-        trainer.save_checkpoint()
-        t3 = time.perf_counter()
-        trainer.step_in_unit = 0
-        split["epoch"] += t1 - t0
-        split["diagnostics"] += t2 - t1
-        split["checkpoint"] += t3 - t2
-    project_enc = sum(split.values()) / (epochs * steps)
-    g = cfg.generator
-    block = min(g.steps_per_checkpoint, g.steps)
-    t0 = time.perf_counter()
-    for e in range(epochs):
-        trainer._generator_block(gen_stage, e)
-        trainer._generator_diagnostics(gen_stage)
-        trainer.save_checkpoint()
-        trainer.step_in_unit = 0
-    project_gen = (time.perf_counter() - t0) / (epochs * block)
-
-    # the bare loops
+    # the bare loops' models
     torch.manual_seed(0)
-    enc = dna.build_encoder(cfg, tuple(x_all.shape[1:]))
+    enc = dna.build_encoder(cfg, tuple(x_all.shape[1:])).to(device)
     if hasattr(enc, "fit_init"):
         enc.fit_init(x_all[:4096])
-    head = build_head(cfg, cfg.encoder.embed_dim)
+    head = build_head(cfg, cfg.encoder.embed_dim).to(device)
     opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=cfg.optim.lr,
                             weight_decay=cfg.optim.weight_decay)
     batch = trainer.batch
-    perm = torch.randperm(len(rows))
-    t0 = time.perf_counter()
-    for _ in range(epochs):
-        for step in range(steps):
-            idx = perm[step * batch:(step + 1) * batch]
-            y = head(enc(torch.cat([x_all[idx], positives[idx]])))
-            loss = info_nce_loss(y[:batch], y[batch:], temperature=cfg.loss.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-    bare_enc = (time.perf_counter() - t0) / (epochs * steps)
-    denoiser = dna.build_denoiser(cfg, tuple(x_all.shape[1:]), cfg.encoder.embed_dim)
-    diffusion = Diffusion.from_config(g)
+    perm = torch.randperm(len(rows)).to(device)
+    g = cfg.generator
+    block = min(g.steps_per_checkpoint, g.steps)
+    denoiser = dna.build_denoiser(cfg, tuple(x_all.shape[1:]), cfg.encoder.embed_dim).to(device)
+    diffusion = Diffusion.from_config(g).to(device)
     gopt = torch.optim.AdamW(denoiser.parameters(), lr=g.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     x0_all = dna.to_diffusion(x_all)
-    t0 = time.perf_counter()
-    for _ in range(epochs * block):
-        idx = torch.randint(len(rows), (min(g.batch_size, len(rows)),), generator=gen)
-        loss = diffusion.loss(denoiser, x0_all[idx], trainer.cond[idx], p_uncond=g.cond_dropout,
-                              generator=gen)
-        gopt.zero_grad(set_to_none=True)
-        loss.backward()
-        gopt.step()
-    bare_gen = (time.perf_counter() - t0) / (epochs * block)
-    per_step = {k: 1000 * v / (epochs * steps) for k, v in split.items()}
+    model = wrap(denoiser, device, precision)
+
+    def bare_epoch() -> None:
+        for step in range(steps):
+            idx = perm[step * batch:(step + 1) * batch]
+            with autocast(device, precision):
+                y = head(enc(torch.cat([x_all[idx], positives[idx]])))
+            loss = info_nce_loss(y[:batch].float(), y[batch:].float(),
+                                 temperature=cfg.loss.temperature)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sync(device)
+
+    def bare_block() -> None:
+        for _ in range(block):
+            idx = torch.randint(len(rows), (min(g.batch_size, len(rows)),), generator=gen)
+            idx = idx.to(device)
+            loss = diffusion.loss(model, x0_all[idx], trainer.cond[idx],
+                                  p_uncond=g.cond_dropout, generator=gen)
+            gopt.zero_grad(set_to_none=True)
+            loss.backward()
+            gopt.step()
+        sync(device)
+
+    # the project (encoder epochs with positives from the bank, generator blocks) and the bare
+    # loop in turns, each side's fastest turn counted: the first turn warms caches up, and a
+    # busy machine slows both sides alike
+    enc_stage, gen_stage = Stage("encoder", 1, epochs), Stage("generator", 1, epochs)
+    turns: dict[str, list[float]] = {k: [] for k in ("epoch", "diagnostics", "checkpoint",
+                                                     "bare", "gen", "bare_gen")}
+    for e in range(epochs):
+        t0 = time.perf_counter()
+        trainer._encoder_epoch(enc_stage, e)
+        sync(device)
+        t1 = time.perf_counter()
+        trainer._encoder_diagnostics("encoder", 1, e)
+        t2 = time.perf_counter()
+        if trainer._checkpoint_due():  # what run() does at a unit end inside a stage
+            trainer.save_checkpoint()
+        t3 = time.perf_counter()
+        trainer.step_in_unit = 0
+        bare_epoch()
+        t4 = time.perf_counter()
+        for key, value in (("epoch", t1 - t0), ("diagnostics", t2 - t1),
+                           ("checkpoint", t3 - t2), ("bare", t4 - t3)):
+            turns[key].append(value / steps)
+    for e in range(epochs):
+        t0 = time.perf_counter()
+        trainer._generator_block(gen_stage, e)
+        trainer._generator_diagnostics(gen_stage)
+        if trainer._checkpoint_due():
+            trainer.save_checkpoint()
+        trainer.step_in_unit = 0
+        sync(device)
+        t1 = time.perf_counter()
+        bare_block()
+        turns["gen"].append((t1 - t0) / block)
+        turns["bare_gen"].append((time.perf_counter() - t1) / block)
+    best = {k: min(v) for k, v in turns.items()}
+    project_enc = best["epoch"] + best["diagnostics"] + best["checkpoint"]
+    bare_enc, project_gen, bare_gen = best["bare"], best["gen"], best["bare_gen"]
+    per_step = {k: 1000 * best[k] for k in ("epoch", "diagnostics", "checkpoint")}
     detail = (f"encoder ms per step: bare {1000 * bare_enc:.1f}, project "
               f"{per_step['epoch']:.1f} in the epoch + {per_step['diagnostics']:.1f} diagnostics + "
-              f"{per_step['checkpoint']:.1f} checkpoint; generator ms per step: bare "
-              f"{1000 * bare_gen:.1f}, project {1000 * project_gen:.1f}")
+              f"{per_step['checkpoint']:.1f} checkpoint (every {cfg.checkpoint_every_s:g} s; "
+              f"{1000 * write:.0f} ms per write); generator ms per step: bare "
+              f"{1000 * bare_gen:.1f}, project {1000 * project_gen:.1f}; fastest of {epochs} "
+              "turns each")
     return project_enc / bare_enc, project_gen / bare_gen, detail
 
 
-def diagnostics_overhead(tmp: Path) -> float:
+def diagnostics_overhead(tmp: Path, device: torch.device = torch.device("cpu")) -> float:
     """Share of a ``tiny`` run's time (the example, 500 x 200 bp) spent in the label-free
     diagnostics and the batch-norm recalibration passes, relative to the rest of the run: every
     method that computes them is timed in the same process."""
@@ -272,12 +389,90 @@ def diagnostics_overhead(tmp: Path) -> float:
         for name, fn in originals.items():
             setattr(Trainer, name, timed_method(fn))
         t = time.perf_counter()
-        Trainer(cfg, get_modality("dna"), rows, d, torch.device("cpu")).run()
+        Trainer(cfg, get_modality("dna"), rows, d, device).run()
         total = time.perf_counter() - t
     finally:
         for name, fn in originals.items():
             setattr(Trainer, name, fn)
     return spent["s"] / (total - spent["s"])
+
+
+def memory_per_batch(cfg, batch_sizes: tuple[int, ...] = (128, 256, 512, 1024),  # noqa: ANN001
+                     length: int = 200) -> list[str]:
+    """Expected device memory of a training step, measured on any device: the bytes of every
+    tensor autograd saves for the backward pass (the activations that dominate a step's peak),
+    in fp32 and in bf16 autocast, for the encoder phase (``2 B`` rows: source and positive)
+    and the generator phase (``B`` rows), plus the weights, gradients and AdamW state of each
+    model (4x the parameters, float32). One line per batch size."""
+    from diffaug_genomics.losses import info_nce_loss
+    from diffaug_genomics.models.registry import build_head
+
+    dna = get_modality("dna")
+    rows = example_rows(max(batch_sizes) * 2)
+    x_all = dna.to_model(rows)
+    torch.manual_seed(0)
+    enc = dna.build_encoder(cfg, tuple(x_all.shape[1:]))
+    if hasattr(enc, "fit_init"):
+        enc.fit_init(x_all[:4096])
+    head = build_head(cfg, cfg.encoder.embed_dim)
+    den = dna.build_denoiser(cfg, tuple(x_all.shape[1:]), cfg.encoder.embed_dim)
+    diffusion = Diffusion.from_config(cfg.generator)
+    cpu = torch.device("cpu")
+
+    def saved_bytes(fn) -> int:  # noqa: ANN001
+        seen: dict[int, int] = {}
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn()
+        return sum(seen.values())
+
+    def state_mib(*models: torch.nn.Module) -> float:
+        return 4 * sum(p.numel() * 4 for m in models for p in m.parameters()) / 2**20
+
+    lines = [f"weights + grads + AdamW state: encoder {state_mib(enc, head):.0f} MiB, "
+             f"denoiser {state_mib(den):.0f} MiB (+ its EMA copy {state_mib(den) / 4:.0f} MiB)"]
+    for b in batch_sizes:
+        out = []
+        for precision in ("fp32", "bf16"):
+            def enc_fwd(b: int = b, precision: str = precision) -> None:
+                with autocast(cpu, precision):
+                    y = head(enc(x_all[:2 * b]))
+                info_nce_loss(y[:b].float(), y[b:].float(), temperature=cfg.loss.temperature)
+
+            def gen_fwd(b: int = b, precision: str = precision) -> None:
+                x0 = dna.to_diffusion(x_all[:b])
+                cond = torch.randn(b, cfg.encoder.embed_dim)
+                diffusion.loss(wrap(den, cpu, precision), x0, cond)
+
+            out.append((saved_bytes(enc_fwd) / 2**20, saved_bytes(gen_fwd) / 2**20))
+        (e32, g32), (e16, g16) = out
+        lines.append(f"batch {b:5d}: encoder activations {e32:7.0f} MiB fp32 / {e16:7.0f} MiB "
+                     f"bf16; generator {g32:7.0f} / {g16:7.0f} MiB ({length} bp)")
+    return lines
+
+
+def compile_end_to_end(rows: np.ndarray, overrides: list[str], tmp: Path,
+                       device: torch.device) -> tuple[float, float]:
+    """Seconds of a short ``default`` fit (1 warm-up epoch, one round of 100 generator steps, a
+    bank refresh and 1 encoder epoch) on ``rows``, eager and with ``compile: true`` (compile
+    time included)."""
+    out = []
+    for flag in ("false", "true"):
+        cfg = resolve_config("default", overrides=[
+            *overrides, f"compile={flag}", "schedule.warmup_epochs=1", "schedule.rounds=1",
+            "schedule.epochs_per_round=1", "generator.steps=100"])
+        d = tmp / f"compile-{flag}"
+        (d / "checkpoints").mkdir(parents=True)
+        (d / "cache").mkdir()
+        t = time.perf_counter()
+        Trainer(cfg, get_modality("dna"), rows, d, device).run()
+        sync(device)
+        out.append(time.perf_counter() - t)
+    return out[0], out[1]
 
 
 if __name__ == "__main__":

@@ -178,7 +178,7 @@ def run_method(split: Split, method: str, seed: int, workdir: Path, preset: str 
     """Train ``method`` on the split's training set, embed both sets, probe.
 
     Cached in :func:`method_run_dir`; a cached run whose saved configuration is not the one
-    these arguments resolve to now (a preset changed since) is moved aside to
+    these arguments resolve to now (a preset or the precision changed since) is moved aside to
     ``<name>.stale-<its hash>`` and trained again.
     """
     run_dir = method_run_dir(split, method, seed, workdir, overrides)
@@ -217,10 +217,15 @@ def method_config_hash(split: Split, method: str, seed: int, preset: str = "defa
 def _trained_hash(cfg: Config) -> str:
     """``Config.hash`` of ``cfg`` with the generator and bank sections at their defaults
     unless the run uses them (``augment=diffaug``): a baseline's result does not change when
-    only DiffAug's sampler settings in the preset do."""
+    only DiffAug's sampler settings in the preset do. The precision the run computes in on this
+    machine is appended (``Config.hash`` leaves it out: a run may resume in another one, but a
+    cached result is only the same result in the same precision)."""
+    from diffaug_genomics.train.distributed import resolve_device
+    from diffaug_genomics.train.precision import resolve_precision
+
     if cfg.augment != "diffaug":
         cfg = dataclasses.replace(cfg, generator=GeneratorConfig(), bank=BankConfig())
-    return cfg.hash()
+    return f"{cfg.hash()}-{resolve_precision(cfg.precision, resolve_device(cfg.device))}"
 
 
 def _set_aside_if_stale(run_dir: Path, expected: str) -> None:
@@ -231,8 +236,8 @@ def _set_aside_if_stale(run_dir: Path, expected: str) -> None:
     found = _trained_hash(config_from_dict(load_yaml(saved)))
     if found != expected:
         aside = run_dir.with_name(f"{run_dir.name}.stale-{found}")
-        print(f"{run_dir}: configuration {found} is not the current {expected} (a preset "
-              f"changed?); moved to {aside.name}, training again", flush=True)
+        print(f"{run_dir}: configuration {found} is not the current {expected} (a preset or "
+              f"the precision changed?); moved to {aside.name}, training again", flush=True)
         run_dir.rename(aside)
 
 

@@ -15,6 +15,8 @@ def fit(
     overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE override, e.g. encoder.width=256 (repeatable)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for data order, initialisation and sampling (default 0)."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
+    precision: str | None = typer.Option(None, "--precision", help="auto | fp32 | bf16: bfloat16 autocast of the models' forward passes (auto: where the device computes bfloat16 natively; default auto)."),
+    compile_: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the models (falls back to eager with one warning when compiling fails; default off)."),
     resume: str | None = typer.Option(None, "--resume", metavar="[auto]", help="Continue from the run's latest checkpoint; '--resume auto' starts a new run when there is none (requeued jobs)."),
     augment: str | None = typer.Option(None, "--augment", help="diffaug | knn-mixup | handcrafted."),
     modality: str | None = typer.Option(None, "--modality", help="dna | image | tabular | a plugin's name: overrides detection from INPUT."),
@@ -36,7 +38,7 @@ def fit(
                          seed=seed, device=device, augment=augment,
                          resume={None: False, "yes": True, "auto": "auto"}[resume],
                          modality=modality, backbone=backbone, label_column=label_column,
-                         obs_key=obs_key)
+                         obs_key=obs_key, precision=precision, compile=compile_)
     except Preempted as exc:
         if exc.rank == 0:
             LOG.warning("%s", exc)

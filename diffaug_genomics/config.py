@@ -1,7 +1,8 @@
 """Typed run configuration: defaults, presets, YAML files, dotted ``--set`` overrides, validation.
 
 Resolution order (later wins): dataclass defaults < preset < ``--config`` YAML < ``--set
-key=value`` overrides < explicit flags (``--seed``, ``--device``, ``--augment``, ``--modality``).
+key=value`` overrides < explicit flags (``--seed``, ``--device``, ``--precision``,
+``--compile``, ``--augment``, ``--modality``).
 Presets come in families, one per modality (see :func:`preset_layers`): DNA's are
 ``resources/presets/NAME.yaml``; an image or tabular run applies ``resources/presets/FAMILY/
 base.yaml`` (its backbones and neighbour space) and then ``resources/presets/FAMILY/NAME.yaml``.
@@ -213,6 +214,9 @@ class Config:
 
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | mps
+    precision: str = "auto"  # auto | fp32 | bf16 (diffaug_genomics.train.precision)
+    compile: bool = False  # torch.compile the models' forward passes (falls back when it fails)
+    checkpoint_every_s: float = 60.0  # seconds between unit-boundary checkpoints (0: every unit)
     augment: str = "diffaug"
     modality: str = "dna"
     log_every: int = 10  # steps between metrics.csv rows
@@ -237,9 +241,13 @@ class Config:
 
         Sections and keys added after 0.1.0 (:data:`LATER_SECTIONS`, :data:`LATER_KEYS`) enter
         only when they differ from their defaults, so a run started with 0.1.0 keeps its hash
-        and can still be resumed.
+        and can still be resumed. :data:`EXECUTION_KEYS` never enter: they say how a run is
+        computed, not what it computes, so a run may be resumed with other values (on another
+        kind of node, say); it is then not bit-identical to an uninterrupted run.
         """
         data = self.to_dict()
+        for name in EXECUTION_KEYS:
+            del data[name]
         defaults = Config().to_dict()
         for name in LATER_SECTIONS:
             if data[name] == defaults[name]:
@@ -258,13 +266,16 @@ LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views", "encoder.
               "generator.ema_warmup", "encoder.kmer_k", "encoder.position_weight",
               "encoder.pca_init")
 """Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
+EXECUTION_KEYS = ("precision", "compile", "checkpoint_every_s")
+"""Top-level keys left out of :meth:`Config.hash` (how a run computes, not what)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
-RECORD_KEYS = ("versions", "world_size", "global_batch_size", "preset", "input", "input_bytes",
-               "input_sha256", "label_column", "obs_key")
+RECORD_KEYS = ("versions", "world_size", "global_batch_size", "resolved_precision", "preset",
+               "input", "input_bytes", "input_sha256", "label_column", "obs_key")
 
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda", "mps"),
+    "precision": ("auto", "fp32", "bf16"),
     "augment": AUGMENTS,
     "data.policy": ("pad", "crop", "center", "window"),
     "loss.name": ("soft", "infonce"),
@@ -310,6 +321,7 @@ NON_NEGATIVE_REAL = Bound(0.0)
 BOUNDS: dict[str, Bound] = {
     "seed": Bound(0, 2**63 - 1),
     "log_every": POSITIVE_INT,
+    "checkpoint_every_s": Bound(0),
     "data.length": POSITIVE_INT,
     "data.stride": POSITIVE_INT,
     "encoder.width": POSITIVE_INT,
@@ -606,8 +618,13 @@ def resolve_config(preset: str | None = "default", config_file: str | Path | Non
 
 
 def config_from_dict(data: dict[str, Any]) -> Config:
-    """Rebuild a :class:`Config` from a saved ``config.yaml`` mapping (record keys ignored)."""
+    """Rebuild a :class:`Config` from a saved ``config.yaml`` mapping (record keys ignored).
+
+    A run saved before ``precision`` existed was computed in float32: it stays ``fp32`` (so
+    it resumes, embeds and generates as it did)."""
     cfg = Config()
+    if "precision" not in data:
+        data = {**data, "precision": "fp32"}
     _merge(cfg, data)
     _validate(cfg)
     return cfg

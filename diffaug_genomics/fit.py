@@ -36,6 +36,7 @@ from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_ya
 from diffaug_genomics.errors import DiffaugError, InputError
 from diffaug_genomics.io.h5 import is_hdf5
 from diffaug_genomics.progress import LOG
+from diffaug_genomics.train.precision import resolve_precision
 
 if TYPE_CHECKING:
     import torch
@@ -178,14 +179,16 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         config_file: str | Path | None = None, overrides: list[str] | None = None,
         seed: int | None = None, device: str | None = None, augment: str | None = None,
         resume: bool | str = False, modality: str | None = None, backbone: str | None = None,
-        label_column: str | None = None, obs_key: str | None = None) -> FitResult:
+        label_column: str | None = None, obs_key: str | None = None,
+        precision: str | None = None, compile: bool | None = None) -> FitResult:
     """Train a DiffAug encoder (and generator) on ``source``; see the module docstring.
 
     The modality is ``modality``, else the one a config layer names, else detected from the
     input (:func:`diffaug_genomics.samples.detect_modality`). ``backbone``
     (``package.module:factory``) registers a third-party modality first and selects it.
     ``label_column`` / ``obs_key`` name a CSV column / ``.h5ad`` obs key of labels (never
-    features; fit does not use them).
+    features; fit does not use them). ``precision`` / ``compile`` set those config keys
+    (None: the config's); being how a run computes, not what, they also apply to a resumed run.
 
     ``resume=True`` continues from ``checkpoints/latest.pt`` with the run's saved configuration;
     a run directory killed before its first checkpoint simply starts again, and a run directory
@@ -206,8 +209,11 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     run_dir = Path(run_dir)
     paths = RunPaths(run_dir)
     modality, family, detect = choose_modality(source, modality, backbone)
+    execution = {k: v for k, v in (("precision", precision), ("compile", compile))
+                 if v is not None}
     cfg = resolve_config(preset, config_file, overrides, seed=seed, device=device, augment=augment,
-                         modality=modality, default_modality=detect, preset_family=family)
+                         modality=modality, default_modality=detect, preset_family=family,
+                         **execution)
     if resume is True and not run_dir.is_dir():
         raise InputError("nothing to resume: no such run directory (use --resume auto to start "
                          "a new run when there is none)", path=run_dir)
@@ -221,7 +227,7 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
             raise InputError("has checkpoints/latest.pt but no config.yaml: cannot resume",
                              path=run_dir)
         saved_record = load_yaml(paths.config)
-        saved = config_from_dict(saved_record)
+        saved = config_from_dict({**saved_record, **execution})
         if (config_file or overrides or seed is not None or augment) and saved.hash() != cfg.hash():
             LOG.warning("--resume: using the run's saved config.yaml; the options given now differ")
         cfg = saved
@@ -329,7 +335,8 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         per_rank = min(cfg.optim.batch_size, len(rows) // ctx.world_size)
         record = {"input": str(source), "preset": preset, "versions": versions(),
                   "world_size": ctx.world_size,
-                  "global_batch_size": per_rank * ctx.world_size, **fingerprint,
+                  "global_batch_size": per_rank * ctx.world_size,
+                  "resolved_precision": resolve_precision(cfg.precision, dev), **fingerprint,
                   "label_column": options.label_column, "obs_key": options.obs_key}
         if resume:  # the input was checked to be the original: keep what was recorded
             record.update({k: saved_record[k] for k in ("input", "preset")

@@ -15,6 +15,7 @@ from diffaug_genomics.models.registry import Modality, get_modality
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train.guards import require_finite
+from diffaug_genomics.train.precision import resolve_precision, wrap
 
 if TYPE_CHECKING:
     from diffaug_genomics.diffusion import Diffusion
@@ -37,10 +38,15 @@ class FinishedRun:
                          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``per_sequence`` generated positives of each sample of a model-layout batch ``x``
         ``(n, ...)``, conditioned on its embedding: ``(x repeated (n*K, ...), samples (n*K, ...)
-        in the diffusion's space)``; samples of one source are consecutive."""
+        in the diffusion's space)``; samples of one source are consecutive.
+
+        The denoiser runs in the run's ``precision`` (resolved on ``x``'s device; a run from
+        before that key existed: float32); the embedding is float32, as in training."""
         with torch.no_grad():
             z = self.encoder(x)
-        sample = generated_positives(diffusion, self.denoiser, self.modality, self.config.bank, x,
+        precision = resolve_precision(self.config.precision, x.device)
+        denoiser = wrap(self.denoiser, x.device, precision)
+        sample = generated_positives(diffusion, denoiser, self.modality, self.config.bank, x,
                                      z, per_sequence, steps=steps, strength=strength,
                                      guidance_scale=guidance_scale, generator=generator)
         require_finite(sample, f"samples of {self.run_dir / 'generator.pt'}")

@@ -41,8 +41,10 @@ for _var in [v for v in BASE_ENV if v.startswith(("SLURM_", "MASTER_")) or v in 
 
 
 def fit_args(data: Path, run_dir: Path, *extra: str) -> list[str]:
+    """In float32: the ranks' equivalence to one process is checked to float32 rounding (in
+    bfloat16 two half batches round differently from one whole batch)."""
     return ["-m", "diffaug_genomics_cli.main", "fit", str(data), "-o", str(run_dir),
-            "--preset", "tiny", *MICRO_ARGS, *extra]
+            "--preset", "tiny", "--precision", "fp32", *MICRO_ARGS, *extra]
 
 
 def free_slurm_job_id() -> int:
