@@ -741,8 +741,8 @@ def test_sigterm_and_sighup_mid_write_of_embed_and_samples(cmd, sig, data, dna_r
                                                            tmp_path, capsys, monkeypatch):
     """embed (and generate for tables) write at the end: the signal arrives while the HDF5 /
     .npy file is being written (half of it is on disk)."""
-    import diffaug_genomics.embed as embed_mod
     import diffaug_genomics.io.h5ad as h5ad_mod
+    import diffaug_genomics.modalities.sequences as embed_mod
 
     def interrupted(write):
         def wrapper(path, *args, **kwargs):

@@ -262,7 +262,7 @@ def _positives_section(state: RunState, points: Any) -> tuple[str, Any]:
         return intro + summary + img(fig) + "<h3>Source / positive pairs</h3>" + \
             "".join(pairs), fig
     if state.modality == "image":
-        from diffaug_genomics.models.registry import get_modality
+        from diffaug_genomics.modalities.registry import get_modality
 
         src = get_modality(state.modality).to_model(points.rows[:8]).numpy()
         fig = figures.image_grid(src, bank.positives[:8], bank.round)
@@ -276,7 +276,7 @@ def _positives_section(state: RunState, points: Any) -> tuple[str, Any]:
 
 def _feature_names(state: RunState) -> list[str] | None:
     try:
-        from diffaug_genomics.samples import load_preprocess
+        from diffaug_genomics.modalities.arrays import load_preprocess
 
         names = load_preprocess(state.root)["state"].get("feature_names")
         return list(names) if names else None
