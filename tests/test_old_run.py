@@ -16,6 +16,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+from test_cli_modalities import cli as run_cli
 
 OLD = Path(__file__).resolve().parent / "data" / "old_run"
 VOLATILE_ATTRS = {"created", "run_dir", "checkpoint", "source"}
@@ -24,19 +25,7 @@ VOLATILE_ATTRS = {"created", "run_dir", "checkpoint", "source"}
 
 def cli(capsys, *args: object) -> str:
     """Run the CLI in this process; it must succeed. Returns its log (stderr)."""
-    from diffaug_genomics_cli.main import main
-
-    from diffaug_genomics.progress import LOG
-
-    code = 0
-    try:
-        main([str(a) for a in args])
-    except SystemExit as exc:
-        code = exc.code or 0
-    finally:  # the log handler holds this test's captured stderr: drop it
-        for handler in [h for h in LOG.handlers if getattr(h, "_diffaug", False)]:
-            LOG.removeHandler(handler)
-    _, err = capsys.readouterr()
+    code, _, err = run_cli(capsys, *args)
     assert code == 0, err
     return err
 

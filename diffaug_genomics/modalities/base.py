@@ -93,3 +93,16 @@ def build_head(cfg: Config, embed_dim: int) -> nn.Module:
     from diffaug_genomics.models.encoders import ProjectionHead
 
     return ProjectionHead(embed_dim, cfg.encoder.proj_hidden, cfg.encoder.proj_dim)
+
+
+def unet_denoiser(network: Callable[..., nn.Module]
+                  ) -> Callable[[Config, tuple[int, ...], int], nn.Module]:
+    """A :attr:`Modality.build_denoiser` for a U-Net class (``UNet1D``, ``UNet2D``): the
+    sample's channels in and out, ``generator.channels`` per level, ``generator.time_dim``."""
+
+    def build(cfg: Config, sample_shape: tuple[int, ...], cond_dim: int) -> nn.Module:
+        g = cfg.generator
+        return network(in_channels=sample_shape[0], channels=tuple(g.channels),
+                       cond_dim=cond_dim, time_dim=g.time_dim)
+
+    return build

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffaug_genomics.modalities.base import Augment, Modality
+from diffaug_genomics.modalities.base import Augment, Modality, unet_denoiser
+from diffaug_genomics.models.denoisers import UNet1D
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -40,14 +41,6 @@ def _dna_encoder(cfg: Config, sample_shape: tuple[int, ...]) -> nn.Module:
     return ConvEncoder(in_channels=sample_shape[0], width=e.width, n_blocks=e.n_blocks,
                        stem_kernel=e.stem_kernel, block_kernel=e.block_kernel,
                        embed_dim=e.embed_dim, rc=e.rc)
-
-
-def _dna_denoiser(cfg: Config, sample_shape: tuple[int, ...], cond_dim: int) -> nn.Module:
-    from diffaug_genomics.models.denoisers import UNet1D
-
-    g = cfg.generator
-    return UNet1D(in_channels=sample_shape[0], channels=tuple(g.channels), cond_dim=cond_dim,
-                  time_dim=g.time_dim)
 
 
 def _dna_handcrafted(cfg: Config) -> Augment:
@@ -83,7 +76,7 @@ DNA = Modality(
     name="dna",
     to_model=_dna_to_model,
     build_encoder=_dna_encoder,
-    build_denoiser=_dna_denoiser,
+    build_denoiser=unet_denoiser(UNet1D),
     build_handcrafted=_dna_handcrafted,
     knn_features=_dna_knn_features,
     to_diffusion=lambda x: x * 2.0 - 1.0,

@@ -23,7 +23,8 @@ from diffaug_genomics.modalities.arrays import (
     pca_knn_features,
     rows_to_model,
 )
-from diffaug_genomics.modalities.base import Augment, Modality
+from diffaug_genomics.modalities.base import Augment, Modality, unet_denoiser
+from diffaug_genomics.models.unet2d import UNet2D
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -86,14 +87,6 @@ def _encoder(cfg: Config, sample_shape: tuple[int, ...]) -> nn.Module:
                          embed_dim=e.embed_dim, image_size=(sample_shape[1], sample_shape[2]))
 
 
-def _denoiser(cfg: Config, sample_shape: tuple[int, ...], cond_dim: int) -> nn.Module:
-    from diffaug_genomics.models.unet2d import UNet2D
-
-    g = cfg.generator
-    return UNet2D(in_channels=sample_shape[0], channels=tuple(g.channels), cond_dim=cond_dim,
-                  time_dim=g.time_dim)
-
-
 def _handcrafted(cfg: Config) -> Augment:
     from diffaug_genomics.positives.image_views import SimCLRViews
 
@@ -109,7 +102,7 @@ IMAGE = Modality(
     name="image",
     to_model=rows_to_model,
     build_encoder=_encoder,
-    build_denoiser=_denoiser,
+    build_denoiser=unet_denoiser(UNet2D),
     build_handcrafted=_handcrafted,
     knn_features=pca_knn_features,
     to_diffusion=lambda x: x,
