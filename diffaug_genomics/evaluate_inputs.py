@@ -116,8 +116,8 @@ def _fasta_batches(path: Path):  # noqa: ANN202 - Iterator[tuple[list[str], np.n
     """FASTA records in batches, each one-hot encoded padded to its own longest record."""
     from itertools import islice
 
-    from diffaug_genomics.encode import encode_records
     from diffaug_genomics.io.fasta import read_fasta
+    from diffaug_genomics.io.onehot import encode_records
 
     records = read_fasta(path)
     while batch := list(islice(records, FASTA_BATCH)):

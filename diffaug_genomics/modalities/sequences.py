@@ -20,7 +20,6 @@ import numpy as np
 import torch
 
 from diffaug_genomics.alphabet import decode
-from diffaug_genomics.encode import encode_records
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.io.fasta import read_fasta
@@ -31,6 +30,7 @@ from diffaug_genomics.io.h5 import (
     read_strings_slice,
     write_embeddings,
 )
+from diffaug_genomics.io.onehot import encode_records
 from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.interface import (
     Chunk,
