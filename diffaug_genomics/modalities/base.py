@@ -3,7 +3,8 @@ know about a kind of data.
 
 A :class:`Modality` bundles how stored rows become model tensors, the encoder and denoiser
 backbones, the space kNN-mixup searches in, and the hand-designed baseline augmentation. Its
-:attr:`Modality.data_io` (a :class:`ModalityIO`) reads inputs into rows in chunks with ids and
+:attr:`Modality.data_io` (a :class:`~diffaug_genomics.modalities.interface.ModalityIO`, the
+interface's input / output half) reads inputs into rows in chunks with ids and
 labels, writes embeddings and generated positives, and gives raw features to ``evaluate``:
 sequences (:mod:`diffaug_genomics.modalities.sequences`: FASTA / one-hot HDF5 in, FASTA out)
 or arrays with a fitted preprocessing (:mod:`diffaug_genomics.modalities.arrays`: images,

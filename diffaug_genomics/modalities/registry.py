@@ -3,8 +3,8 @@
 A :class:`~diffaug_genomics.modalities.base.Modality` bundles what the loop needs to know
 about a kind of data (:mod:`diffaug_genomics.modalities.base`). Built-in modalities: ``dna``
 (:mod:`.dna`), ``image`` (:mod:`.image`) and ``tabular`` (:mod:`.tabular`), the last two
-imported on first use. Third parties add theirs without
-editing the library, in one of two ways:
+imported on first use. Third parties add theirs without editing the library, in one of two
+ways:
 
 - a Python entry point in the group :data:`ENTRY_POINT_GROUP` (``diffaug_genomics.backbones``)
   whose name is the modality's name and whose object is a zero-argument factory returning a
