@@ -52,7 +52,7 @@ def positive_stats(split: Split, run_dir: Path, n: int = 300, seed: int = 0) -> 
     from diffaug_genomics.alphabet import decode, one_hot
     from diffaug_genomics.diagnostics import dna_positive_stats
     from diffaug_genomics.generate import generate
-    from diffaug_genomics.inputs import load_rows
+    from diffaug_genomics.io.h5 import load_rows
     from diffaug_genomics.kmers import kmer_counts
 
     rows, ids, _, _ = load_rows(split.train)

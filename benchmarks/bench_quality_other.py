@@ -57,7 +57,7 @@ def load(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name == "pbmc68k":
         from diffaug_genomics.datasets import fetch_pbmc68k
         from diffaug_genomics.io.h5ad import read_h5ad
-        from diffaug_genomics.samples import ReadOptions
+        from diffaug_genomics.io.samples import ReadOptions
 
         path = fetch_pbmc68k() / "pbmc68k_reduced.h5ad"
         s = read_h5ad(path, ReadOptions(obs_key="bulk_labels"))

@@ -21,7 +21,8 @@ import importlib.util
 
 import torch
 
-from diffaug_genomics.models.registry import DNA, Augment, Modality
+from diffaug_genomics.modalities.base import Augment, Modality
+from diffaug_genomics.modalities.dna import DNA
 
 NAME = "dna-evoaug"
 INSERTION = 2

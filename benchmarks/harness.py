@@ -29,9 +29,8 @@ from diffaug_genomics.embed import embed
 from diffaug_genomics.encode import encode_fasta
 from diffaug_genomics.evaluate import baseline_features, evaluate_embeddings
 from diffaug_genomics.fit import fit
-from diffaug_genomics.inputs import load_rows
-from diffaug_genomics.io.h5 import read_embeddings
-from diffaug_genomics.samples import choose_modality
+from diffaug_genomics.io.h5 import load_rows, read_embeddings
+from diffaug_genomics.modalities.registry import choose_modality
 
 # name -> (labels of the splits in the fetched cache: training, evaluation)
 SPLITS = {"dhs": ("train", "test", "validation"), "splice": ("train", "test", None)}

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import typer
 
 if TYPE_CHECKING:
-    from diffaug_genomics.samples import ReadOptions
+    from diffaug_genomics.io.samples import ReadOptions
 
 
 def evaluate(
@@ -72,7 +72,7 @@ def evaluate(
         from diffaug_genomics.io.labels import read_labels
 
         mapping = read_labels(labels)
-    from diffaug_genomics.samples import ReadOptions
+    from diffaug_genomics.io.samples import ReadOptions
 
     options = ReadOptions(label_column, obs_key)
     if features is not None:

@@ -1,18 +1,30 @@
-"""``diffaug embed``: encoder embeddings of every input record, in input order."""
+"""``diffaug embed``: encoder embeddings of every input record, in input order.
+
+The run's modality reads the input into rows (:meth:`~diffaug_genomics.modalities.interface.
+ModalityIO.open_input`: DNA streams FASTA / one-hot HDF5 in chunks, images and tables apply the
+run's stored preprocessing) and writes the embeddings (``embeddings/1`` HDF5; an ``.h5ad``
+input gives an ``.h5ad`` output with ``obsm['X_diffaug']``).
+"""
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.atomic import atomic_output, check_output
-from diffaug_genomics.io.h5 import write_embeddings
+from diffaug_genomics.io.h5 import read_embeddings
+from diffaug_genomics.io.samples import ReadOptions
+from diffaug_genomics.modalities.registry import load_backbone
 from diffaug_genomics.progress import LOG, progress
-from diffaug_genomics.shards import Shard
+from diffaug_genomics.runs import load_run
+from diffaug_genomics.shards import Shard, slice_chunks
+from diffaug_genomics.train.distributed import resolve_device
 
 
 @dataclass
@@ -22,12 +34,17 @@ class EmbedSummary:
     seconds: float
     output: Path | None = None
     skipped: bool = False
+    noun: str = "sequences"
+    rate_unit: str = "seq"
+    output_format: str | None = None
 
     def line(self) -> str:
         if self.skipped:
-            return f"{self.output} is complete already ({self.n} sequences): skipped"
+            return f"{self.output} is complete already ({self.n} {self.noun}): skipped"
         rate = self.n / max(self.seconds, 1e-9)
-        return f"embedded {self.n} sequences into {self.dim} dimensions in {self.seconds:.1f} s ({rate:.0f} seq/s)"
+        text = (f"embedded {self.n} {self.noun} into {self.dim} dimensions in "
+                f"{self.seconds:.1f} s ({rate:.0f} {self.rate_unit}/s)")
+        return text if self.output_format is None else f"{text}, {self.output_format}"
 
 
 def embed_array(encoder: torch.nn.Module, x: torch.Tensor, batch_size: int = 512) -> np.ndarray:
@@ -44,52 +61,38 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
           device: str = "auto", force: bool = False, shard: Shard | None = None,
           label_column: str | None = None, obs_key: str | None = None,
           backbone: str | None = None) -> EmbedSummary:
-    """Embed every record of ``source`` (HDF5 or FASTA, ``-`` for stdin) with a finished run.
+    """Embed every record of ``source`` (HDF5 or FASTA, ``-`` for stdin; images or a table for
+    image / tabular runs) with a finished run.
 
     Writes ``embeddings/1`` HDF5 at ``output``: ``/embeddings (N, D) float32``, ``/ids``,
     ``/labels`` when the input had them, attrs naming the run, config hash and checkpoint.
-    With ``shard`` (of more than one), only the shard's rows, to its own file (see
+    With ``shard`` (of more than one; DNA inputs), only the shard's rows, to its own file (see
     :mod:`diffaug_genomics.shards`); a shard file of the same run and input is left as it is.
-    Image and tabular runs: see :mod:`diffaug_genomics.embed_samples` (``label_column`` /
-    ``obs_key`` name the labels; an ``.h5ad`` input gives an ``.h5ad`` output). ``backbone``
-    (``package.module:factory``) registers the run's third-party modality first.
+    ``label_column`` / ``obs_key`` name the labels of a table (an ``.h5ad`` input gives an
+    ``.h5ad`` output). ``backbone`` (``package.module:factory``) registers the run's
+    third-party modality first.
     """
-    from diffaug_genomics.inputs import iter_chunks
-    from diffaug_genomics.runs import load_run
-    from diffaug_genomics.shards import count_rows, slice_chunks
-    from diffaug_genomics.train.distributed import resolve_device
-
     sharded = shard is not None and shard.count > 1
     target = shard.path(output) if sharded else Path(output)
     t0 = time.perf_counter()
     if backbone is not None:
-        from diffaug_genomics.models.registry import load_backbone
-
         load_backbone(backbone)
     inputs = (source, run_dir)
     check_output(target, force or (sharded and target.exists()), inputs)  # before any work
     run = load_run(run_dir, resolve_device(device))
-    if run.modality.io is not None:  # images, tables
-        from diffaug_genomics.embed_samples import embed_samples
-        from diffaug_genomics.samples import ReadOptions
-
-        if sharded:
-            from diffaug_genomics.errors import InputError
-
-            raise InputError("--shard is supported for DNA inputs only", path=source)
-        return embed_samples(run, source, output, ReadOptions(label_column, obs_key),
-                             batch_size=batch_size, force=force, t0=t0, inputs=inputs)
+    io = run.modality.data_io
+    if sharded and not io.shardable:
+        raise InputError("--shard is supported for DNA inputs only", path=source)
     if sharded and not force and target.exists():
         done = _complete_shard(target, run.config_hash, source, shard)
         if done is not None:
             return EmbedSummary(done, run.config.encoder.embed_dim, 0.0, target, skipped=True)
     check_output(target, force, inputs)
-    data = run.config.data
-    length = run.sample_shape[-1]
-    chunks = iter_chunks(source, length, data.policy, data.stride)
+    inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
+    chunks = inp.chunks
     extra: dict[str, int] = {}
     if sharded:
-        total = count_rows(source, length, data.policy, data.stride)
+        total = io.count_rows(run, source)
         start, stop = shard.rows(total)
         chunks = slice_chunks(chunks, start, stop)
         extra = {"shard_index": shard.index, "shard_count": shard.count, "shard_start": start,
@@ -97,30 +100,34 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
         LOG.info("shard %s: rows %d-%d of %d -> %s", shard, start, stop, total, target)
     blocks, ids, labels = [], [], []
     has_labels = True
-    with progress("embed", unit="seq") as bar:
+    unit = io.progress_unit[0]
+    with progress("embed", unit=unit) if unit is not None else nullcontext() as bar:
         for chunk in chunks:
-            x = run.modality.to_model(chunk.onehot)
+            if len(chunk.ids) == 0:
+                continue
+            x = run.modality.to_model(chunk.rows)
             blocks.append(embed_array(run.encoder, x, batch_size))
             ids += chunk.ids
             if chunk.labels is None:
                 has_labels = False
             else:
                 labels += chunk.labels
-            bar.advance(len(chunk.ids))
+            if bar is not None:
+                bar.advance(len(chunk.ids))
     emb = np.concatenate(blocks) if blocks else np.zeros((0, run.config.encoder.embed_dim), np.float32)
     attrs = {"run_dir": str(Path(run_dir).resolve()), "config_hash": run.config_hash,
              "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source),
-             **extra}
+             **io.embedding_attrs(run), **extra}
     with atomic_output(target, force, inputs) as tmp:
-        write_embeddings(tmp, emb, ids, labels if has_labels and labels else None, attrs)
-    return EmbedSummary(len(ids), emb.shape[1], time.perf_counter() - t0, target)
+        fmt = io.write_embeddings(tmp, emb, ids, labels if has_labels and labels else None,
+                                  attrs, inp)
+    return EmbedSummary(len(ids), emb.shape[1], time.perf_counter() - t0, target,
+                        noun=io.noun, rate_unit=io.rate_unit, output_format=fmt)
 
 
 def _complete_shard(path: Path, config_hash: str, source: str | Path, shard: Shard) -> int | None:
     """Rows of an existing shard file made by the same run from the same input, else None
     (then the caller refuses to overwrite it without ``force``)."""
-    from diffaug_genomics.io.h5 import read_embeddings
-
     try:
         _, ids, _, attrs = read_embeddings(path)
     except Exception:  # unreadable: let check_output report it

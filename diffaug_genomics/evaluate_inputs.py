@@ -18,7 +18,18 @@ from typing import Any
 import numpy as np
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.samples import ReadOptions
+from diffaug_genomics.io.h5 import (
+    EMBEDDINGS_SCHEMA,
+    ONEHOT_SCHEMA,
+    is_hdf5,
+    read_embeddings,
+    schema_of,
+)
+from diffaug_genomics.io.h5ad import is_embeddings_h5ad, read_embeddings_h5ad
+from diffaug_genomics.io.samples import ReadOptions
+from diffaug_genomics.modalities.detect import detect_modality
+from diffaug_genomics.modalities.registry import get_modality
+from diffaug_genomics.modalities.sequences import iter_chunks
 
 MAX_FEATURE_K = 6
 """``--features kmer:K`` allows K up to 6 (4**6 = 4,096 frequencies per sequence)."""
@@ -34,27 +45,18 @@ def read_for_evaluation(path: str | Path, options: ReadOptions, features: str | 
     (:func:`sequence_features`)."""
     if features is not None:
         return sequence_features(path, features)
-    from diffaug_genomics.io.h5 import EMBEDDINGS_SCHEMA, is_hdf5, read_embeddings, schema_of
-
     p = Path(path)
     if p.is_file() and is_hdf5(p):
         if schema_of(p) == EMBEDDINGS_SCHEMA:
             return read_embeddings(p)
-        from diffaug_genomics.io.h5ad import is_embeddings_h5ad, read_embeddings_h5ad
-
         if is_embeddings_h5ad(p):
             emb, ids, labels, info = read_embeddings_h5ad(p, options.obs_key)
             return emb, ids, labels, {"format": "h5ad", **info}
-    from diffaug_genomics.models.registry import get_modality
-    from diffaug_genomics.samples import detect_modality, read_samples
-
-    kind = detect_modality(p) if p.exists() else "dna"
-    if kind == "dna":  # not embeddings: let the embeddings reader say why
+    if not p.exists():  # the embeddings reader says so
         return read_embeddings(p)
-    samples = read_samples(get_modality(kind), p, options)
-    x = np.asarray(samples.values, dtype=np.float32).reshape(len(samples.values), -1)
-    return x, samples.ids, samples.labels, {"raw_features": True, "modality": kind,
-                                           "source_format": samples.source_format}
+    # not embeddings: the input's modality gives its raw features or says why not
+    modality = get_modality(detect_modality(p))
+    return modality.data_io.raw_features(modality, p, options)
 
 
 def parse_features(spec: str) -> tuple[str, int]:
@@ -80,7 +82,6 @@ def sequence_features(path: str | Path, spec: str
     ``(N, 4 * L)`` (HDF5 only: FASTA rows have no common length).
     """
     from diffaug_genomics.evaluate import baseline_features
-    from diffaug_genomics.io.h5 import ONEHOT_SCHEMA, is_hdf5, schema_of
 
     kind, k = parse_features(spec)
     p = Path(path)
@@ -93,8 +94,6 @@ def sequence_features(path: str | Path, spec: str
         if schema_of(p) != ONEHOT_SCHEMA:
             raise InputError("--features needs DNA sequences (FASTA or an HDF5 file from "
                              "`diffaug encode`); this HDF5 file holds something else", path=p)
-        from diffaug_genomics.inputs import iter_chunks
-
         for chunk in iter_chunks(p):
             parts.append(baseline_features(chunk.onehot, kind, k))
             ids += chunk.ids
@@ -117,8 +116,8 @@ def _fasta_batches(path: Path):  # noqa: ANN202 - Iterator[tuple[list[str], np.n
     """FASTA records in batches, each one-hot encoded padded to its own longest record."""
     from itertools import islice
 
-    from diffaug_genomics.encode import encode_records
     from diffaug_genomics.io.fasta import read_fasta
+    from diffaug_genomics.io.onehot import encode_records
 
     records = read_fasta(path)
     while batch := list(islice(records, FASTA_BATCH)):

@@ -11,7 +11,9 @@ from torch import nn
 
 from diffaug_genomics.config import Config, config_from_dict
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.models.registry import Modality, get_modality
+from diffaug_genomics.modalities.arrays import PREPROCESS_FILE, load_preprocess
+from diffaug_genomics.modalities.base import Modality
+from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train.guards import require_finite
@@ -103,8 +105,6 @@ def load_run(run_dir: str | Path, device: torch.device, with_generator: bool = F
 
 def _check_preprocess_matches(root: Path, modality: str, enc_path: Path) -> None:
     """An image / tabular run's ``preprocess.json`` must be of the encoder's modality."""
-    from diffaug_genomics.samples import PREPROCESS_FILE, load_preprocess
-
     if not (root / PREPROCESS_FILE).is_file():
         return
     stored = load_preprocess(root).get("modality")

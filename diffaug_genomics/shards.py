@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.inputs import Chunk
+from diffaug_genomics.modalities.interface import Chunk
 
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_start", "shard_stop", "total_rows")
 """Attributes a shard's embeddings file carries (dropped from the merged file)."""
@@ -81,19 +81,6 @@ def shard_path(output: str | Path, index: int, count: int) -> Path:
     return out.with_name(f"{out.stem}{tag}{out.suffix}" if out.suffix else out.name + tag)
 
 
-def count_rows(source: str | Path, length: int | None, policy: str, stride: int | None) -> int:
-    """How many rows ``source`` yields (HDF5: stored rows; FASTA: rows after encoding)."""
-    from diffaug_genomics.inputs import iter_chunks
-    from diffaug_genomics.io.h5 import is_hdf5, open_onehot
-
-    if str(source) == "-":
-        raise InputError("--shard needs an input file (every shard reads it), not stdin")
-    if is_hdf5(source):
-        with open_onehot(source) as f:
-            return int(f["onehot"].shape[0])
-    return sum(len(chunk.ids) for chunk in iter_chunks(source, length, policy, stride))
-
-
 def slice_chunks(chunks: Iterable[Chunk], start: int, stop: int) -> Iterator[Chunk]:
     """The rows ``[start, stop)`` of a stream of chunks, as chunks (stops reading after)."""
     pos = 0
@@ -102,8 +89,7 @@ def slice_chunks(chunks: Iterable[Chunk], start: int, stop: int) -> Iterator[Chu
         lo, hi = max(start - pos, 0), min(stop - pos, n)
         pos += n
         if lo < hi:
-            yield Chunk(chunk.onehot[lo:hi], chunk.ids[lo:hi], chunk.lengths[lo:hi],
-                        None if chunk.labels is None else chunk.labels[lo:hi], chunk.policy)
+            yield chunk.slice(lo, hi)
         if pos >= stop:
             return
 

@@ -8,13 +8,13 @@ import torch
 
 from diffaug_genomics.config import resolve_config
 from diffaug_genomics.diffusion import Diffusion
+from diffaug_genomics.io.samples import Samples
+from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.models.mlp import MLPEncoder, ResMLPDenoiser
-from diffaug_genomics.models.registry import get_modality
 from diffaug_genomics.models.resnet import ResNetEncoder
 from diffaug_genomics.models.unet2d import UNet2D
 from diffaug_genomics.positives.image_views import SimCLRViews
 from diffaug_genomics.positives.scarf import ScarfCorruption
-from diffaug_genomics.samples import Samples
 
 
 @pytest.mark.parametrize("c, h, w", [(1, 8, 8), (3, 7, 5), (3, 32, 32)])

@@ -20,7 +20,7 @@ from diffaug_genomics.diagnostics import (
     effective_rank,
 )
 from diffaug_genomics.diffusion import Diffusion
-from diffaug_genomics.models.registry import get_modality
+from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train.loop import StopRequested, Trainer, _ema_update, ema_decay_at
 

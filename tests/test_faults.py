@@ -181,7 +181,7 @@ def test_crafted_sparse_h5ad_is_refused_before_expansion(case, data, tmp_path, c
 @pytest.mark.parametrize("kind", ["csr", "csc"])
 def test_valid_sparse_h5ad_reads_like_dense(kind, tmp_path):
     from diffaug_genomics.io.h5ad import read_h5ad
-    from diffaug_genomics.samples import ReadOptions
+    from diffaug_genomics.io.samples import ReadOptions
 
     s = read_h5ad(_sparse_h5ad(tmp_path / "ok.h5ad", kind), ReadOptions())
     np.testing.assert_array_equal(s.values, [[1, 0, 2], [0, 0, 3], [4, 5, 0], [0, 6, 0], [7, 0, 8]])
@@ -351,8 +351,8 @@ def test_failed_fit_leaves_nothing_the_next_fit_reuses(data, tmp_path, capsys):
                     "--label-column", "cell_type")
     assert code == 0, err
     state = json.loads((run / "preprocess.json").read_text())["state"]
+    from diffaug_genomics.io.samples import ReadOptions
     from diffaug_genomics.io.tables import read_table
-    from diffaug_genomics.samples import ReadOptions
 
     x = read_table(data / "cells.csv", ReadOptions("cell_type")).values
     np.testing.assert_allclose(state["center"], x.mean(axis=0), rtol=1e-4, atol=1e-5)
@@ -365,7 +365,7 @@ def test_failed_fit_leaves_nothing_the_next_fit_reuses(data, tmp_path, capsys):
                     "--resume", "auto")
     assert code == 0, err
     from diffaug_genomics.config import load_yaml
-    from diffaug_genomics.inputs import load_rows
+    from diffaug_genomics.io.h5 import load_rows
 
     assert load_yaml(dna / "config.yaml")["loss"]["temperature"] == 0.2
     assert len(load_rows(dna / "data.h5")[0]) == 128
@@ -741,8 +741,8 @@ def test_sigterm_and_sighup_mid_write_of_embed_and_samples(cmd, sig, data, dna_r
                                                            tmp_path, capsys, monkeypatch):
     """embed (and generate for tables) write at the end: the signal arrives while the HDF5 /
     .npy file is being written (half of it is on disk)."""
-    import diffaug_genomics.embed as embed_mod
     import diffaug_genomics.io.h5ad as h5ad_mod
+    import diffaug_genomics.modalities.sequences as embed_mod
 
     def interrupted(write):
         def wrapper(path, *args, **kwargs):

@@ -17,8 +17,9 @@ from diffaug_genomics.io.h5ad import (
     write_embeddings_h5ad,
 )
 from diffaug_genomics.io.images import read_images, write_images_h5
+from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.io.tables import read_table, read_tabular
-from diffaug_genomics.samples import ReadOptions, detect_modality
+from diffaug_genomics.modalities.detect import detect_modality
 
 DATA = Path(__file__).resolve().parent / "data"
 NO = ReadOptions()

@@ -10,7 +10,7 @@ from sklearn.decomposition import PCA
 from diffaug_genomics.alphabet import one_hot
 from diffaug_genomics.config import resolve_config
 from diffaug_genomics.kmers import kmer_counts, kmer_frequencies
-from diffaug_genomics.models.registry import get_modality
+from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.models.spectrum import SpectrumEncoder
 
 
@@ -122,7 +122,7 @@ def test_rc_option_makes_the_embedding_strand_invariant(example_rows):
 
 
 def test_default_and_paper_presets_use_it_and_tiny_keeps_the_conv_encoder():
-    from diffaug_genomics.models.registry import validate_config
+    from diffaug_genomics.modalities.registry import validate_config
 
     for preset, weight in (("default", 0.7), ("paper", 0.0)):
         cfg = resolve_config(preset)

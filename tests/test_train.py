@@ -11,7 +11,7 @@ import torch
 from conftest import MICRO
 
 from diffaug_genomics.config import resolve_config
-from diffaug_genomics.models.registry import get_modality
+from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.train.loop import StopRequested, Trainer, plan
 
 

@@ -274,6 +274,21 @@ def read_strings(ds: h5py.Dataset) -> list[str]:
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[()]]
 
 
+def read_strings_slice(ds: h5py.Dataset, start: int, stop: int) -> list[str]:
+    """UTF-8 strings ``ds[start:stop]`` as :class:`str`."""
+    return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[start:stop]]
+
+
+def load_rows(source: str | Path) -> tuple[np.ndarray, list[str], list[str] | None, dict]:
+    """Load a whole one-hot HDF5 file into memory: ``(onehot (N, L, 4) uint8, ids, labels, attrs)``."""
+    with open_onehot(source) as f:
+        onehot = f["onehot"][()]
+        ids = read_strings(f["ids"])
+        labels = read_strings(f["labels"]) if "labels" in f else None
+        attrs = dict(f.attrs)
+    return onehot, ids, labels, attrs
+
+
 def write_embeddings(path: str | Path, embeddings: np.ndarray, ids: Sequence[str],
                      labels: Sequence[str] | None = None,
                      attrs: Mapping[str, Any] | None = None) -> None:

@@ -28,7 +28,8 @@ import h5py
 import numpy as np
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.samples import ReadOptions, Samples
+from diffaug_genomics.io.samples import ReadOptions, Samples
+from diffaug_genomics.io.values import check_real_dtype, first_bad_value
 
 OBSM_KEY = "X_diffaug"
 UNS_KEY = "diffaug"
@@ -51,8 +52,6 @@ def _attr(node: h5py.HLObject, name: str) -> str | None:
 def _read_matrix(node: h5py.HLObject, path: Path) -> np.ndarray:
     """Dense ``(n, m)`` real numbers (not yet checked for NaN or range) from a dense dataset
     or a CSR / CSC group (validated: see :func:`_read_sparse`)."""
-    from diffaug_genomics.io.tables import check_real_dtype
-
     if isinstance(node, h5py.Dataset):
         if node.ndim != 2:
             raise InputError(f"/X has shape {node.shape}, expected (n_obs, n_vars)", path=path)
@@ -78,8 +77,6 @@ def _read_sparse(node: h5py.HLObject, path: Path) -> np.ndarray:
     integers; ``data`` real numbers, ``indices`` and ``indptr`` integers, all 1-D; ``indptr``
     of ``n_major + 1`` entries, from 0, never decreasing, ending at ``len(data) ==
     len(indices)``; every index in ``[0, n_minor)``."""
-    from diffaug_genomics.io.tables import check_real_dtype
-
     fmt = _attr(node, "encoding-type") or _attr(node, "h5sparse_format")
     shape = node.attrs.get("shape", node.attrs.get("h5sparse_shape"))
     if fmt is None or shape is None or not {"data", "indices", "indptr"} <= set(node):
@@ -207,8 +204,6 @@ def read_h5ad(path: Path, options: ReadOptions) -> Samples:
         raise InputError(f"/X has shape {x.shape}: no cells or no features", path=path)
     ids = obs_names if len(obs_names) == n else [str(i) for i in range(n)]
     names = var_names if len(var_names) == x.shape[1] else None
-    from diffaug_genomics.io.tables import first_bad_value
-
     found = first_bad_value(x)
     if found is not None:
         r, c, value, why = found

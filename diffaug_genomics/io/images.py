@@ -23,7 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.samples import ReadOptions, Samples, list_images, npy_kind
+from diffaug_genomics.io.samples import ReadOptions, Samples, list_images, load_npy, npy_kind
+from diffaug_genomics.io.values import check_real_dtype, first_bad_value
 
 
 def _no_label_options(path: Path, options: ReadOptions) -> None:
@@ -46,8 +47,6 @@ def _as_nhwc(arr: np.ndarray, path: Path) -> np.ndarray:
     if kind != "image" or arr.shape[0] == 0:
         raise InputError(f"array of shape {arr.shape}: expected (N, H, W) or (N, H, W, C) with "
                          "C in 1, 3, 4 and N > 0", path=path)
-    from diffaug_genomics.io.tables import check_real_dtype, first_bad_value
-
     check_real_dtype(arr.dtype, path, "pixel values")
     found = first_bad_value(arr)
     if found is not None:
@@ -108,8 +107,6 @@ def read_images(path: Path, options: ReadOptions) -> Samples:
     if path.is_dir():
         return read_image_folder(path)
     if path.suffix.lower() == ".npy":
-        from diffaug_genomics.samples import load_npy
-
         arr = load_npy(path)
         arr = _as_nhwc(arr, path)
         return Samples(arr, [str(i) for i in range(len(arr))], None, "image-npy")

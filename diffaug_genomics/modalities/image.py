@@ -12,13 +12,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from torch import nn
 
-from diffaug_genomics.errors import ConfigError, InputError
+from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.images import read_images
-from diffaug_genomics.models.registry import Augment, Modality
-from diffaug_genomics.samples import SampleIO, Samples
+from diffaug_genomics.io.samples import Samples
+from diffaug_genomics.modalities.arrays import (
+    SampleIO,
+    check_no_dna_options,
+    pca_knn_features,
+    rows_to_model,
+)
+from diffaug_genomics.modalities.base import Augment, Modality, unet_denoiser
+from diffaug_genomics.models.unet2d import UNet2D
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -81,14 +87,6 @@ def _encoder(cfg: Config, sample_shape: tuple[int, ...]) -> nn.Module:
                          embed_dim=e.embed_dim, image_size=(sample_shape[1], sample_shape[2]))
 
 
-def _denoiser(cfg: Config, sample_shape: tuple[int, ...], cond_dim: int) -> nn.Module:
-    from diffaug_genomics.models.unet2d import UNet2D
-
-    g = cfg.generator
-    return UNet2D(in_channels=sample_shape[0], channels=tuple(g.channels), cond_dim=cond_dim,
-                  time_dim=g.time_dim)
-
-
 def _handcrafted(cfg: Config) -> Augment:
     from diffaug_genomics.positives.image_views import SimCLRViews
 
@@ -100,26 +98,13 @@ def _handcrafted(cfg: Config) -> Augment:
                        blur_sigma=tuple(i.blur_sigma))
 
 
-def _knn_features(rows: Any, cfg: Config, seed: int) -> np.ndarray:
-    from diffaug_genomics.positives.pca import pca_features
-
-    return pca_features(np.asarray(rows), cfg.knn.pca_dim, seed)
-
-
-def check_no_dna_options(cfg: Config) -> None:
-    """Options that only DNA understands must be off."""
-    if cfg.encoder.rc:
-        raise ConfigError(f"config key 'encoder.rc': reverse-complement invariance is for DNA, "
-                          f"not modality '{cfg.modality}'")
-
-
 IMAGE = Modality(
     name="image",
-    to_model=lambda rows: torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)),
+    to_model=rows_to_model,
     build_encoder=_encoder,
-    build_denoiser=_denoiser,
+    build_denoiser=unet_denoiser(UNet2D),
     build_handcrafted=_handcrafted,
-    knn_features=_knn_features,
+    knn_features=pca_knn_features,
     to_diffusion=lambda x: x,
     from_diffusion=lambda x: x.clamp(-1.0, 1.0),
     io=SampleIO(read=read_images, fit=fit_image_preprocessing, transform=transform_images,

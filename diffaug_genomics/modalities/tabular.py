@@ -15,14 +15,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 from torch import nn
 
 from diffaug_genomics.errors import InputError
+from diffaug_genomics.io.samples import Samples
 from diffaug_genomics.io.tables import read_tabular
-from diffaug_genomics.modalities.image import check_no_dna_options
-from diffaug_genomics.models.registry import Augment, Modality
-from diffaug_genomics.samples import SampleIO, Samples
+from diffaug_genomics.modalities.arrays import (
+    SampleIO,
+    check_no_dna_options,
+    pca_knn_features,
+    rows_to_model,
+)
+from diffaug_genomics.modalities.base import Augment, Modality
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -92,19 +96,13 @@ def _handcrafted(cfg: Config) -> Augment:
     return ScarfCorruption(cfg.tabular.corruption_rate, cfg.tabular.noise_std)
 
 
-def _knn_features(rows: Any, cfg: Config, seed: int) -> np.ndarray:
-    from diffaug_genomics.positives.pca import pca_features
-
-    return pca_features(np.asarray(rows), cfg.knn.pca_dim, seed)
-
-
 TABULAR = Modality(
     name="tabular",
-    to_model=lambda rows: torch.from_numpy(np.ascontiguousarray(rows, dtype=np.float32)),
+    to_model=rows_to_model,
     build_encoder=_encoder,
     build_denoiser=_denoiser,
     build_handcrafted=_handcrafted,
-    knn_features=_knn_features,
+    knn_features=pca_knn_features,
     to_diffusion=lambda x: x,
     from_diffusion=lambda x: x,
     io=SampleIO(read=read_tabular, fit=fit_scaling, transform=transform_table,

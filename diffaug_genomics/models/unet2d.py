@@ -15,37 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffaug_genomics.models.conditioning import Conditioning
+from diffaug_genomics.models.unet import UNetLevels
 
 __all__ = ["UNet2D"]
 
 
-class _ResBlock2D(nn.Module):
-    """GroupNorm-SiLU-conv, GroupNorm + FiLM from the embedding, SiLU-dropout-conv, plus skip."""
-
-    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float) -> None:
-        super().__init__()
-        self.norm1 = nn.GroupNorm(groups, in_ch)
-        self.conv1 = nn.Conv2d(in_ch, out_ch, 3, padding=1)
-        self.film = nn.Linear(emb_dim, 2 * out_ch)
-        self.norm2 = nn.GroupNorm(groups, out_ch)
-        self.dropout = nn.Dropout(dropout)
-        self.conv2 = nn.Conv2d(out_ch, out_ch, 3, padding=1)
-        self.skip = nn.Conv2d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
-
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        scale, shift = self.film(emb)[:, :, None, None].chunk(2, dim=1)
-        h = self.norm2(h) * (1.0 + scale) + shift
-        h = self.conv2(self.dropout(F.silu(h)))
-        return h + self.skip(x)
-
-
-class UNet2D(nn.Module):
+class UNet2D(UNetLevels):
     """Conditional 2D U-Net: ``(x_t (N, C, H, W), t (N,), cond (N, cond_dim))`` -> like ``x_t``.
 
     One level per entry of ``channels`` (resolutions H, H/2, ...): a residual block per level
@@ -74,31 +53,10 @@ class UNet2D(nn.Module):
         self.in_channels = in_channels
         self.channels = channels
         self.cond_dim = cond_dim
-        self.levels = len(channels)
         self.conditioning = Conditioning(cond_dim, time_dim)
         self.input_proj = nn.Conv2d(in_channels, channels[0], 3, padding=1)
         self.input_cond = nn.Linear(time_dim, channels[0])
-        self.down = nn.ModuleList()
-        self.downsample = nn.ModuleList()
-        prev = channels[0]
-        for i, ch in enumerate(channels):
-            self.down.append(_ResBlock2D(prev, ch, time_dim, groups, dropout))
-            prev = ch
-            if i < self.levels - 1:
-                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-        self.mid = nn.ModuleList([_ResBlock2D(prev, prev, time_dim, groups, dropout)
-                                  for _ in range(2)])
-        self.up = nn.ModuleList()
-        self.upsample = nn.ModuleList()
-        for i in reversed(range(self.levels)):
-            ch = channels[i]
-            self.up.append(_ResBlock2D(prev + ch, ch, time_dim, groups, dropout))
-            prev = ch
-            if i > 0:
-                self.upsample.append(nn.Conv2d(ch, channels[i - 1], 3, padding=1))
-                prev = channels[i - 1]
-        self.out_norm = nn.GroupNorm(groups, channels[0])
-        self.out_conv = nn.Conv2d(channels[0], in_channels, 3, padding=1)
+        self.build_levels(channels, time_dim, groups, dropout, dims=2)
 
     def forward(self, x_t: Tensor, t: Tensor, cond: Tensor | None,
                 drop_cond: Tensor | None = None) -> Tensor:
@@ -107,22 +65,5 @@ class UNet2D(nn.Module):
             raise ValueError(f"expected (N, {self.in_channels}, H, W), got {tuple(x_t.shape)}")
         n, _, height, width = x_t.shape
         emb, c_emb = self.conditioning(t, cond, drop_cond, n, x_t.dtype)
-        multiple = 2 ** (self.levels - 1)
-        pad_h, pad_w = (-height) % multiple, (-width) % multiple
-        h = F.pad(x_t, (0, pad_w, 0, pad_h)) if pad_h or pad_w else x_t
-        h = self.input_proj(h) + self.input_cond(F.silu(c_emb))[:, :, None, None]
-        skips = []
-        for i, block in enumerate(self.down):
-            h = block(h, emb)
-            skips.append(h)
-            if i < self.levels - 1:
-                h = self.downsample[i](h)
-        for block in self.mid:
-            h = block(h, emb)
-        for j, block in enumerate(self.up):
-            skip = skips.pop()
-            h = block(torch.cat([h[..., :skip.shape[2], :skip.shape[3]], skip], dim=1), emb)
-            if j < self.levels - 1:
-                h = self.upsample[j](F.interpolate(h, scale_factor=2.0, mode="nearest"))
-        out = self.out_conv(F.silu(self.out_norm(h)))
-        return out[..., :height, :width]
+        h = self.input_proj(self.pad_input(x_t)) + self.input_cond(F.silu(c_emb))[:, :, None, None]
+        return self.run_levels(h, emb, (height, width))

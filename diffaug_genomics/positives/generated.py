@@ -16,7 +16,7 @@ from diffaug_genomics.config import BankConfig
 
 if TYPE_CHECKING:
     from diffaug_genomics.diffusion import Diffusion
-    from diffaug_genomics.models.registry import Modality
+    from diffaug_genomics.modalities.base import Modality
 
 __all__ = ["generated_positives"]
 

@@ -237,7 +237,7 @@ def _embedding_section(state: RunState, points: Any, tsne: bool, seed: int
 
 
 def _positives_section(state: RunState, points: Any) -> tuple[str, Any]:
-    from diffaug_genomics.report import data, figures
+    from diffaug_genomics.report import data, positives
 
     if points.rows is None:
         return "<p>No positives shown: the run's data were not found (give --input).</p>", None
@@ -248,12 +248,12 @@ def _positives_section(state: RunState, points: Any) -> tuple[str, Any]:
              f"the positives the encoder trained on, for {len(points.rows)} of its "
              f"{bank.total} sources ({bank.positives.shape[1]} per source).</p>")
     if state.modality == "dna":
-        p = figures.dna_positives(points.rows, bank.positives)
-        fig = figures.dna_positives_figure(p, bank.round)
+        p = positives.dna_positives(points.rows, bank.positives)
+        fig = positives.dna_positives_figure(p, bank.round)
         k = bank.positives.shape[1]
         pairs = []
         for i in range(min(PAIRS_SHOWN, len(points.rows))):
-            block = figures.pair_markup(p.src_bases[i], p.pos_bases[i, 0], p.called[i])
+            block = positives.pair_markup(p.src_bases[i], p.pos_bases[i, 0], p.called[i])
             ident = p.identity[i * k]
             pairs.append(f"<p><b>{esc(points.ids[i])}</b>: identity {ident:.2f} (differences "
                          f"in red)</p><pre class=\"pair\">{block}</pre>")
@@ -262,21 +262,21 @@ def _positives_section(state: RunState, points: Any) -> tuple[str, Any]:
         return intro + summary + img(fig) + "<h3>Source / positive pairs</h3>" + \
             "".join(pairs), fig
     if state.modality == "image":
-        from diffaug_genomics.models.registry import get_modality
+        from diffaug_genomics.modalities.registry import get_modality
 
         src = get_modality(state.modality).to_model(points.rows[:8]).numpy()
-        fig = figures.image_grid(src, bank.positives[:8], bank.round)
+        fig = positives.image_grid(src, bank.positives[:8], bank.round)
         return intro + img(fig), fig
     real = points.rows.reshape(len(points.rows), -1)
     names = _feature_names(state)
-    fig = figures.table_features(real, bank.positives.reshape(len(real), -1, real.shape[1]),
+    fig = positives.table_features(real, bank.positives.reshape(len(real), -1, real.shape[1]),
                                  bank.round, names)
     return intro + img(fig), fig
 
 
 def _feature_names(state: RunState) -> list[str] | None:
     try:
-        from diffaug_genomics.samples import load_preprocess
+        from diffaug_genomics.modalities.arrays import load_preprocess
 
         names = load_preprocess(state.root)["state"].get("feature_names")
         return list(names) if names else None

@@ -63,8 +63,7 @@ def _read_dna(path: Path, state: RunState, max_points: int, seed: int
     from diffaug_genomics.io.h5 import is_hdf5
 
     if is_hdf5(path):
-        from diffaug_genomics.inputs import read_strings_slice
-        from diffaug_genomics.io.h5 import open_onehot
+        from diffaug_genomics.io.h5 import open_onehot, read_strings_slice
 
         with open_onehot(path) as f:
             total = int(f["onehot"].shape[0])
@@ -76,7 +75,7 @@ def _read_dna(path: Path, state: RunState, max_points: int, seed: int
                 all_labels = read_strings_slice(f["labels"], 0, total)
                 labels = [all_labels[i] for i in idx]
         return onehot, [all_ids[i] for i in idx], labels, idx, total
-    from diffaug_genomics.inputs import iter_chunks
+    from diffaug_genomics.modalities.sequences import iter_chunks
 
     data = state.config.get("data", {}) or {}
     length = state.sample_shape[0] if state.sample_shape else data.get("length")
@@ -90,8 +89,9 @@ def _read_dna(path: Path, state: RunState, max_points: int, seed: int
 def _read_samples(path: Path, state: RunState, max_points: int, seed: int
                   ) -> tuple[np.ndarray, list[str], list[str] | None, np.ndarray, int]:
     """Images / tables: read with the run's modality and stored preprocessing."""
-    from diffaug_genomics.models.registry import get_modality
-    from diffaug_genomics.samples import ReadOptions, load_preprocess, read_samples
+    from diffaug_genomics.io.samples import ReadOptions
+    from diffaug_genomics.modalities.arrays import load_preprocess, read_samples
+    from diffaug_genomics.modalities.registry import get_modality
 
     modality = get_modality(state.modality)
     record = load_preprocess(state.root)
@@ -110,7 +110,7 @@ def load_encoder(state: RunState, sample_shape: tuple[int, ...]):  # noqa: ANN20
     """The run's encoder on the CPU (eval mode): ``encoder.pt`` when finished, else the encoder
     of ``checkpoints/latest.pt``; ``(encoder, what)`` or ``(None, why not)``."""
     from diffaug_genomics.config import config_from_dict
-    from diffaug_genomics.models.registry import get_modality
+    from diffaug_genomics.modalities.registry import get_modality
     from diffaug_genomics.train import checkpoint as ckpt
 
     cfg = config_from_dict(state.config)
@@ -132,7 +132,7 @@ def collect_points(state: RunState, *, input_path: str | Path | None,
                    embeddings: str | Path | None, labels: str | Path | None,
                    max_points: int, seed: int = 0) -> PointSet:
     """The rows the embedding map and the scores use (see :class:`PointSet`)."""
-    from diffaug_genomics.models.registry import get_modality
+    from diffaug_genomics.modalities.registry import get_modality
 
     modality = get_modality(state.modality)
     data_path = training_input(state, input_path)
@@ -206,8 +206,7 @@ def _rows_for_ids(path: Path, state: RunState, ids: list[str]
     from diffaug_genomics.io.h5 import is_hdf5
 
     if state.modality == "dna" and is_hdf5(path):
-        from diffaug_genomics.inputs import read_strings_slice
-        from diffaug_genomics.io.h5 import open_onehot
+        from diffaug_genomics.io.h5 import open_onehot, read_strings_slice
 
         with open_onehot(path) as f:
             total = int(f["onehot"].shape[0])
@@ -236,7 +235,7 @@ def _rows_for_ids(path: Path, state: RunState, ids: list[str]
 def _read_embeddings(path: Path, state: RunState
                      ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:
     from diffaug_genomics.evaluate_inputs import read_for_evaluation
-    from diffaug_genomics.samples import ReadOptions
+    from diffaug_genomics.io.samples import ReadOptions
 
     if not path.is_file():
         raise InputError("no such file", path=path)

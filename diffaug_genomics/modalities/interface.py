@@ -1,0 +1,142 @@
+"""The input and output half of the modality interface: :class:`ModalityIO` (what ``embed``,
+``generate`` and ``evaluate`` ask of a modality) and the values passing through it.
+
+Implementations: :class:`~diffaug_genomics.modalities.sequences.SequenceIO` (DNA: FASTA /
+one-hot HDF5 in, FASTA out) and :class:`~diffaug_genomics.modalities.arrays.SampleIO` (images,
+tables and array plugins: a reader plus a fitted preprocessing).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import torch
+
+from diffaug_genomics.io.samples import ReadOptions
+
+if TYPE_CHECKING:
+    from diffaug_genomics.modalities.base import Modality
+    from diffaug_genomics.runs import FinishedRun
+
+
+@dataclass
+class Chunk:
+    """A block of input rows in the run's stored layout: ``rows (n, ...)`` (sequences: one-hot
+    ``(n, L, 4) uint8``; images / tables: preprocessed ``float32`` rows), ids, labels (or None).
+
+    Sequences also carry each record's own length (``lengths (n,)``) and the policy that
+    placed it in its row (``center`` rows start at ``(L - length)//2``).
+    """
+
+    rows: np.ndarray
+    ids: list[str]
+    labels: list[str] | None
+    lengths: np.ndarray | None = None
+    policy: str = "pad"
+
+    @property
+    def onehot(self) -> np.ndarray:
+        """Sequence chunks: the one-hot rows ``(n, L, 4) uint8`` (same as :attr:`rows`)."""
+        return self.rows
+
+    def slice(self, lo: int, hi: int) -> Chunk:
+        """Rows ``[lo, hi)`` of this chunk."""
+        return Chunk(self.rows[lo:hi], self.ids[lo:hi],
+                     None if self.labels is None else self.labels[lo:hi],
+                     None if self.lengths is None else self.lengths[lo:hi], self.policy)
+
+
+@dataclass
+class RunInput:
+    """An input opened for a finished run: its chunks (read lazily where the modality streams),
+    the number of rows when known up front (progress), and what writing outputs needs to know
+    of it (the ``Samples`` read and the run's preprocessing record, for arrays)."""
+
+    chunks: Iterable[Chunk]
+    total: int | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """Sampler settings of ``generate``: positives per source, DDIM steps, SDEdit strength,
+    guidance scale, seed."""
+
+    per_sequence: int
+    steps: int
+    strength: float
+    guidance_scale: float
+    seed: int
+
+
+class PositivesWriter(AbstractContextManager):
+    """Receives generated positives batch by batch and writes them (``with`` block: the file is
+    complete, or absent, when it ends)."""
+
+    def check(self, chunk: Chunk) -> None:  # noqa: B027 - optional hook
+        """Refuse a chunk the run cannot generate from (raises :class:`InputError`)."""
+
+    @abstractmethod
+    def add(self, chunk: Chunk, lo: int, hi: int, sources: torch.Tensor,
+            samples: torch.Tensor) -> None:
+        """Positives of rows ``[lo, hi)`` of ``chunk``: ``sources (n*K, ...)`` (each source
+        repeated K times, model layout) and ``samples (n*K, ...)`` in the diffusion's space."""
+
+    @abstractmethod
+    def summary(self, seconds: float) -> Any:
+        """What was written, with a ``line()`` for the log."""
+
+
+class ModalityIO(ABC):
+    """A modality's input and output handling (see the module docstring)."""
+
+    noun = "samples"
+    """What one input row is called in summaries (``sequences``, ``samples``)."""
+    rate_unit = "samples"
+    """Unit of the embedding rate in ``embed`` 's summary (``seq/s``, ``samples/s``)."""
+    progress_unit: tuple[str | None, str] = (None, "sample")
+    """Progress-bar units of ``embed`` and ``generate`` (None: no bar)."""
+    shardable = False
+    """Whether ``embed`` / ``generate`` accept ``--shard`` (which needs :meth:`count_rows`)."""
+
+    @abstractmethod
+    def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
+        """Open ``source`` as rows of ``run`` (its length or preprocessing); bad input raises
+        :class:`InputError`."""
+
+    def count_rows(self, run: FinishedRun, source: str | Path) -> int:
+        """How many rows :meth:`open_input` yields, without keeping them (for ``--shard``)."""
+        raise NotImplementedError
+
+    def embedding_attrs(self, run: FinishedRun) -> dict[str, Any]:
+        """Attributes of the embeddings file beyond the run, config hash, checkpoint, source."""
+        return {}
+
+    @abstractmethod
+    def write_embeddings(self, path: Path, emb: np.ndarray, ids: list[str],
+                         labels: list[str] | None, attrs: dict[str, Any],
+                         inp: RunInput) -> str | None:
+        """Write ``emb (N, D) float32`` at ``path``; returns the output format's name for the
+        summary (None: the default ``embeddings/1`` HDF5, not named)."""
+
+    def check_positives_output(self, output: str | Path) -> None:  # noqa: B027 - optional hook
+        """Refuse an output ``generate`` cannot write for this modality."""
+
+    @abstractmethod
+    def positives_writer(self, run: FinishedRun, inp: RunInput, source: str | Path,
+                         output: str | Path, sampling: Sampling, force: bool,
+                         inputs: tuple) -> PositivesWriter:
+        """The writer of ``generate`` 's positives to ``output`` (``-``: standard output where
+        the modality allows it)."""
+
+    @abstractmethod
+    def raw_features(self, modality: Modality, path: Path, options: ReadOptions
+                     ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:
+        """``evaluate`` of an input that is not an embeddings file: ``(features (N, F) float32,
+        ids, labels or None, attributes)``, or an :class:`InputError` saying why not."""

@@ -1,0 +1,208 @@
+"""DNA's input and output: sequences read in chunks from a diffaug one-hot HDF5 file or FASTA,
+embeddings written as ``embeddings/1`` HDF5, generated positives written as FASTA.
+
+FASTA is encoded on the fly with the same code as ``diffaug encode`` (streaming, chunked), so
+``fit``, ``embed`` and ``generate`` accept either form. Generated positives are argmax-decoded;
+each positive has its source's own length, and its header names the source and the sampler
+settings: ``>{id}|pos{k} source={id} steps={S} strength={s}``.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+import numpy as np
+import torch
+
+from diffaug_genomics.alphabet import decode
+from diffaug_genomics.errors import InputError
+from diffaug_genomics.io.atomic import atomic_output
+from diffaug_genomics.io.fasta import read_fasta
+from diffaug_genomics.io.h5 import (
+    is_hdf5,
+    open_onehot,
+    read_embeddings,
+    read_strings_slice,
+    write_embeddings,
+)
+from diffaug_genomics.io.onehot import encode_records
+from diffaug_genomics.io.samples import ReadOptions
+from diffaug_genomics.modalities.interface import (
+    Chunk,
+    ModalityIO,
+    PositivesWriter,
+    RunInput,
+    Sampling,
+)
+
+if TYPE_CHECKING:
+    from diffaug_genomics.modalities.base import Modality
+    from diffaug_genomics.runs import FinishedRun
+
+READ_ROWS = 4096
+
+
+def iter_chunks(source: str | Path, length: int | None = None, policy: str = "center",
+                stride: int | None = None, rows: int = READ_ROWS) -> Iterator[Chunk]:
+    """Stream ``source`` (HDF5 from ``diffaug encode``, FASTA path, or ``-`` for stdin) in chunks.
+
+    FASTA is encoded to ``length`` bp with ``policy``; HDF5 rows are returned as stored.
+    """
+    if str(source) != "-" and is_hdf5(source):
+        with open_onehot(source) as f:
+            n = f["onehot"].shape[0]
+            has_labels = "labels" in f
+            stored_policy = str(f.attrs.get("policy", "pad"))
+            for start in range(0, n, rows):
+                stop = min(start + rows, n)
+                labels = None
+                if has_labels:
+                    labels = [s.decode() if isinstance(s, bytes) else str(s)
+                              for s in f["labels"][start:stop]]
+                yield Chunk(f["onehot"][start:stop], read_strings_slice(f["ids"], start, stop),
+                            labels, f["lengths"][start:stop], stored_policy)
+        return
+    if length is None:
+        raise InputError("FASTA input needs a sequence length (the run's data.length)", path=source)
+    for enc in encode_records(read_fasta(source), length, policy, stride, chunk_records=rows):
+        yield Chunk(enc.onehot, list(enc.ids), None, np.asarray(enc.lengths), policy)
+
+
+def count_rows(source: str | Path, length: int | None, policy: str, stride: int | None) -> int:
+    """How many rows ``source`` yields (HDF5: stored rows; FASTA: rows after encoding)."""
+    if str(source) == "-":
+        raise InputError("--shard needs an input file (every shard reads it), not stdin")
+    if is_hdf5(source):
+        with open_onehot(source) as f:
+            return int(f["onehot"].shape[0])
+    return sum(len(chunk.ids) for chunk in iter_chunks(source, length, policy, stride))
+
+
+def row_offset(policy: str, length: int, own: int) -> int:
+    """Where a record's own bases start in a stored row of ``length`` bp (``own`` of them)."""
+    return (length - own) // 2 if policy == "center" and own < length else 0
+
+
+@dataclass
+class GenerateSummary:
+    n_sources: int
+    n_generated: int
+    identity: float
+    gc_generated: float
+    gc_source: float
+    seconds: float
+    skipped: Path | None = None
+
+    def line(self) -> str:
+        if self.skipped is not None:
+            return f"{self.skipped} is complete already: skipped"
+        per_k = 1000 * self.seconds / max(self.n_generated, 1)
+        return (f"generated {self.n_generated} positives of {self.n_sources} sequences: mean "
+                f"identity to source {self.identity:.3f}, GC {self.gc_generated:.3f} (source "
+                f"{self.gc_source:.3f}), {per_k:.1f} s per 1000 sequences")
+
+
+class FastaPositives(PositivesWriter):
+    """Generated positives as FASTA (``-``: standard output), K per source in input order, each
+    cut to its source's own bases; keeps the mean identity to the source and GC contents."""
+
+    def __init__(self, run: FinishedRun, source: str | Path, output: str | Path,
+                 sampling: Sampling, force: bool, inputs: tuple) -> None:
+        self.length, self.source, self.sampling = run.sample_shape[-1], source, sampling
+        self._stack = ExitStack()
+        if str(output) == "-":
+            self.out: TextIO = sys.stdout
+        else:
+            tmp = self._stack.enter_context(atomic_output(output, force, inputs))
+            self.out = self._stack.enter_context(open(tmp, "w"))
+        self.n_sources = self.n_generated = 0
+        self.identity = self.gc_generated = self.gc_source = 0.0
+
+    def __exit__(self, *exc: object) -> bool | None:
+        if exc[0] is None:
+            self.out.flush()
+        return self._stack.__exit__(*exc)
+
+    def check(self, chunk: Chunk) -> None:
+        if chunk.rows.shape[1] != self.length:
+            raise InputError(f"rows are {chunk.rows.shape[1]} bp but the run was trained "
+                             f"on {self.length} bp", path=self.source)
+
+    def add(self, chunk: Chunk, lo: int, hi: int, sources: torch.Tensor,
+            samples: torch.Tensor) -> None:
+        k, s = self.sampling.per_sequence, self.sampling
+        seqs = decode(samples.permute(0, 2, 1).cpu().numpy())  # (n*K, L, 4) scores
+        rows = chunk.rows[lo:hi]
+        for i in range(hi - lo):
+            sid, own = chunk.ids[lo + i], int(chunk.lengths[lo + i])
+            off = row_offset(chunk.policy, self.length, own)
+            src = decode(rows[i])[off:off + own]
+            for j in range(k):
+                seq = seqs[i * k + j][off:off + own]
+                self.out.write(f">{sid}|pos{j} source={sid} steps={s.steps} "
+                               f"strength={s.strength:g}\n{seq}\n")
+                self.identity += _identity(seq, src)
+                self.gc_generated += _gc(seq)
+                self.gc_source += _gc(src)
+                self.n_generated += 1
+        self.n_sources += hi - lo
+
+    def summary(self, seconds: float) -> GenerateSummary:
+        n = max(self.n_generated, 1)
+        return GenerateSummary(self.n_sources, self.n_generated, self.identity / n,
+                               self.gc_generated / n, self.gc_source / n, seconds)
+
+
+def _identity(a: str, b: str) -> float:
+    if not a:
+        return 1.0
+    x, y = np.frombuffer(a.encode(), np.uint8), np.frombuffer(b.encode(), np.uint8)
+    return float((x == y).mean())
+
+
+def _gc(s: str) -> float:
+    called = sum(s.count(c) for c in "ACGT")
+    return (s.count("G") + s.count("C")) / called if called else 0.0
+
+
+class SequenceIO(ModalityIO):
+    """FASTA / one-hot HDF5 in (streamed, shardable), ``embeddings/1`` HDF5 and FASTA out."""
+
+    noun = "sequences"
+    rate_unit = "seq"
+    progress_unit = ("seq", "seq")
+    shardable = True
+
+    def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
+        data = run.config.data
+        return RunInput(iter_chunks(source, run.sample_shape[-1], data.policy, data.stride))
+
+    def count_rows(self, run: FinishedRun, source: str | Path) -> int:
+        data = run.config.data
+        return count_rows(source, run.sample_shape[-1], data.policy, data.stride)
+
+    def write_embeddings(self, path: Path, emb: np.ndarray, ids: list[str],
+                         labels: list[str] | None, attrs: dict[str, Any],
+                         inp: RunInput) -> str | None:
+        write_embeddings(path, emb, ids, labels, attrs)
+        return None
+
+    def positives_writer(self, run: FinishedRun, inp: RunInput, source: str | Path,
+                         output: str | Path, sampling: Sampling, force: bool,
+                         inputs: tuple) -> PositivesWriter:
+        return FastaPositives(run, source, output, sampling, force, inputs)
+
+    def raw_features(self, modality: Modality, path: Path, options: ReadOptions
+                     ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:
+        # sequences are not features (--features kmer:K scores them): let the embeddings
+        # reader say what the file is not
+        return read_embeddings(path)
+
+
+SEQUENCE_IO = SequenceIO()
+"""The input and output of DNA (and of any modality without its own ``io``)."""
