@@ -24,9 +24,8 @@ import torch
 from diffaug_genomics.alphabet import one_hot
 from diffaug_genomics.config import resolve_config
 from diffaug_genomics.diffusion import Diffusion
-from diffaug_genomics.inputs import load_rows
-from diffaug_genomics.io.h5 import OneHotWriter
-from diffaug_genomics.models.registry import get_modality
+from diffaug_genomics.io.h5 import OneHotWriter, load_rows
+from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.train.loop import Trainer
 from diffaug_genomics.train.precision import autocast, resolve_precision, wrap
 
@@ -196,7 +195,7 @@ def precision_speedups(rows: np.ndarray, cfg, device: torch.device) -> dict:  # 
     """Seconds per encoder step, generator step and default bank-sampler batch, in fp32 and in
     bf16 autocast, on the same models and data: ``{phase: (fp32 s, bf16 s)}``."""
     from diffaug_genomics.losses import info_nce_loss
-    from diffaug_genomics.models.registry import build_head
+    from diffaug_genomics.modalities.base import build_head
 
     dna = get_modality("dna")
     x = dna.to_model(rows).to(device)
@@ -254,7 +253,7 @@ def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
     positives and no checkpoint, log or bank. Returns both ratios and a line saying where the
     time goes (the checkpoint column: its cost at the cadence, and per write)."""
     from diffaug_genomics.losses import info_nce_loss
-    from diffaug_genomics.models.registry import build_head
+    from diffaug_genomics.modalities.base import build_head
     from diffaug_genomics.train.loop import Stage
 
     cfg = resolve_config("default", overrides=[*overrides, "schedule.rounds=1"])
@@ -405,7 +404,7 @@ def memory_per_batch(cfg, batch_sizes: tuple[int, ...] = (128, 256, 512, 1024), 
     and the generator phase (``B`` rows), plus the weights, gradients and AdamW state of each
     model (4x the parameters, float32). One line per batch size."""
     from diffaug_genomics.losses import info_nce_loss
-    from diffaug_genomics.models.registry import build_head
+    from diffaug_genomics.modalities.base import build_head
 
     dna = get_modality("dna")
     rows = example_rows(max(batch_sizes) * 2)

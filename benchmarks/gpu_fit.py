@@ -80,7 +80,7 @@ def main() -> int:
     from bench_fit import loop_overhead
 
     from diffaug_genomics.fit import fit
-    from diffaug_genomics.inputs import load_rows
+    from diffaug_genomics.io.h5 import load_rows
     from diffaug_genomics.train.precision import resolve_precision
 
     device = torch.device(args.device)

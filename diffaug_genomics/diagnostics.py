@@ -22,6 +22,9 @@ from torch import Tensor, nn
 
 MAX_DIAGNOSTIC_ROWS = 2048
 """Most training rows in the fixed, seeded sample the diagnostics are computed on."""
+COLLAPSE_FRACTION = 0.10
+"""An embedding whose effective rank is below this fraction of its size has collapsed (``fit``
+warns once; ``diffaug report`` says so)."""
 
 
 def diagnostic_sample(n: int, seed: int, size: int = MAX_DIAGNOSTIC_ROWS) -> np.ndarray:

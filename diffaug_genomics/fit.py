@@ -34,15 +34,14 @@ from typing import TYPE_CHECKING
 from diffaug_genomics._version import __version__
 from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_yaml, resolve_config
 from diffaug_genomics.errors import DiffaugError, InputError
-from diffaug_genomics.io.h5 import is_hdf5
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.train.precision import resolve_precision
 
 if TYPE_CHECKING:
     import torch
 
-    from diffaug_genomics.models.registry import Modality
-    from diffaug_genomics.samples import ReadOptions
+    from diffaug_genomics.io.samples import ReadOptions
+    from diffaug_genomics.modalities.base import Modality
     from diffaug_genomics.train.distributed import DistContext
 
 PREEMPTED_EXIT_CODE = 75
@@ -72,29 +71,6 @@ def versions() -> dict[str, str]:
 
     return {"diffaug_genomics": __version__, "torch": str(torch.__version__),
             "numpy": str(numpy.__version__), "python": platform.python_version()}
-
-
-def prepare_data(source: str | Path, run_dir: Path, cfg: Config, reuse: bool = False) -> Path:
-    """The HDF5 file to train on: ``source`` itself, or FASTA encoded into ``run_dir/data.h5``
-    (an existing ``data.h5`` is reused only with ``reuse``: a resumed run, whose input was
-    checked to be the same; a new run re-encodes what a failed run may have left)."""
-    if str(source) != "-":
-        path = Path(source)
-        if not path.exists():
-            raise InputError("no such file", path=path)
-        if path.is_dir():
-            raise InputError("is a directory, expected FASTA or a diffaug HDF5 file", path=path)
-        if is_hdf5(path):
-            return path
-    data = run_dir / "data.h5"
-    if data.exists() and reuse:
-        return data
-    from diffaug_genomics.encode import encode_fasta
-
-    summary = encode_fasta(source, data, length=cfg.data.length, policy=cfg.data.policy,
-                           stride=cfg.data.stride, force=True)
-    LOG.info("encoded %s -> %s: %s", source, data, summary.line())
-    return data
 
 
 def input_fingerprint(source: str | Path) -> dict[str, object]:
@@ -184,7 +160,7 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     """Train a DiffAug encoder (and generator) on ``source``; see the module docstring.
 
     The modality is ``modality``, else the one a config layer names, else detected from the
-    input (:func:`diffaug_genomics.samples.detect_modality`). ``backbone``
+    input (:func:`diffaug_genomics.modalities.detect.detect_modality`). ``backbone``
     (``package.module:factory``) registers a third-party modality first and selects it.
     ``label_column`` / ``obs_key`` name a CSV column / ``.h5ad`` obs key of labels (never
     features; fit does not use them). ``precision`` / ``compile`` set those config keys
@@ -198,8 +174,8 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     """
     import time
 
-    from diffaug_genomics.models.registry import get_modality
-    from diffaug_genomics.samples import ReadOptions, choose_modality
+    from diffaug_genomics.io.samples import ReadOptions
+    from diffaug_genomics.modalities.registry import choose_modality, get_modality
     from diffaug_genomics.train.distributed import env_context, process_group, resolve_device
     from diffaug_genomics.train.loop import RunPaths
 
@@ -241,7 +217,7 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     ctx = env_context()
     dev = resolve_device(cfg.device, ctx)
     modality = get_modality(cfg.modality)
-    from diffaug_genomics.models.registry import validate_config
+    from diffaug_genomics.modalities.registry import validate_config
 
     validate_config(modality, cfg)
     options = ReadOptions(label_column, obs_key)
@@ -291,8 +267,6 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
     recorded in config.yaml), else :class:`InputError`."""
     import torch
 
-    from diffaug_genomics.inputs import load_rows
-    from diffaug_genomics.samples import prepare_rows
     from diffaug_genomics.train.distributed import barrier
     from diffaug_genomics.train.loop import RunPaths, StopRequested, Trainer
 
@@ -314,22 +288,13 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         _check_same_input(source, run_dir, saved_record, fingerprint)
     handler = _attach_log(run_dir) if ctx.is_main else None
     try:
-        if modality.io is None:  # DNA
-            if ctx.is_main:
-                data_path = prepare_data(source, run_dir, cfg, reuse=resume)
-            barrier()  # FASTA input: the others read the data.h5 rank 0 wrote
-            if not ctx.is_main:
-                data_path = prepare_data(source, run_dir, cfg, reuse=True)
-            rows, _, _, attrs = load_rows(data_path)
-            what = f"{len(rows)} sequences of {rows.shape[1]} bp"
-        else:  # images, tables, plugins: rank 0 fits and stores the preprocessing first
-            if ctx.is_main:
-                rows = prepare_rows(source, run_dir, cfg, modality, options, reuse=resume)
-            barrier()
-            if not ctx.is_main:
-                rows = prepare_rows(source, run_dir, cfg, modality, options, reuse=True)
-            data_path, attrs = source, {}
-            what = f"{len(rows)} samples of shape {tuple(rows.shape[1:])}"
+        io = modality.data_io  # rank 0 prepares (encodes FASTA, fits the preprocessing) first
+        if ctx.is_main:
+            data = io.training_data(modality, source, run_dir, cfg, options, reuse=resume)
+        barrier()  # the others read the data.h5 / preprocess.json rank 0 wrote
+        if not ctx.is_main:
+            data = io.training_data(modality, source, run_dir, cfg, options, reuse=True)
+        rows, data_path, attrs, what = data.rows, data.path, data.attrs, data.what
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)
         per_rank = min(cfg.optim.batch_size, len(rows) // ctx.world_size)

@@ -11,12 +11,12 @@ from torch import nn
 
 from diffaug_genomics.config import Config, config_from_dict
 from diffaug_genomics.errors import InputError
+from diffaug_genomics.guards import require_finite
 from diffaug_genomics.modalities.arrays import PREPROCESS_FILE, load_preprocess
 from diffaug_genomics.modalities.base import Modality
 from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.train import checkpoint as ckpt
-from diffaug_genomics.train.guards import require_finite
 from diffaug_genomics.train.precision import resolve_precision, wrap
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ from conftest import MICRO
 
 from diffaug_genomics.config import resolve_config
 from diffaug_genomics.diffusion import Diffusion
-from diffaug_genomics.models.registry import get_modality
+from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.train.precision import autocast, wrap
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(

@@ -864,7 +864,7 @@ def test_errors_name_the_right_file_in_one_line(case, data, dna_run, tmp_path, c
 
 
 def test_finite_loss_guard_and_bounds_directly():
-    from diffaug_genomics.train.guards import NonFiniteError, check_finite_loss, require_finite
+    from diffaug_genomics.guards import NonFiniteError, check_finite_loss, require_finite
 
     check_finite_loss(1.5, "warmup", 3)
     for bad in (math.nan, math.inf, -math.inf):

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.arrays import SampleIO
 from diffaug_genomics.modalities.base import Modality
 from diffaug_genomics.modalities.interface import Chunk, ModalityIO
@@ -35,14 +34,11 @@ def test_a_modality_without_io_reads_sequences():
 
 
 def test_former_import_paths_give_the_same_objects():
-    from diffaug_genomics import inputs, samples
     from diffaug_genomics.modalities import registry as new
     from diffaug_genomics.models import registry as old
 
     assert old.get_modality is new.get_modality and old._REGISTRY is new._REGISTRY
     assert old.Modality is Modality and old.DNA is new.get_modality("dna")
-    assert samples.ReadOptions is ReadOptions and samples.SampleIO is SampleIO
-    assert inputs.iter_chunks is iter_chunks and inputs.Chunk is Chunk
 
 
 def test_chunk_slice_keeps_rows_ids_labels_and_lengths():

@@ -13,7 +13,7 @@ from test_train import assert_same, final_state, make_trainer
 
 from diffaug_genomics.config import config_from_dict, resolve_config
 from diffaug_genomics.errors import ConfigError
-from diffaug_genomics.models.registry import get_modality
+from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.train import compiled
 from diffaug_genomics.train.loop import StopRequested
 from diffaug_genomics.train.precision import Autocast, native_bf16, resolve_precision, wrap

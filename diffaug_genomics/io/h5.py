@@ -296,8 +296,8 @@ def write_embeddings(path: str | Path, embeddings: np.ndarray, ids: Sequence[str
 
     ``embeddings`` is ``(N, D) float32``; ``ids`` and ``labels`` have N entries.
     """
+    from diffaug_genomics.guards import require_finite
     from diffaug_genomics.io.atomic import create_hdf5
-    from diffaug_genomics.train.guards import require_finite
 
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(ids):

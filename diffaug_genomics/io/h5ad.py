@@ -260,8 +260,8 @@ def write_embeddings_h5ad(path: str | Path, embeddings: np.ndarray, ids: Sequenc
     """Write embeddings ``(N, D) float32`` as AnnData: ``obsm['X_diffaug']``, ``obs_names`` =
     ``ids``, ``obs[label_key]`` (categorical) when labels are given, ``uns['diffaug']`` = ``info``
     (strings and numbers). Callers wrap this in ``atomic_output``."""
+    from diffaug_genomics.guards import require_finite
     from diffaug_genomics.io.atomic import create_hdf5
-    from diffaug_genomics.train.guards import require_finite
 
     emb = np.asarray(embeddings, dtype=np.float32)
     if emb.ndim != 2 or emb.shape[0] != len(ids):

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from diffaug_genomics.errors import ConfigError, InputError
+from diffaug_genomics.guards import require_finite
 from diffaug_genomics.io.atomic import atomic_output, create_hdf5
 from diffaug_genomics.io.h5 import STR_DTYPE, write_embeddings
 from diffaug_genomics.io.samples import ReadOptions, Samples, table_suffix
@@ -49,8 +50,8 @@ from diffaug_genomics.modalities.interface import (
     PositivesWriter,
     RunInput,
     Sampling,
+    TrainingData,
 )
-from diffaug_genomics.train.guards import require_finite
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -249,6 +250,12 @@ class SampleIO(ModalityIO):
     """(samples, state, source name for errors) -> rows ``(N, *sample_shape)`` float32."""
     inverse: Callable[[np.ndarray, dict[str, Any]], np.ndarray]
     """Model-layout rows (e.g. generated) -> values in the data's units, like ``Samples.values``."""
+
+    def training_data(self, modality: Modality, source: str | Path, run_dir: Path, cfg: Config,
+                      options: ReadOptions, reuse: bool) -> TrainingData:
+        rows = prepare_rows(source, run_dir, cfg, modality, options, reuse=reuse)
+        return TrainingData(rows, source, {},
+                            f"{len(rows)} samples of shape {tuple(rows.shape[1:])}")
 
     def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
         samples, rows, record = read_run_input(run, source, options)

@@ -21,6 +21,7 @@ import torch
 from diffaug_genomics.io.samples import ReadOptions
 
 if TYPE_CHECKING:
+    from diffaug_genomics.config import Config
     from diffaug_genomics.modalities.base import Modality
     from diffaug_genomics.runs import FinishedRun
 
@@ -61,6 +62,18 @@ class RunInput:
     chunks: Iterable[Chunk]
     total: int | None = None
     info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TrainingData:
+    """What ``fit`` trains on: ``rows (N, ...)`` in the stored layout, the file they are read
+    from (FASTA input: the ``data.h5`` encoded from it), that file's attributes, and a phrase
+    for the log (``"500 sequences of 200 bp"``)."""
+
+    rows: np.ndarray
+    path: str | Path
+    attrs: dict[str, Any]
+    what: str
 
 
 @dataclass(frozen=True)
@@ -104,6 +117,13 @@ class ModalityIO(ABC):
     """Progress-bar units of ``embed`` and ``generate`` (None: no bar)."""
     shardable = False
     """Whether ``embed`` / ``generate`` accept ``--shard`` (which needs :meth:`count_rows`)."""
+
+    @abstractmethod
+    def training_data(self, modality: Modality, source: str | Path, run_dir: Path, cfg: Config,
+                      options: ReadOptions, reuse: bool) -> TrainingData:
+        """``fit`` 's rows of ``source``, prepared in ``run_dir`` (DNA: FASTA encoded into
+        ``data.h5``; arrays: the preprocessing fitted and stored). ``reuse``: what the run
+        directory holds is this input's (a resumed run, or a rank reading what rank 0 wrote)."""
 
     @abstractmethod
     def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:

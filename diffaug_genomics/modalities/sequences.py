@@ -25,6 +25,7 @@ from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.io.fasta import read_fasta
 from diffaug_genomics.io.h5 import (
     is_hdf5,
+    load_rows,
     open_onehot,
     read_embeddings,
     read_strings_slice,
@@ -38,9 +39,12 @@ from diffaug_genomics.modalities.interface import (
     PositivesWriter,
     RunInput,
     Sampling,
+    TrainingData,
 )
+from diffaug_genomics.progress import LOG
 
 if TYPE_CHECKING:
+    from diffaug_genomics.config import Config
     from diffaug_genomics.modalities.base import Modality
     from diffaug_genomics.runs import FinishedRun
 
@@ -170,6 +174,29 @@ def _gc(s: str) -> float:
     return (s.count("G") + s.count("C")) / called if called else 0.0
 
 
+def prepare_data(source: str | Path, run_dir: Path, cfg: Config, reuse: bool = False) -> Path:
+    """The HDF5 file to train on: ``source`` itself, or FASTA encoded into ``run_dir/data.h5``
+    (an existing ``data.h5`` is reused only with ``reuse``: a resumed run, whose input was
+    checked to be the same; a new run re-encodes what a failed run may have left)."""
+    if str(source) != "-":
+        path = Path(source)
+        if not path.exists():
+            raise InputError("no such file", path=path)
+        if path.is_dir():
+            raise InputError("is a directory, expected FASTA or a diffaug HDF5 file", path=path)
+        if is_hdf5(path):
+            return path
+    data = run_dir / "data.h5"
+    if data.exists() and reuse:
+        return data
+    from diffaug_genomics.encode import encode_fasta
+
+    summary = encode_fasta(source, data, length=cfg.data.length, policy=cfg.data.policy,
+                           stride=cfg.data.stride, force=True)
+    LOG.info("encoded %s -> %s: %s", source, data, summary.line())
+    return data
+
+
 class SequenceIO(ModalityIO):
     """FASTA / one-hot HDF5 in (streamed, shardable), ``embeddings/1`` HDF5 and FASTA out."""
 
@@ -177,6 +204,12 @@ class SequenceIO(ModalityIO):
     rate_unit = "seq"
     progress_unit = ("seq", "seq")
     shardable = True
+
+    def training_data(self, modality: Modality, source: str | Path, run_dir: Path, cfg: Config,
+                      options: ReadOptions, reuse: bool) -> TrainingData:
+        path = prepare_data(source, run_dir, cfg, reuse=reuse)
+        rows, _, _, attrs = load_rows(path)
+        return TrainingData(rows, path, attrs, f"{len(rows)} sequences of {rows.shape[1]} bp")
 
     def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
         data = run.config.data

@@ -6,11 +6,9 @@ import math
 
 import numpy as np
 
+from diffaug_genomics.diagnostics import COLLAPSE_FRACTION
 from diffaug_genomics.report.state import Metrics
 
-COLLAPSE_FRACTION = 0.10
-"""An embedding with fewer effective dimensions than this fraction of its size has collapsed
-(the same threshold as the warning of ``diffaug fit``)."""
 IGNORED_GAIN = 0.01
 """A generator whose denoising loss rises by less than 1 % without its condition ignores it."""
 

@@ -14,9 +14,9 @@ import time
 import numpy as np
 import torch
 
+from diffaug_genomics.guards import check_finite_loss
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.train import distributed as dist
-from diffaug_genomics.train.guards import check_finite_loss
 from diffaug_genomics.train.precision import autocast
 from diffaug_genomics.train.schedule import Stage
 

@@ -8,8 +8,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffaug_genomics.guards import check_finite_loss
 from diffaug_genomics.train import distributed as dist
-from diffaug_genomics.train.guards import check_finite_loss
 from diffaug_genomics.train.schedule import Stage
 
 

@@ -47,7 +47,7 @@ from torch import nn
 
 from diffaug_genomics.config import Config
 from diffaug_genomics.diagnostics import diagnostic_sample
-from diffaug_genomics.models.registry import Modality, build_head
+from diffaug_genomics.modalities.base import Modality, build_head
 from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train import distributed as dist

@@ -11,12 +11,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffaug_genomics.diagnostics import condition_gain, effective_rank
+from diffaug_genomics.diagnostics import COLLAPSE_FRACTION, condition_gain, effective_rank
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.train.schedule import Stage
 
-COLLAPSE_FRACTION = 0.10
-"""``fit`` warns once when the embedding's effective rank falls below this fraction of its size."""
 COND_GAIN_ROWS = 128
 """Most rows of the fixed held batch :func:`~diffaug_genomics.diagnostics.condition_gain` uses
 (at most one generator batch)."""
