@@ -17,7 +17,9 @@
 # `python benchmarks/gpu_fit.py --write-data .gpu/dhs_train_10000.fa`) and wheels of the project
 # and of what its image lacks (`make gpu-check-bundle` writes both into .gpu/).
 set -uo pipefail
+HERE="$PWD"
 cd "$(dirname "$0")/.."
+absolute() { case "$1" in /*) echo "$1" ;; *) echo "$HERE/$1" ;; esac; }
 
 DEVICE=cuda
 DATA=""
@@ -27,9 +29,9 @@ PY="${PYTHON:-}"
 while [ $# -gt 0 ]; do
     case "$1" in
         --device) DEVICE="$2"; shift 2 ;;
-        --data) DATA="$2"; shift 2 ;;
-        --wheels) WHEELS="$2"; shift 2 ;;
-        --log) LOG="$2"; shift 2 ;;
+        --data) DATA="$(absolute "$2")"; shift 2 ;;
+        --wheels) WHEELS="$(absolute "$2")"; shift 2 ;;
+        --log) LOG="$(absolute "$2")"; shift 2 ;;
         --python) PY="$2"; shift 2 ;;
         -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
         *) echo "gpu_check.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
@@ -47,6 +49,7 @@ fi
 mkdir -p "$(dirname "$LOG")"
 : > "$LOG"
 exec > >(tee -a "$LOG") 2>&1
+TEE_PID=$!
 export PYTHONUNBUFFERED=1 DIFFAUG_NO_BAR=1
 failed=()
 step() {  # step NAME COMMAND...: run it, time it, remember a failure, go on
@@ -64,7 +67,14 @@ if [ -n "$WHEELS" ]; then
     step install "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
         --upgrade --target /tmp/gpu-check-site "$WHEELS"/*.whl
     export PYTHONPATH="/tmp/gpu-check-site${PYTHONPATH:+:$PYTHONPATH}"
+    # the installed wheel, not the source tree in the current directory (which lacks the
+    # package's resources): Python 3.11+ then leaves the working directory off sys.path
+    export PYTHONSAFEPATH=1
 fi
+"$PY" -c "import diffaug_genomics.config as c; c.resolve_config('tiny')" || {
+    echo "gpu_check: the project is not installed for $PY (pip install -e ., or --wheels DIR)"
+    exit 2
+}
 command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,memory.total,driver_version \
     --format=csv,noheader
 "$PY" -c "import sys, torch; print('python', sys.version.split()[0], 'torch', torch.__version__,
@@ -84,8 +94,13 @@ else  # the CPU version: the cuda tests skip themselves; a short fit checks the 
     done
 fi
 
+status=0
 if [ ${#failed[@]} -gt 0 ]; then
     echo "gpu_check: FAILED: ${failed[*]} (log: $LOG)"
-    exit 1
+    status=1
+else
+    echo "gpu_check: all steps passed (log: $LOG)"
 fi
-echo "gpu_check: all steps passed (log: $LOG)"
+exec >&- 2>&-  # close the pipe into tee and let it write the last lines before exiting
+wait "$TEE_PID" 2>/dev/null
+exit $status

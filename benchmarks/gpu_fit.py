@@ -36,12 +36,13 @@ UNITS = {"warmup": "pairs/s", "encoder": "pairs/s", "generator": "samples/s", "b
 
 
 def phase_rates(metrics: Path) -> dict[str, float]:
-    """Median ``rate`` of every phase's rows in ``metrics.csv`` (rows without one skipped)."""
+    """Median ``samples_per_s`` of every phase's rows in ``metrics.csv`` (rows without one
+    skipped)."""
     rates: dict[str, list[float]] = {}
     with open(metrics, newline="") as fh:
         for row in csv.DictReader(fh):
-            if row.get("rate"):
-                rates.setdefault(row["phase"], []).append(float(row["rate"]))
+            if row.get("samples_per_s"):
+                rates.setdefault(row["phase"], []).append(float(row["samples_per_s"]))
     return {phase: statistics.median(v) for phase, v in rates.items()}
 
 
@@ -120,6 +121,10 @@ def main() -> int:
           f"{gen_ratio:.2f}x ({detail})")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
+    missing = {"warmup", "generator", "bank", "encoder"} - set(rates)
+    if missing:
+        print(f"gpu_fit: no throughput logged for {sorted(missing)}", file=sys.stderr)
+        return 1
     return 0
 
 

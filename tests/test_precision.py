@@ -184,3 +184,42 @@ def test_a_full_bank_skips_the_mixup_without_changing_the_run(runs, example_rows
     slow = make_trainer(cfg, example_rows, tmp_path)
     slow.run()
     assert_same(final_state(slow), final_state(trainer))
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch.compile's own imports
+def test_wrappers_share_the_wrapped_modules_train_eval_flag():
+    """The sampler saves ``model.training``, calls ``eval()`` and restores it: through a wrapper
+    that must leave an EMA denoiser in evaluation mode as it found it."""
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Dropout(0.5))
+    for wrapped in (wrap(net, CPU, "bf16"), compiled.Compiled(net, "test")):
+        net.eval()
+        assert wrapped.training is False
+        was = wrapped.training
+        wrapped.eval()
+        wrapped.train(was)
+        assert net.training is False
+        wrapped.train()
+        assert net.training and wrapped.training
+
+
+def test_a_fresh_start_drops_rows_a_run_killed_before_its_first_checkpoint_left(
+        example_rows, tmp_path):
+    cfg = resolve_config("tiny", overrides=MICRO, precision="bf16")
+    calls = {"n": 0}
+
+    def crash() -> bool:  # inside the warm-up: no checkpoint yet
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return False
+
+    with pytest.raises(KeyboardInterrupt):
+        make_trainer(cfg, example_rows, tmp_path, should_stop=crash).run()
+    assert not (tmp_path / "checkpoints" / "latest.pt").exists()
+    assert len(encoder_losses(tmp_path)) > 0
+    again = make_trainer(cfg, example_rows, tmp_path)
+    assert not again.resume()
+    again.run()
+    ref = make_trainer(cfg, example_rows, tmp_path / "ref")
+    ref.run()
+    assert encoder_losses(tmp_path) == encoder_losses(tmp_path / "ref")

@@ -65,6 +65,7 @@ class BankPhase:
         seconds = time.perf_counter() - t
         changed = float("nan") if previous is None else float(
             (previous.to(out.device) != out).float().mean())
+        previous = self.bank = None  # the last round's bank leaves the GPU before placing this one
         self.bank = self._place_bank(out)
         stats = self._bank_diagnostics()
         LOG.info("bank refreshed: %d positives in %.1f s (%.2f s per 1000); changed vs previous "
@@ -77,11 +78,13 @@ class BankPhase:
 
     def _place_bank(self, bank: torch.Tensor) -> torch.Tensor:
         """The bank in GPU memory when the device is CUDA and it takes at most
-        :data:`BANK_DEVICE_SHARE` of the free memory, else in host memory (pinned on CUDA)."""
+        :data:`BANK_DEVICE_SHARE` of the free memory (what the driver has free plus what
+        PyTorch's allocator holds unused), else in host memory (pinned)."""
         if self.device.type != "cuda":
             return bank
         size = bank.numel() * bank.element_size()
-        free, _ = torch.cuda.mem_get_info(self.device)
+        free = torch.cuda.mem_get_info(self.device)[0] + (
+            torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device))
         if size <= BANK_DEVICE_SHARE * free:
             LOG.log(self._info, "bank of positives on %s: %.1f MiB", self.device, size / 2**20)
             return bank.to(self.device)

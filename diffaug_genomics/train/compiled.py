@@ -15,14 +15,27 @@ import torch
 from torch import nn
 
 from diffaug_genomics.progress import LOG
+from diffaug_genomics.train.precision import ModuleWrapper
 
 
-class Compiled(nn.Module):
+def _compile_backward_with_forward() -> None:
+    """Lower the backward graph when the forward is compiled (not at the first
+    ``backward()``), so a compiler failure surfaces in the guarded forward call."""
+    try:
+        import torch._functorch.config as functorch_config
+    except ImportError:  # pragma: no cover - an older torch
+        return
+    if hasattr(functorch_config, "force_non_lazy_backward_lowering"):
+        functorch_config.force_non_lazy_backward_lowering = True
+
+
+class Compiled(ModuleWrapper):
     """``module`` run through ``torch.compile`` (see the module docstring)."""
 
     def __init__(self, module: nn.Module, name: str) -> None:
         super().__init__()
         self.module, self.name = module, name
+        _compile_backward_with_forward()
         # kept out of the submodules: its parameters are ``module``'s
         self.__dict__["_compiled"] = torch.compile(module)
         self.failed = False
@@ -31,6 +44,8 @@ class Compiled(nn.Module):
         if not self.failed:
             try:
                 return self.__dict__["_compiled"](*args, **kwargs)
+            except torch.OutOfMemoryError:
+                raise  # not a compiler failure: eager would run out of memory too
             except Exception as exc:  # the compiler's failures have no common base class
                 self.failed = True
                 first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]

@@ -309,6 +309,7 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
             bar.advance(done_units)
             if self.metric_rows == 0 and self.stage_idx == 0 and self.unit_idx == 0 \
                     and self.step_in_unit == 0:  # a fresh run: the untrained encoder's rank
+                self._truncate_metrics(0)  # rows a run killed before its first checkpoint left
                 rank = self._encoder_diagnostics("init", 0, -1)
                 LOG.log(self._info, "init: eff_rank %.1f of %d", rank, self.cfg.encoder.embed_dim)
             while self.stage_idx < len(self.stages):

@@ -2,12 +2,14 @@
 
 ``precision`` (config key, ``diffaug fit --precision``) is one of:
 
-- ``fp32``: float32 everywhere; on CUDA also without TF32 (the strict mode).
+- ``fp32``: float32 everywhere, with PyTorch's own defaults on CUDA (matrix products in full
+  float32; cuDNN convolutions may use TF32, as PyTorch allows by default).
 - ``bf16``: the forward passes of the encoder, its projection head and the denoiser run under
   ``torch.autocast(dtype=torch.bfloat16)``. Weights, gradients and optimiser state stay
   float32 (master weights); every model output is cast back to float32 before the contrastive
   loss, the diffusion loss and the sampler's update, which run in float32 with the noise
-  schedule's float32 constants. On CUDA, float32 matrix products use TF32.
+  schedule's float32 constants. On CUDA, the remaining float32 matrix products (the contrastive
+  logits, the kNN search) use TF32.
 - ``auto`` (default): ``bf16`` where the device computes bfloat16 natively (CUDA devices of
   compute capability 8.0 and newer; CPUs with AVX512-BF16 or AMX), ``fp32`` elsewhere, where
   bfloat16 is emulated and slower. Measured on this project's CPU (AVX512-BF16 + AMX, one
@@ -33,8 +35,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 
 def native_bf16(device: torch.device) -> bool:
     """Whether ``device`` computes bfloat16 natively (not emulated)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # Ampere and newer; older GPUs emulate bfloat16
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type == "cpu":
         checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
         return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
@@ -52,12 +54,10 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def configure_matmul(device: torch.device, precision: str) -> None:
-    """TF32 matrix products and convolutions on CUDA unless ``precision`` is ``fp32``
-    (``precision`` resolved, see :func:`resolve_precision`); nothing elsewhere."""
-    if device.type == "cuda":
-        tf32 = precision != "fp32"
-        torch.backends.cuda.matmul.allow_tf32 = tf32
-        torch.backends.cudnn.allow_tf32 = tf32
+    """TF32 float32 matrix products on CUDA when ``precision`` (resolved, see
+    :func:`resolve_precision`) is ``bf16``; PyTorch's defaults are left alone otherwise."""
+    if device.type == "cuda" and precision == "bf16":
+        torch.set_float32_matmul_precision("high")
 
 
 @contextlib.contextmanager
@@ -71,7 +71,22 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
         yield
 
 
-class Autocast(nn.Module):
+class ModuleWrapper(nn.Module):
+    """A module that only changes how ``self.module`` is called. Its ``training`` flag *is* the
+    wrapped module's (code that saves ``model.training``, calls ``eval()`` and restores it, as
+    the sampler does, then leaves the wrapped module as it found it)."""
+
+    @property
+    def training(self) -> bool:  # type: ignore[override]
+        module = self.__dict__.get("_modules", {}).get("module")
+        return module.training if module is not None else self.__dict__.get("_training", True)
+
+    @training.setter
+    def training(self, mode: bool) -> None:
+        self.__dict__["_training"] = mode
+
+
+class Autocast(ModuleWrapper):
     """``module`` whose forward runs under :func:`autocast` and returns float32 tensors.
 
     Hand it to code that only calls the model (the diffusion's loss and sampler): the wrapped
