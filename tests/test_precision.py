@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import MICRO
-from test_train import assert_same, final_state, make_trainer
+from test_train import assert_same, crash_at, final_state, make_trainer
 
 from diffaug_genomics.config import config_from_dict, resolve_config
 from diffaug_genomics.errors import ConfigError
@@ -132,16 +132,8 @@ def test_checkpoint_cadence_leaves_the_result_unchanged(every, runs, example_row
     save = Trainer.save_checkpoint
     monkeypatch.setattr(Trainer, "save_checkpoint",
                         lambda self: (written.append(self.stage_idx), save(self))[1])
-    calls = {"n": 0}
-
-    def crash() -> bool:  # polled after every step and unit: poll 20 is round 2's first step
-        calls["n"] += 1
-        if calls["n"] == 20:
-            raise KeyboardInterrupt
-        return False
-
-    with pytest.raises(KeyboardInterrupt):
-        make_trainer(cfg, example_rows, tmp_path, should_stop=crash).run()
+    with pytest.raises(KeyboardInterrupt):  # poll 20 is round 2's first generator step
+        make_trainer(cfg, example_rows, tmp_path, should_stop=crash_at(20)).run()
     # stage index after each write: warm-up, generator units 1 and 2, bank, encoder
     assert written == ([1, 1, 2, 3, 4] if every == 0 else [1, 2, 3, 4])
     resumed = make_trainer(cfg, example_rows, tmp_path)
@@ -205,16 +197,8 @@ def test_wrappers_share_the_wrapped_modules_train_eval_flag():
 def test_a_fresh_start_drops_rows_a_run_killed_before_its_first_checkpoint_left(
         example_rows, tmp_path):
     cfg = resolve_config("tiny", overrides=MICRO, precision="bf16")
-    calls = {"n": 0}
-
-    def crash() -> bool:  # inside the warm-up: no checkpoint yet
-        calls["n"] += 1
-        if calls["n"] == 3:
-            raise KeyboardInterrupt
-        return False
-
-    with pytest.raises(KeyboardInterrupt):
-        make_trainer(cfg, example_rows, tmp_path, should_stop=crash).run()
+    with pytest.raises(KeyboardInterrupt):  # inside the warm-up: no checkpoint yet
+        make_trainer(cfg, example_rows, tmp_path, should_stop=crash_at(3)).run()
     assert not (tmp_path / "checkpoints" / "latest.pt").exists()
     assert len(encoder_losses(tmp_path)) > 0
     again = make_trainer(cfg, example_rows, tmp_path)

@@ -22,6 +22,20 @@ def make_trainer(cfg, rows, run_dir: Path, should_stop=None) -> Trainer:
                    should_stop=should_stop)
 
 
+def crash_at(poll: int):
+    """A ``should_stop`` that dies (KeyboardInterrupt: no checkpoint at that moment) at its
+    ``poll``-th call; the loop polls after every step and every unit."""
+    calls = {"n": 0}
+
+    def crash() -> bool:
+        calls["n"] += 1
+        if calls["n"] == poll:
+            raise KeyboardInterrupt
+        return False
+
+    return crash
+
+
 def final_state(trainer: Trainer) -> dict[str, torch.Tensor]:
     state = {f"encoder.{k}": v for k, v in trainer.encoder.state_dict().items()}
     state.update({f"head.{k}": v for k, v in trainer.head.state_dict().items()})
@@ -189,16 +203,8 @@ def test_stop_and_resume_is_bit_for_bit(micro_cfg, example_rows, reference, tmp_
 def test_kill_without_checkpoint_then_resume_is_bit_for_bit(micro_cfg, example_rows, reference,
                                                            tmp_path):
     """A crash (no checkpoint at the moment of death) resumes from the last unit boundary."""
-    calls = {"n": 0}
-
-    def crash() -> bool:
-        calls["n"] += 1
-        if calls["n"] == 16:
-            raise KeyboardInterrupt
-        return False
-
     with pytest.raises(KeyboardInterrupt):
-        make_trainer(micro_cfg, example_rows, tmp_path, should_stop=crash).run()
+        make_trainer(micro_cfg, example_rows, tmp_path, should_stop=crash_at(16)).run()
     resumed = make_trainer(micro_cfg, example_rows, tmp_path)
     assert resumed.resume()
     assert resumed.stage_idx > 0
