@@ -191,51 +191,71 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+class BareModels:
+    """The ``default`` preset's models outside the project's loop, for the reference
+    measurements: the encoder (data-initialised from ``x``) with its head and AdamW, the
+    denoiser with its AdamW and the diffusion, on ``device``; a plain step of each phase."""
+
+    def __init__(self, cfg, x: torch.Tensor, device: torch.device) -> None:  # noqa: ANN001
+        from diffaug_genomics.modalities.base import build_head
+
+        dna = get_modality("dna")
+        self.cfg, self.device = cfg, device
+        torch.manual_seed(0)
+        self.enc = dna.build_encoder(cfg, tuple(x.shape[1:])).to(device)
+        if hasattr(self.enc, "fit_init"):
+            self.enc.fit_init(x[:4096])
+        self.head = build_head(cfg, cfg.encoder.embed_dim).to(device)
+        self.opt = torch.optim.AdamW([*self.enc.parameters(), *self.head.parameters()],
+                                     lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay)
+        self.den = dna.build_denoiser(cfg, tuple(x.shape[1:]), cfg.encoder.embed_dim).to(device)
+        self.gopt = torch.optim.AdamW(self.den.parameters(), lr=cfg.generator.lr,
+                                      weight_decay=0.0)
+        self.diffusion = Diffusion.from_config(cfg.generator).to(device)
+
+    def encoder_loss(self, a: torch.Tensor, b: torch.Tensor, precision: str) -> torch.Tensor:
+        from diffaug_genomics.losses import info_nce_loss
+
+        with autocast(self.device, precision):
+            y = self.head(self.enc(torch.cat([a, b])))
+        return info_nce_loss(y[:len(a)].float(), y[len(a):].float(),
+                             temperature=self.cfg.loss.temperature)
+
+    def generator_loss(self, x0: torch.Tensor, cond: torch.Tensor, precision: str,
+                       generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.diffusion.loss(wrap(self.den, self.device, precision), x0, cond,
+                                   p_uncond=self.cfg.generator.cond_dropout, generator=generator)
+
+    @staticmethod
+    def step(loss: torch.Tensor, opt: torch.optim.Optimizer) -> None:
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+
 def precision_speedups(rows: np.ndarray, cfg, device: torch.device) -> dict:  # noqa: ANN001
     """Seconds per encoder step, generator step and default bank-sampler batch, in fp32 and in
     bf16 autocast, on the same models and data: ``{phase: (fp32 s, bf16 s)}``."""
-    from diffaug_genomics.losses import info_nce_loss
-    from diffaug_genomics.modalities.base import build_head
-
     dna = get_modality("dna")
     x = dna.to_model(rows).to(device)
-    torch.manual_seed(0)
-    enc = dna.build_encoder(cfg, tuple(x.shape[1:])).to(device)
-    if hasattr(enc, "fit_init"):
-        enc.fit_init(x[:4096])
-    head = build_head(cfg, cfg.encoder.embed_dim).to(device)
-    opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=cfg.optim.lr)
-    g = cfg.generator
-    den = dna.build_denoiser(cfg, tuple(x.shape[1:]), cfg.encoder.embed_dim).to(device)
-    gopt = torch.optim.AdamW(den.parameters(), lr=g.lr)
-    diffusion = Diffusion.from_config(g).to(device)
-    batch, gb = min(cfg.optim.batch_size, len(x) // 2), min(g.batch_size, len(x))
+    bare = BareModels(cfg, x, device)
+    batch, gb = min(cfg.optim.batch_size, len(x) // 2), min(cfg.generator.batch_size, len(x))
     x0 = dna.to_diffusion(x[:gb])
     cond = torch.randn(gb, cfg.encoder.embed_dim, device=device)
     out = {}
     for precision in ("fp32", "bf16"):
         def enc_step(precision: str = precision) -> None:
-            with autocast(device, precision):
-                y = head(enc(x[:2 * batch]))
-            loss = info_nce_loss(y[:batch].float(), y[batch:].float(),
-                                 temperature=cfg.loss.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            bare.step(bare.encoder_loss(x[:batch], x[batch:2 * batch], precision), bare.opt)
 
-        model = wrap(den, device, precision)
+        def gen_step(precision: str = precision) -> None:
+            bare.step(bare.generator_loss(x0, cond, precision), bare.gopt)
 
-        def gen_step(model: torch.nn.Module = model) -> None:
-            loss = diffusion.loss(model, x0, cond, p_uncond=g.cond_dropout)
-            gopt.zero_grad(set_to_none=True)
-            loss.backward()
-            gopt.step()
-
-        def sample(model: torch.nn.Module = model) -> None:
+        def sample(precision: str = precision) -> None:
             with torch.no_grad():
-                diffusion.sample(model, cond[:64], (min(64, gb), *x0.shape[1:]),
-                                 steps=cfg.bank.steps, strength=cfg.bank.strength,
-                                 x_init=x0[:64], guidance_scale=cfg.bank.guidance_scale)
+                bare.diffusion.sample(wrap(bare.den, device, precision), cond[:64],
+                                      (min(64, gb), *x0.shape[1:]), steps=cfg.bank.steps,
+                                      strength=cfg.bank.strength, x_init=x0[:64],
+                                      guidance_scale=cfg.bank.guidance_scale)
 
         for phase, fn in (("encoder step", enc_step), ("generator step", gen_step),
                           ("bank sampling", sample)):
@@ -252,8 +272,6 @@ def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
     loss, optimiser, precision, batch and in-memory data, a plain ``for`` loop with precomputed
     positives and no checkpoint, log or bank. Returns both ratios and a line saying where the
     time goes (the checkpoint column: its cost at the cadence, and per write)."""
-    from diffaug_genomics.losses import info_nce_loss
-    from diffaug_genomics.modalities.base import build_head
     from diffaug_genomics.train.loop import Stage
 
     cfg = resolve_config("default", overrides=[*overrides, "schedule.rounds=1"])
@@ -273,46 +291,27 @@ def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
     trainer.save_checkpoint()
     write = time.perf_counter() - t
 
-    # the bare loops' models
-    torch.manual_seed(0)
-    enc = dna.build_encoder(cfg, tuple(x_all.shape[1:])).to(device)
-    if hasattr(enc, "fit_init"):
-        enc.fit_init(x_all[:4096])
-    head = build_head(cfg, cfg.encoder.embed_dim).to(device)
-    opt = torch.optim.AdamW([*enc.parameters(), *head.parameters()], lr=cfg.optim.lr,
-                            weight_decay=cfg.optim.weight_decay)
+    # the bare loops
+    bare = BareModels(cfg, x_all, device)
     batch = trainer.batch
     perm = torch.randperm(len(rows)).to(device)
     g = cfg.generator
     block = min(g.steps_per_checkpoint, g.steps)
-    denoiser = dna.build_denoiser(cfg, tuple(x_all.shape[1:]), cfg.encoder.embed_dim).to(device)
-    diffusion = Diffusion.from_config(g).to(device)
-    gopt = torch.optim.AdamW(denoiser.parameters(), lr=g.lr, weight_decay=0.0)
     gen = torch.Generator().manual_seed(0)
     x0_all = dna.to_diffusion(x_all)
-    model = wrap(denoiser, device, precision)
 
     def bare_epoch() -> None:
         for step in range(steps):
             idx = perm[step * batch:(step + 1) * batch]
-            with autocast(device, precision):
-                y = head(enc(torch.cat([x_all[idx], positives[idx]])))
-            loss = info_nce_loss(y[:batch].float(), y[batch:].float(),
-                                 temperature=cfg.loss.temperature)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            bare.step(bare.encoder_loss(x_all[idx], positives[idx], precision), bare.opt)
         sync(device)
 
     def bare_block() -> None:
         for _ in range(block):
             idx = torch.randint(len(rows), (min(g.batch_size, len(rows)),), generator=gen)
             idx = idx.to(device)
-            loss = diffusion.loss(model, x0_all[idx], trainer.cond[idx],
-                                  p_uncond=g.cond_dropout, generator=gen)
-            gopt.zero_grad(set_to_none=True)
-            loss.backward()
-            gopt.step()
+            bare.step(bare.generator_loss(x0_all[idx], trainer.cond[idx], precision, gen),
+                      bare.gopt)
         sync(device)
 
     # the project (encoder epochs with positives from the bank, generator blocks) and the bare
@@ -403,20 +402,9 @@ def memory_per_batch(cfg, batch_sizes: tuple[int, ...] = (128, 256, 512, 1024), 
     in fp32 and in bf16 autocast, for the encoder phase (``2 B`` rows: source and positive)
     and the generator phase (``B`` rows), plus the weights, gradients and AdamW state of each
     model (4x the parameters, float32). One line per batch size."""
-    from diffaug_genomics.losses import info_nce_loss
-    from diffaug_genomics.modalities.base import build_head
-
     dna = get_modality("dna")
-    rows = example_rows(max(batch_sizes) * 2)
-    x_all = dna.to_model(rows)
-    torch.manual_seed(0)
-    enc = dna.build_encoder(cfg, tuple(x_all.shape[1:]))
-    if hasattr(enc, "fit_init"):
-        enc.fit_init(x_all[:4096])
-    head = build_head(cfg, cfg.encoder.embed_dim)
-    den = dna.build_denoiser(cfg, tuple(x_all.shape[1:]), cfg.encoder.embed_dim)
-    diffusion = Diffusion.from_config(cfg.generator)
-    cpu = torch.device("cpu")
+    x_all = dna.to_model(example_rows(max(batch_sizes) * 2))
+    bare = BareModels(cfg, x_all, torch.device("cpu"))
 
     def saved_bytes(fn) -> int:  # noqa: ANN001
         seen: dict[int, int] = {}
@@ -432,20 +420,18 @@ def memory_per_batch(cfg, batch_sizes: tuple[int, ...] = (128, 256, 512, 1024), 
     def state_mib(*models: torch.nn.Module) -> float:
         return 4 * sum(p.numel() * 4 for m in models for p in m.parameters()) / 2**20
 
-    lines = [f"weights + grads + AdamW state: encoder {state_mib(enc, head):.0f} MiB, "
+    den = bare.den
+    lines = [f"weights + grads + AdamW state: encoder {state_mib(bare.enc, bare.head):.0f} MiB, "
              f"denoiser {state_mib(den):.0f} MiB (+ its EMA copy {state_mib(den) / 4:.0f} MiB)"]
     for b in batch_sizes:
         out = []
         for precision in ("fp32", "bf16"):
             def enc_fwd(b: int = b, precision: str = precision) -> None:
-                with autocast(cpu, precision):
-                    y = head(enc(x_all[:2 * b]))
-                info_nce_loss(y[:b].float(), y[b:].float(), temperature=cfg.loss.temperature)
+                bare.encoder_loss(x_all[:b], x_all[b:2 * b], precision)
 
             def gen_fwd(b: int = b, precision: str = precision) -> None:
-                x0 = dna.to_diffusion(x_all[:b])
-                cond = torch.randn(b, cfg.encoder.embed_dim)
-                diffusion.loss(wrap(den, cpu, precision), x0, cond)
+                bare.generator_loss(dna.to_diffusion(x_all[:b]),
+                                    torch.randn(b, cfg.encoder.embed_dim), precision)
 
             out.append((saved_bytes(enc_fwd) / 2**20, saved_bytes(gen_fwd) / 2**20))
         (e32, g32), (e16, g16) = out

@@ -1,25 +1,10 @@
 """FASTA or BED regions to one-hot HDF5 (``diffaug-genomics/onehot/1``, see :mod:`.io.h5`).
 
-Encoding rules (the code is :mod:`diffaug_genomics.io.onehot`, the alphabet
-:mod:`diffaug_genomics.alphabet`): A, C, G, T in any case set one channel, U counts as T, N and
-the other IUPAC codes give an all-zero row, and so does padding. Every record becomes rows of exactly ``length`` (L) positions:
-
-``pad`` / ``crop``
-    keep the first L bases of a longer record and right-pad a shorter one. The two are the same
-    operation; the name only says which change the user expects (the summary counts both).
-``center``
-    crop or pad symmetrically. A longer record loses ``(n - L) // 2`` bases on the left and the
-    rest on the right; a shorter one gets ``(L - n) // 2`` padding rows on the left and the rest
-    on the right.
-``window``
-    tile each record with windows of L bases every ``stride`` bases (default: L, no overlap).
-    Window ids are ``id:start-end``, 0-based half-open coordinates in the record. When the
-    windows do not end exactly at the record's end, one last window is aligned to the end
-    (``start = n - L``, overlapping its neighbour more) so every base is covered and no window
-    is padded. A record shorter than L gives one right-padded window ``id:0-n``.
-
-``/lengths`` holds how many positions of a row are the record's own sequence (N counts,
-padding does not).
+The encoding rules (A/C/G/T one channel each, U as T, N and other IUPAC codes all-zero, and
+the ``pad`` / ``crop`` / ``center`` / ``window`` policies that make every record rows of exactly
+``length`` positions) are :mod:`diffaug_genomics.io.onehot`'s, which documents them; the
+alphabet is :mod:`diffaug_genomics.alphabet`. ``/lengths`` holds how many positions of a row are
+the record's own sequence (N counts, padding does not).
 """
 
 from __future__ import annotations

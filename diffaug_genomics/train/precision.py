@@ -100,16 +100,7 @@ class Autocast(ModuleWrapper):
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         with autocast(self.device, self.precision):
             out = self.module(*args, **kwargs)
-        return to_float32(out)
-
-
-def to_float32(out: Any) -> Any:
-    """A model output (tensor, or tuple / list of tensors) with floating tensors as float32."""
-    if isinstance(out, torch.Tensor):
-        return out.float() if out.is_floating_point() else out
-    if isinstance(out, (tuple, list)):
-        return type(out)(to_float32(o) for o in out)
-    return out
+        return out.float()
 
 
 def wrap(module: nn.Module, device: torch.device, precision: str) -> nn.Module:
