@@ -9,7 +9,6 @@ input gives an ``.h5ad`` output with ``obsm['X_diffaug']``).
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,7 +100,7 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
     blocks, ids, labels = [], [], []
     has_labels = True
     unit = io.progress_unit[0]
-    with progress("embed", unit=unit) if unit is not None else nullcontext() as bar:
+    with progress("embed", unit=unit or "sample", enabled=unit is not None) as bar:
         for chunk in chunks:
             if len(chunk.ids) == 0:
                 continue
@@ -112,8 +111,7 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
                 has_labels = False
             else:
                 labels += chunk.labels
-            if bar is not None:
-                bar.advance(len(chunk.ids))
+            bar.advance(len(chunk.ids))
     emb = np.concatenate(blocks) if blocks else np.zeros((0, run.config.encoder.embed_dim), np.float32)
     attrs = {"run_dir": str(Path(run_dir).resolve()), "config_hash": run.config_hash,
              "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source),

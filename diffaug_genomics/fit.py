@@ -294,7 +294,7 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         barrier()  # the others read the data.h5 / preprocess.json rank 0 wrote
         if not ctx.is_main:
             data = io.training_data(modality, source, run_dir, cfg, options, reuse=True)
-        rows, data_path, attrs, what = data.rows, data.path, data.attrs, data.what
+        rows, data_path, what = data.rows, data.path, data.what
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)
         per_rank = min(cfg.optim.batch_size, len(rows) // ctx.world_size)
@@ -343,7 +343,6 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         finally:
             for s, h in previous.items():
                 signal.signal(s, h)
-        del attrs
     finally:
         if handler is not None:
             LOG.removeHandler(handler)

@@ -22,7 +22,7 @@ from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.arrays import SampleGenerateSummary
 from diffaug_genomics.modalities.interface import Sampling
 from diffaug_genomics.modalities.registry import load_backbone
-from diffaug_genomics.modalities.sequences import GenerateSummary, row_offset
+from diffaug_genomics.modalities.sequences import GenerateSummary
 from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.runs import load_run
 from diffaug_genomics.shards import (
@@ -35,7 +35,7 @@ from diffaug_genomics.shards import (
 )
 from diffaug_genomics.train.distributed import resolve_device
 
-__all__ = ["GenerateSummary", "SampleGenerateSummary", "generate", "row_offset"]
+__all__ = ["GenerateSummary", "SampleGenerateSummary", "generate"]
 
 
 def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per_sequence: int = 1,

@@ -34,21 +34,20 @@ class FinishedRun:
     encoder: nn.Module
     config_hash: str
     denoiser: nn.Module | None = None
+    sampler: nn.Module | None = None
+    """The denoiser as the sampler calls it: in the run's ``precision`` resolved on the device
+    (a run from before that key existed: float32)."""
 
     def sample_positives(self, diffusion: Diffusion, x: torch.Tensor, per_sequence: int, *,
                          steps: int, strength: float, guidance_scale: float,
                          generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
         """``per_sequence`` generated positives of each sample of a model-layout batch ``x``
         ``(n, ...)``, conditioned on its embedding: ``(x repeated (n*K, ...), samples (n*K, ...)
-        in the diffusion's space)``; samples of one source are consecutive.
-
-        The denoiser runs in the run's ``precision`` (resolved on ``x``'s device; a run from
-        before that key existed: float32); the embedding is float32, as in training."""
+        in the diffusion's space)``; samples of one source are consecutive. The denoiser runs
+        as :attr:`sampler`; the embedding is float32, as in training."""
         with torch.no_grad():
             z = self.encoder(x)
-        precision = resolve_precision(self.config.precision, x.device)
-        denoiser = wrap(self.denoiser, x.device, precision)
-        sample = generated_positives(diffusion, denoiser, self.modality, self.config.bank, x,
+        sample = generated_positives(diffusion, self.sampler, self.modality, self.config.bank, x,
                                      z, per_sequence, steps=steps, strength=strength,
                                      guidance_scale=guidance_scale, generator=generator)
         require_finite(sample, f"samples of {self.run_dir / 'generator.pt'}")
@@ -100,6 +99,7 @@ def load_run(run_dir: str | Path, device: torch.device, with_generator: bool = F
             raise InputError(f"does not fit this run's encoder ({ckpt.describe(exc)})",
                              path=gen_path) from None
         run.denoiser = denoiser.to(device).eval()
+        run.sampler = wrap(run.denoiser, device, resolve_precision(cfg.precision, device))
     return run
 
 

@@ -269,13 +269,8 @@ def open_onehot(path: str | Path) -> h5py.File:
     return f
 
 
-def read_strings(ds: h5py.Dataset) -> list[str]:
-    """Read a UTF-8 string dataset as a list of :class:`str`."""
-    return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[()]]
-
-
-def read_strings_slice(ds: h5py.Dataset, start: int, stop: int) -> list[str]:
-    """UTF-8 strings ``ds[start:stop]`` as :class:`str`."""
+def read_strings(ds: h5py.Dataset, start: int = 0, stop: int | None = None) -> list[str]:
+    """UTF-8 strings ``ds[start:stop]`` (default: all) as :class:`str`."""
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[start:stop]]
 
 

@@ -19,7 +19,6 @@ from diffaug_genomics.errors import InputError
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".tab")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".ffn", ".seq")
 
 
 @dataclass
@@ -64,10 +63,6 @@ def load_npy(path: Path, mmap_mode: str | None = None) -> np.ndarray:
     except (OSError, ValueError, EOFError) as exc:
         lines = str(exc).strip().splitlines() or [exc.__class__.__name__]
         raise InputError(f"not a readable .npy array ({lines[0]})", path=path) from None
-
-
-def _npy_shape(path: Path) -> tuple[int, ...]:
-    return tuple(load_npy(path, mmap_mode="r").shape)
 
 
 def npy_kind(shape: tuple[int, ...]) -> str | None:

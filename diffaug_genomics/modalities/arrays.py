@@ -215,7 +215,7 @@ class ArrayPositives(PositivesWriter):
         require_finite(values, f"generated samples for {output}")
         self.n_written = len(values)
         source_index = np.repeat(np.arange(len(rows)), s.per_sequence)
-        with atomic_output(output, self.force, (self.source, run.run_dir, *self.inputs)) as tmp:
+        with atomic_output(output, self.force, self.inputs) as tmp:
             if Path(output).suffix.lower() == ".npy":
                 with open(tmp, "wb") as fh:
                     np.save(fh, values)
@@ -232,7 +232,7 @@ class ArrayPositives(PositivesWriter):
                                     "seed": s.seed, "per_sample": s.per_sequence})
 
     def summary(self, seconds: float) -> SampleGenerateSummary:
-        return SampleGenerateSummary(len(self.inp.info["rows"]), self.n_written,
+        return SampleGenerateSummary(self.inp.total, self.n_written,
                                      self.sq_sum / max(self.count, 1), seconds)
 
 
@@ -254,8 +254,7 @@ class SampleIO(ModalityIO):
     def training_data(self, modality: Modality, source: str | Path, run_dir: Path, cfg: Config,
                       options: ReadOptions, reuse: bool) -> TrainingData:
         rows = prepare_rows(source, run_dir, cfg, modality, options, reuse=reuse)
-        return TrainingData(rows, source, {},
-                            f"{len(rows)} samples of shape {tuple(rows.shape[1:])}")
+        return TrainingData(rows, source, f"{len(rows)} samples of shape {tuple(rows.shape[1:])}")
 
     def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
         samples, rows, record = read_run_input(run, source, options)
@@ -268,14 +267,14 @@ class SampleIO(ModalityIO):
     def write_embeddings(self, path: Path, emb: np.ndarray, ids: list[str],
                          labels: list[str] | None, attrs: dict[str, Any],
                          inp: RunInput) -> str | None:
-        samples = inp.info["samples"]
+        samples = inp.info["samples"]  # what was read: its format and label key
         if samples.source_format == "h5ad":
             from diffaug_genomics.io.h5ad import write_embeddings_h5ad
 
-            write_embeddings_h5ad(path, emb, samples.ids, samples.labels, samples.label_key,
+            write_embeddings_h5ad(path, emb, ids, labels, samples.label_key,
                                   {**attrs, "label_key": samples.label_key})
             return "AnnData .h5ad with obsm['X_diffaug']"
-        write_embeddings(path, emb, samples.ids, samples.labels, attrs)
+        write_embeddings(path, emb, ids, labels, attrs)
         return "embeddings HDF5"
 
     def check_positives_output(self, output: str | Path) -> None:

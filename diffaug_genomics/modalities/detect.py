@@ -21,12 +21,14 @@ import h5py
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.h5 import ONEHOT_SCHEMA, is_hdf5
 from diffaug_genomics.io.samples import (
-    FASTA_SUFFIXES,
     list_images,
     load_npy,
     npy_kind,
     table_suffix,
 )
+
+FASTA_SUFFIXES = (".fa", ".fasta", ".fna", ".ffn", ".seq")
+"""File suffixes read as FASTA when the first bytes do not say."""
 
 
 def _hdf5_kind(path: Path) -> str | None:

@@ -67,12 +67,11 @@ class RunInput:
 @dataclass
 class TrainingData:
     """What ``fit`` trains on: ``rows (N, ...)`` in the stored layout, the file they are read
-    from (FASTA input: the ``data.h5`` encoded from it), that file's attributes, and a phrase
-    for the log (``"500 sequences of 200 bp"``)."""
+    from (FASTA input: the ``data.h5`` encoded from it), and a phrase for the log
+    (``"500 sequences of 200 bp"``)."""
 
     rows: np.ndarray
     path: str | Path
-    attrs: dict[str, Any]
     what: str
 
 

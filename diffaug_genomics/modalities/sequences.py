@@ -25,10 +25,9 @@ from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.io.fasta import read_fasta
 from diffaug_genomics.io.h5 import (
     is_hdf5,
-    load_rows,
     open_onehot,
     read_embeddings,
-    read_strings_slice,
+    read_strings,
     write_embeddings,
 )
 from diffaug_genomics.io.onehot import encode_records
@@ -64,11 +63,8 @@ def iter_chunks(source: str | Path, length: int | None = None, policy: str = "ce
             stored_policy = str(f.attrs.get("policy", "pad"))
             for start in range(0, n, rows):
                 stop = min(start + rows, n)
-                labels = None
-                if has_labels:
-                    labels = [s.decode() if isinstance(s, bytes) else str(s)
-                              for s in f["labels"][start:stop]]
-                yield Chunk(f["onehot"][start:stop], read_strings_slice(f["ids"], start, stop),
+                labels = read_strings(f["labels"], start, stop) if has_labels else None
+                yield Chunk(f["onehot"][start:stop], read_strings(f["ids"], start, stop),
                             labels, f["lengths"][start:stop], stored_policy)
         return
     if length is None:
@@ -141,18 +137,19 @@ class FastaPositives(PositivesWriter):
             samples: torch.Tensor) -> None:
         k, s = self.sampling.per_sequence, self.sampling
         seqs = decode(samples.permute(0, 2, 1).cpu().numpy())  # (n*K, L, 4) scores
-        rows = chunk.rows[lo:hi]
+        sources_text = decode(chunk.rows[lo:hi])
         for i in range(hi - lo):
             sid, own = chunk.ids[lo + i], int(chunk.lengths[lo + i])
             off = row_offset(chunk.policy, self.length, own)
-            src = decode(rows[i])[off:off + own]
+            src = sources_text[i][off:off + own]
+            gc_src = _gc(src)
             for j in range(k):
                 seq = seqs[i * k + j][off:off + own]
                 self.out.write(f">{sid}|pos{j} source={sid} steps={s.steps} "
                                f"strength={s.strength:g}\n{seq}\n")
                 self.identity += _identity(seq, src)
                 self.gc_generated += _gc(seq)
-                self.gc_source += _gc(src)
+                self.gc_source += gc_src
                 self.n_generated += 1
         self.n_sources += hi - lo
 
@@ -208,8 +205,9 @@ class SequenceIO(ModalityIO):
     def training_data(self, modality: Modality, source: str | Path, run_dir: Path, cfg: Config,
                       options: ReadOptions, reuse: bool) -> TrainingData:
         path = prepare_data(source, run_dir, cfg, reuse=reuse)
-        rows, _, _, attrs = load_rows(path)
-        return TrainingData(rows, path, attrs, f"{len(rows)} sequences of {rows.shape[1]} bp")
+        with open_onehot(path) as f:  # the rows only: fit needs no ids or labels
+            rows = f["onehot"][()]
+        return TrainingData(rows, path, f"{len(rows)} sequences of {rows.shape[1]} bp")
 
     def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
         data = run.config.data

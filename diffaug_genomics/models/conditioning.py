@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["Conditioned", "Conditioning", "select_condition", "sinusoidal_embedding"]
+__all__ = ["Conditioned", "Conditioning", "sinusoidal_embedding"]
 
 
 def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
@@ -40,22 +40,6 @@ def sinusoidal_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Te
     if dim % 2:
         emb = F.pad(emb, (0, 1))
     return emb
-
-
-def select_condition(null_cond: Tensor, cond_norm: nn.Module, cond: Tensor | None,
-                     drop_cond: Tensor | None, n: int) -> Tensor:
-    """The normalised condition ``(n, cond_dim)``, with the learned null vector ``null_cond``
-    where ``drop_cond`` is True, or everywhere when ``cond`` is None (classifier-free guidance).
-    Shared by every denoiser."""
-    null = null_cond.expand(n, -1)
-    if cond is None:
-        return null
-    if cond.shape != (n, null_cond.shape[0]):
-        raise ValueError(f"cond must be ({n}, {null_cond.shape[0]}), got {tuple(cond.shape)}")
-    c = cond_norm(cond.to(null.dtype))
-    if drop_cond is not None:
-        c = torch.where(drop_cond.to(device=c.device, dtype=torch.bool)[:, None], null, c)
-    return c
 
 
 class Conditioned(nn.Module):
@@ -76,8 +60,18 @@ class Conditioned(nn.Module):
         self.joint_mlp = nn.Sequential(nn.SiLU(), nn.Linear(2 * time_dim, time_dim), nn.SiLU())
 
     def embed_condition(self, cond: Tensor | None, drop_cond: Tensor | None, n: int) -> Tensor:
-        """Condition embedding ``(n, time_dim)``: the null vector where dropped or absent."""
-        return self.cond_mlp(select_condition(self.null_cond, self.cond_norm, cond, drop_cond, n))
+        """Condition embedding ``(n, time_dim)`` of the normalised condition, with the learned
+        null vector where ``drop_cond`` is True, or everywhere when ``cond`` is None
+        (classifier-free guidance)."""
+        null = self.null_cond.expand(n, -1)
+        if cond is None:
+            return self.cond_mlp(null)
+        if cond.shape != (n, self.cond_dim):
+            raise ValueError(f"cond must be ({n}, {self.cond_dim}), got {tuple(cond.shape)}")
+        c = self.cond_norm(cond.to(null.dtype))
+        if drop_cond is not None:
+            c = torch.where(drop_cond.to(device=c.device, dtype=torch.bool)[:, None], null, c)
+        return self.cond_mlp(c)
 
     def condition(self, t: Tensor, cond: Tensor | None, drop_cond: Tensor | None, n: int,
                   dtype: torch.dtype) -> tuple[Tensor, Tensor]:

@@ -32,10 +32,10 @@ from collections.abc import Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from diffaug_genomics.models.conditioning import Conditioned, select_condition, sinusoidal_embedding
+from diffaug_genomics.models.conditioning import Conditioned, sinusoidal_embedding
 from diffaug_genomics.models.unet import UNetLevels
 
-__all__ = ["UNet1D", "select_condition", "sinusoidal_embedding"]
+__all__ = ["UNet1D", "sinusoidal_embedding"]
 
 
 class UNet1D(UNetLevels, Conditioned):

@@ -9,7 +9,6 @@ Everything lives in :mod:`diffaug_genomics.modalities` now (the interface in
 from diffaug_genomics.modalities.base import Augment, Modality, build_head
 from diffaug_genomics.modalities.dna import DNA
 from diffaug_genomics.modalities.registry import (
-    _BUILTIN_LAZY,
     _REGISTRY,
     ENTRY_POINT_GROUP,
     available_modalities,
@@ -19,6 +18,6 @@ from diffaug_genomics.modalities.registry import (
     validate_config,
 )
 
-__all__ = ["DNA", "ENTRY_POINT_GROUP", "Augment", "Modality", "_BUILTIN_LAZY", "_REGISTRY",
+__all__ = ["DNA", "ENTRY_POINT_GROUP", "Augment", "Modality", "_REGISTRY",
            "available_modalities", "build_head", "get_modality", "load_backbone", "register",
            "validate_config"]

@@ -1,8 +1,11 @@
 """What the 1-D and 2-D U-Nets share: the conditioned residual block and the level structure.
 
 :class:`~diffaug_genomics.models.denoisers.UNet1D` (DNA, ``(N, C, L)``) and
-:class:`~diffaug_genomics.models.unet2d.UNet2D` (images, ``(N, C, H, W)``) differ only in the
-number of spatial dimensions ``dims`` and their input projection; both are built here:
+:class:`~diffaug_genomics.models.unet2d.UNet2D` (images, ``(N, C, H, W)``) differ in the number
+of spatial dimensions ``dims``, their input projection, where their conditioning layers live
+(on the module itself for ``UNet1D``, a ``conditioning`` sub-module for ``UNet2D``: the
+parameter names of their checkpoints) and how a ``groups`` that does not divide the channels is
+handled (``UNet1D`` refuses it, ``UNet2D`` falls back to 4, 2, 1); the rest is built here:
 
 - :class:`ResBlock`: GroupNorm-SiLU-conv, GroupNorm + FiLM ``h * (1 + scale) + shift`` from the
   joint time/condition embedding, SiLU-dropout-conv, plus a (1x1 conv) skip;
@@ -65,7 +68,6 @@ class UNetLevels(nn.Module):
                      dims: int) -> None:
         """Down path, middle, up path and output layers for ``channels`` (finest first)."""
         conv = CONV[dims]
-        self.dims = dims
         self.levels = len(channels)
         self.down = nn.ModuleList()
         self.downsample = nn.ModuleList()

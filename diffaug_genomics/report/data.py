@@ -63,16 +63,16 @@ def _read_dna(path: Path, state: RunState, max_points: int, seed: int
     from diffaug_genomics.io.h5 import is_hdf5
 
     if is_hdf5(path):
-        from diffaug_genomics.io.h5 import open_onehot, read_strings_slice
+        from diffaug_genomics.io.h5 import open_onehot, read_strings
 
         with open_onehot(path) as f:
             total = int(f["onehot"].shape[0])
             idx = _choose(total, max_points, seed)
             onehot = f["onehot"][idx] if len(idx) < total else f["onehot"][()]
-            all_ids = read_strings_slice(f["ids"], 0, total)
+            all_ids = read_strings(f["ids"])
             labels = None
             if "labels" in f:
-                all_labels = read_strings_slice(f["labels"], 0, total)
+                all_labels = read_strings(f["labels"])
                 labels = [all_labels[i] for i in idx]
         return onehot, [all_ids[i] for i in idx], labels, idx, total
     from diffaug_genomics.modalities.sequences import iter_chunks
@@ -206,11 +206,10 @@ def _rows_for_ids(path: Path, state: RunState, ids: list[str]
     from diffaug_genomics.io.h5 import is_hdf5
 
     if state.modality == "dna" and is_hdf5(path):
-        from diffaug_genomics.io.h5 import open_onehot, read_strings_slice
+        from diffaug_genomics.io.h5 import open_onehot, read_strings
 
         with open_onehot(path) as f:
-            total = int(f["onehot"].shape[0])
-            where = {rid: i for i, rid in enumerate(read_strings_slice(f["ids"], 0, total))}
+            where = {rid: i for i, rid in enumerate(read_strings(f["ids"]))}
             if not all(rid in where for rid in ids):
                 return None
             pick = np.asarray([where[rid] for rid in ids], dtype=np.int64)
@@ -219,7 +218,7 @@ def _rows_for_ids(path: Path, state: RunState, ids: list[str]
             rows[order] = f["onehot"][pick[order]]
             labels = None
             if "labels" in f:
-                all_labels = read_strings_slice(f["labels"], 0, total)
+                all_labels = read_strings(f["labels"])
                 labels = [all_labels[i] for i in pick]
         return rows, pick, labels
     reader = _read_dna if state.modality == "dna" else _read_samples

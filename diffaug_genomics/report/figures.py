@@ -17,7 +17,6 @@ from diffaug_genomics.report.state import Metrics
 DPI = 100
 PHASE_COLOURS = {"warmup": "#7f7f7f", "encoder": "#1f77b4", "generator": "#d62728",
                  "bank": "#2ca02c", "init": "#9467bd"}
-BASES = "ACGT"
 
 
 @dataclass

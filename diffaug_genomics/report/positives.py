@@ -12,7 +12,8 @@ from typing import Any
 
 import numpy as np
 
-from diffaug_genomics.report.figures import BASES, Figure, pyplot, save_png
+from diffaug_genomics.alphabet import ALPHABET as BASES
+from diffaug_genomics.report.figures import Figure, pyplot, save_png
 
 
 @dataclass
