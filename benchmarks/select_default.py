@@ -68,6 +68,16 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
                                              "bank.guidance_scale=4.0"]),
     "spectrum-diffaug-gen750": ("diffaug", ["encoder.backbone=spectrum", "generator.steps=750",
                                             "generator.batch_size=256", "bank.steps=20"]),
+    # eighth session (issue "never worse than the best training-free reference"): the
+    # symmetric, block-PCA start under every method, and longer / shorter runs whose encoder
+    # states (start, warm-up, round ends) measure the export criteria (export_states.py)
+    "long-knn": ("knn-mixup", ["schedule.warmup_epochs=20", "schedule.epochs_per_round=40"]),
+    "long-handcrafted": ("handcrafted", ["schedule.warmup_epochs=20",
+                                         "schedule.epochs_per_round=40"]),
+    "diffaug-nosym": ("diffaug", ["symmetry.mode=none"]),
+    "handcrafted-nosym": ("handcrafted", ["symmetry.mode=none"]),
+    "diffaug-r4": ("diffaug", ["schedule.rounds=4"]),
+    "diffaug-r4-long": ("diffaug", ["schedule.rounds=4", "schedule.epochs_per_round=12"]),
 }
 
 

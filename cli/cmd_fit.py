@@ -19,6 +19,7 @@ def fit(
     compile_: bool | None = typer.Option(None, "--compile/--no-compile", help="torch.compile the models (falls back to eager with one warning when compiling fails; default off)."),
     resume: str | None = typer.Option(None, "--resume", metavar="[auto]", help="Continue from the run's latest checkpoint; '--resume auto' starts a new run when there is none (requeued jobs)."),
     augment: str | None = typer.Option(None, "--augment", help="diffaug | knn-mixup | handcrafted."),
+    export: str | None = typer.Option(None, "--export", help="best | final: export the encoder state (the start or an encoder stage's end) that scores best on the label-free export.criterion, or the last one (default best)."),
     modality: str | None = typer.Option(None, "--modality", help="dna | image | tabular | a plugin's name: overrides detection from INPUT."),
     backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory returning a Modality (third-party code, imported on your request)."),
     label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels, never a feature."),
@@ -33,6 +34,8 @@ def fit(
     if resume not in (None, "yes", "auto"):
         raise InputError(f"--resume takes no value or 'auto' (got {resume!r})")
     configure_logging()
+    if export is not None:  # the config key export.choose (checked with the others)
+        overrides = [*(overrides or []), f"export.choose={export}"]
     try:
         result = run_fit(source, output, preset=preset, config_file=config, overrides=overrides,
                          seed=seed, device=device, augment=augment,

@@ -40,6 +40,7 @@ from diffaug_genomics.config_schema import (  # re-exported: the schema's names 
     Config,
     DataConfig,
     EncoderConfig,
+    ExportConfig,
     GeneratorConfig,
     HandcraftedConfig,
     ImageConfig,
@@ -47,6 +48,7 @@ from diffaug_genomics.config_schema import (  # re-exported: the schema's names 
     LossConfig,
     OptimConfig,
     ScheduleConfig,
+    SymmetryConfig,
     TabularConfig,
 )
 from diffaug_genomics.errors import ConfigError
@@ -55,6 +57,7 @@ __all__ = ["AUGMENTS", "BOUNDS", "CHOICES", "EXECUTION_KEYS", "LATER_KEYS", "LAT
            "PAIRS", "PRESETS", "RECORD_KEYS", "BankConfig", "Bound", "Config", "ConfigError",
            "DataConfig", "EncoderConfig", "GeneratorConfig", "HandcraftedConfig", "ImageConfig",
            "KnnConfig", "LossConfig", "OptimConfig", "ScheduleConfig", "TabularConfig",
+           "SymmetryConfig", "ExportConfig",
            "builtin_preset_family", "config_from_dict", "dump_yaml", "load_yaml", "numeric_keys",
            "parse_override", "preset_dict", "preset_layers", "resolve_config"]
 
@@ -71,6 +74,9 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "generator.prediction_type": ("epsilon", "v_prediction"),
     "bank.sampler": ("ddim", "ddpm"),
     "optim.lr_schedule": ("cosine", "constant"),
+    "symmetry.mode": ("auto", "none"),
+    "export.choose": ("best", "final"),
+    "export.criterion": ("nbr_agreement", "eff_rank", "uniformity"),
 }
 
 @dataclass(frozen=True)
@@ -167,6 +173,11 @@ BOUNDS: dict[str, Bound] = {
     "optim.weight_decay": NON_NEGATIVE_REAL,
     "optim.batch_size": POSITIVE_INT,
     "optim.min_lr_ratio": PROBABILITY,
+    "encoder.position_dims": COUNT,
+    "symmetry.accept_ratio": POSITIVE_REAL,
+    "symmetry.gap_ratio": Bound(1.0),
+    "symmetry.max_rows": Bound(2),
+    "symmetry.kmer_k": Bound(1, 8),
 }
 """The valid range of every numeric key (checked by :func:`_validate` before any work). A
 numeric key added to the dataclasses above must be given its bound here: the test suite

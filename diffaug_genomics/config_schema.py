@@ -52,6 +52,11 @@ class EncoderConfig:
     kmer_k: int = 5
     position_weight: float = 0.7
     pca_init: bool = True
+    # spectrum backbone with pca_init: how many of the projection's starting directions read
+    # the position profile. None (auto): as many as the profile has principal directions above
+    # those of the same rows with their positions shuffled (what composition alone explains;
+    # parallel analysis), the spectrum gets the rest. A number fixes it.
+    position_dims: int | None = None
 
 
 @dataclass
@@ -190,6 +195,34 @@ class OptimConfig:
 
 
 @dataclass
+class SymmetryConfig:
+    """Symmetries learned from the training rows (:mod:`diffaug_genomics.symmetry`).
+
+    ``auto`` scores every candidate transform the modality offers (DNA: the 24 permutations of
+    the alphabet, each with and without reversal, by their ``kmer_k``-mer distribution) against
+    a noise floor measured on the same rows and accepts the ones the data obeys; ``none`` skips
+    it. Nothing in it names a particular map."""
+
+    mode: str = "auto"  # auto | none
+    accept_ratio: float = 1.5  # accept a candidate scoring at most this x the noise floor
+    gap_ratio: float = 3.0  # ... when every other one scores at least this x its score
+    max_rows: int = 20000  # training rows scored (a seeded sample when there are more)
+    kmer_k: int = 4  # DNA: length of the k-mers whose distribution is compared
+
+
+@dataclass
+class ExportConfig:
+    """Which encoder state ``fit`` exports as ``encoder.pt``.
+
+    The start (after the data-dependent initialisation) and the end of every encoder stage are
+    candidates; ``best`` exports the one with the highest label-free ``criterion`` on the
+    diagnostic rows, ``final`` the last one (:mod:`diffaug_genomics.train.export`)."""
+
+    choose: str = "best"  # best | final
+    criterion: str = "nbr_agreement"  # nbr_agreement | eff_rank | uniformity
+
+
+@dataclass
 class Config:
     """The whole resolved configuration of a ``diffaug fit`` run."""
 
@@ -212,6 +245,8 @@ class Config:
     bank: BankConfig = field(default_factory=BankConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    symmetry: SymmetryConfig = field(default_factory=SymmetryConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON-ready)."""
@@ -241,15 +276,16 @@ class Config:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
-LATER_SECTIONS = ("image", "tabular")
+LATER_SECTIONS = ("image", "tabular", "symmetry", "export")
 """Config sections that did not exist in 0.1.0 (see :meth:`Config.hash`)."""
 LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views", "encoder.recalibrate_bn",
               "generator.ema_warmup", "encoder.kmer_k", "encoder.position_weight",
-              "encoder.pca_init")
+              "encoder.pca_init", "encoder.position_dims")
 """Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
 EXECUTION_KEYS = ("precision", "compile", "checkpoint_every_s")
 """Top-level keys left out of :meth:`Config.hash` (how a run computes, not what)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
 RECORD_KEYS = ("versions", "world_size", "global_batch_size", "resolved_precision", "preset",
-               "input", "input_bytes", "input_sha256", "label_column", "obs_key")
+               "input", "input_bytes", "input_sha256", "label_column", "obs_key",
+               "discovered_symmetry", "exported")

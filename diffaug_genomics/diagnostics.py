@@ -9,6 +9,11 @@ learns or not. Written to ``metrics.csv`` by the training loop (see :mod:`diffau
   when each row's condition is replaced by another row's, on a fixed batch with fixed noise and
   timesteps. 0 means the generator ignores the encoder's embedding; a positives bank drawn from
   it then cannot carry what the encoder knows.
+- :func:`uniformity` of an embedding (Wang & Isola, 2020): how evenly the normalised rows
+  spread over the sphere, ``-log mean exp(-2 |z_i - z_j|^2)``, 0 (one point) to 4.
+- :func:`neighbour_agreement` of an embedding with the input: the share of each row's nearest
+  neighbours in the embedding that are also among its nearest neighbours in a reference feature
+  space of the input (DNA: the k-mer spectrum), 0 to 1.
 - :func:`dna_positive_stats` of generated DNA positives: identity to their own source, identity
   to the most similar *other* training row (copying), and the 3-mer spectrum L1 distance to the
   source (composition kept or not).
@@ -49,6 +54,42 @@ def effective_rank(x: Tensor | np.ndarray) -> float:
     p = s / total
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))
+
+
+def uniformity(z: Tensor | np.ndarray, t: float = 2.0) -> float:
+    """``-log mean_{i != j} exp(-t |u_i - u_j|^2)`` of the L2-normalised rows ``u`` of ``z (N,
+    D)``: 0 when every row points the same way, up to ``2 t`` (evenly spread). Larger is more
+    uniform (the negated uniformity loss of Wang & Isola, 2020)."""
+    u = torch.as_tensor(np.asarray(z) if not isinstance(z, Tensor) else z).detach()
+    u = torch.nn.functional.normalize(u.double().cpu(), dim=1)
+    n = len(u)
+    if n < 2:
+        raise ValueError(f"expected at least 2 rows, got {n}")
+    sq = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
+    off = ~torch.eye(n, dtype=torch.bool)
+    return float(-torch.logsumexp(-t * sq[off], dim=0) + np.log(off.sum().item()))
+
+
+def neighbour_agreement(z: Tensor | np.ndarray, reference: Tensor | np.ndarray,
+                        k: int = 10) -> float:
+    """Mean share of each row's ``k`` nearest neighbours in ``z (N, D)`` that are also among its
+    ``k`` nearest in ``reference (N, F)`` (cosine of the column-centred rows, the row itself
+    excluded), 0 to 1 (``k / N`` by chance)."""
+    def neighbours(x: Tensor | np.ndarray) -> Tensor:
+        m = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach()
+        m = m.double().cpu()
+        m = torch.nn.functional.normalize(m - m.mean(dim=0), dim=1)
+        sim = m @ m.T
+        sim.fill_diagonal_(-float("inf"))
+        return sim.topk(k, dim=1).indices
+
+    if len(z) != len(reference) or len(z) <= k:
+        raise ValueError(f"need the same rows, more than k = {k}: {len(z)} and {len(reference)}")
+    a, b = neighbours(z), neighbours(reference)
+    n = len(a)
+    hits = torch.zeros(n, len(z), dtype=torch.bool)
+    hits[torch.arange(n).unsqueeze(1), b] = True
+    return float(hits.gather(1, a).double().mean())
 
 
 def condition_gain(diffusion: nn.Module, denoiser: nn.Module, x0: Tensor, cond: Tensor,

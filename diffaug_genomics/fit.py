@@ -241,6 +241,15 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     return FitResult(run_dir, cfg, time.perf_counter() - t0, ctx.rank, ctx.world_size)
 
 
+def _add_to_record(path: Path, **items: object) -> None:
+    """Add ``items`` to the record part of a run's ``config.yaml`` (rewritten atomically)."""
+    from diffaug_genomics.io.atomic import atomic_output
+
+    record = {**load_yaml(path), **items}
+    with atomic_output(path, force=True) as tmp:
+        tmp.write_text(dump_yaml(record))
+
+
 def _communication_error(exc: BaseException) -> bool:
     """True for errors of torch.distributed collectives (a peer died, a timeout)."""
     import traceback
@@ -325,6 +334,8 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         try:
             trainer = Trainer(cfg, modality, rows, run_dir, dev, ctx,
                               should_stop=lambda: stop["requested"])
+            if ctx.is_main:
+                _add_to_record(paths.config, discovered_symmetry=trainer.symmetry.to_record())
             if resume:
                 try:
                     trainer.resume()
@@ -337,6 +348,8 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
                                      path=trainer.paths.latest) from None
             try:
                 trainer.run()
+                if ctx.is_main:
+                    _add_to_record(paths.config, exported=trainer.export.record())
             except StopRequested:
                 raise Preempted(f"{run_dir}: stopped by signal after writing a checkpoint; "
                                 "continue with --resume", ctx.rank) from None

@@ -27,6 +27,7 @@ from torch import nn
 
 from diffaug_genomics.modalities.interface import ModalityIO
 from diffaug_genomics.modalities.sequences import SEQUENCE_IO
+from diffaug_genomics.symmetry import SymmetryCandidates
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -81,6 +82,9 @@ class Modality:
     """(stored rows, indices of the sources, their generated positives in model layout) ->
     label-free statistics of the positives, named as ``metrics.csv`` 's ``pos_*`` columns
     (DNA: :func:`~diffaug_genomics.diagnostics.dna_positive_stats`). None: not recorded."""
+    symmetries: SymmetryCandidates | None = None
+    """Candidate transforms whose invariance :func:`~diffaug_genomics.symmetry.discover`
+    measures on the training rows (DNA: the 48 alphabet maps). None: no discovery."""
 
     @property
     def data_io(self) -> ModalityIO:

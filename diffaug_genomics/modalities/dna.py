@@ -2,7 +2,8 @@
 
 Backbones: ``conv1d`` (a residual CNN) and ``spectrum`` (k-mer spectrum + position profile)
 encoders, the ``unet1d`` denoiser; ``onehot-pca`` and ``kmer`` neighbour spaces;
-hand-designed mutations, reverse complement, shifts and indels as the baseline. Inputs are
+hand-designed mutations, reverse complement, shifts and indels as the baseline; the 48
+alphabet maps as candidate symmetries (:mod:`diffaug_genomics.symmetry`). Inputs are
 read and positives written by :mod:`diffaug_genomics.modalities.sequences` (FASTA / one-hot
 HDF5 in, FASTA out). The diffusion works on one-hot scaled to [-1, 1]; generated positives
 can be snapped to one-hot (``bank.discrete``).
@@ -16,11 +17,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from diffaug_genomics.alphabet_maps import MAPS
 from diffaug_genomics.modalities.base import Augment, Modality, unet_denoiser
 from diffaug_genomics.models.denoisers import UNet1D
+from diffaug_genomics.symmetry import SymmetryCandidates
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
+    from diffaug_genomics.config_schema import SymmetryConfig
 
 
 def _dna_to_model(rows: np.ndarray) -> torch.Tensor:
@@ -37,7 +41,7 @@ def _dna_encoder(cfg: Config, sample_shape: tuple[int, ...]) -> nn.Module:
         return SpectrumEncoder(length=sample_shape[1], kmer_k=e.kmer_k, width=e.width,
                                n_blocks=e.n_blocks, embed_dim=e.embed_dim,
                                position_weight=e.position_weight, pca_init=e.pca_init,
-                               rc=e.rc)
+                               rc=e.rc, position_dims=e.position_dims)
     return ConvEncoder(in_channels=sample_shape[0], width=e.width, n_blocks=e.n_blocks,
                        stem_kernel=e.stem_kernel, block_kernel=e.block_kernel,
                        embed_dim=e.embed_dim, rc=e.rc)
@@ -72,6 +76,24 @@ def _dna_positive_stats(rows: np.ndarray, idx: np.ndarray,
     return dna_positive_stats(rows[idx], pos, idx, rows)
 
 
+def _kmer_statistic(rows: np.ndarray, cfg: SymmetryConfig) -> np.ndarray:
+    from diffaug_genomics.kmers import kmer_counts
+
+    return kmer_counts(rows, cfg.kmer_k, normalize=False)
+
+
+DNA_SYMMETRIES = SymmetryCandidates(
+    names=tuple(m.name for m in MAPS),
+    statistic=_kmer_statistic,
+    transform_statistic=lambda p, i, cfg: p[MAPS[i].kmer_columns(cfg.kmer_k)],
+    apply=lambda x, i: MAPS[i].apply(x),
+    apply_rows=lambda rows, i: MAPS[i].apply_rows(rows),
+    compose=lambda i, j: MAPS[i].compose(MAPS[j]).index,
+)
+"""The 48 alphabet maps (:mod:`diffaug_genomics.alphabet_maps`), scored by their k-mer
+distribution (``symmetry.kmer_k``)."""
+
+
 DNA = Modality(
     name="dna",
     to_model=_dna_to_model,
@@ -84,4 +106,5 @@ DNA = Modality(
     to_discrete=_dna_to_discrete,
     positive_stats=_dna_positive_stats,
     encoder_backbones=("conv1d", "spectrum"),
+    symmetries=DNA_SYMMETRIES,
 )

@@ -1,8 +1,9 @@
 """The encoder phase: kNN neighbours, the positives of a batch, the contrastive loss, an epoch.
 
 In the warm-up the positive of each sequence is a kNN-mixup of it with one of its neighbours;
-in a DiffAug encoder stage a generated positive from the bank replaces it (``bank.fraction``);
-the handcrafted baseline augments both views.
+in a DiffAug encoder stage a generated positive from the bank replaces it (``bank.fraction``),
+mapped by a random element of the symmetry group discovered on the training rows (none drawn
+when no symmetry was accepted); the handcrafted baseline augments both views.
 """
 
 from __future__ import annotations
@@ -99,6 +100,11 @@ class EncoderPhase:
                     other = bank[rows.to(at), ((first + shift) % b.per_sequence).to(at)]
                     anchor = torch.where(mask, other.to(self.device, torch.float32,
                                                         non_blocking=True), x)
+            if self.modality.symmetries is not None:  # composed with a discovered symmetry
+                from diffaug_genomics.symmetry import apply_random_elements
+
+                pos = apply_random_elements(self.modality.symmetries, self.symmetry.group, pos,
+                                            gen)
         return anchor, pos
 
     def _bank_replaces_all(self, stage: Stage) -> bool:

@@ -55,6 +55,7 @@ from diffaug_genomics.train.bank import BankPhase
 from diffaug_genomics.train.compiled import maybe_compile
 from diffaug_genomics.train.distributed import SINGLE, DistContext
 from diffaug_genomics.train.encoder_phase import EncoderPhase
+from diffaug_genomics.train.export import ExportChoice
 from diffaug_genomics.train.generator_phase import GeneratorPhase, _ema_update, ema_decay_at
 from diffaug_genomics.train.metrics_file import MetricsFile
 from diffaug_genomics.train.paths import RunPaths
@@ -95,7 +96,9 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         self.stages = plan(cfg)
         torch.manual_seed(cfg.seed)
         self.encoder = modality.build_encoder(cfg, self.sample_shape).to(device)
+        self._discover_symmetry()
         self._fit_init()
+        self.export = ExportChoice(cfg.export.choose, cfg.export.criterion)
         self.head = build_head(cfg, cfg.encoder.embed_dim).to(device)
         if ctx.distributed:
             self._sync_batchnorm()
@@ -137,10 +140,26 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         self.bank: torch.Tensor | None = None
         self.cond: torch.Tensor | None = None
         self.diag_idx = diagnostic_sample(self.n, cfg.seed)
+        self._last_diagnostics: dict[str, float] = {}
+        self._reference: np.ndarray | None = None  # input features of the diagnostic rows
         self.collapse_warned = False
         self._calibrated_at: int | None = None  # enc_step of the last recalibration pass
         self.t0 = time.perf_counter()
         self._saved_at = self.t0  # when the last checkpoint was written
+
+    def _discover_symmetry(self) -> None:
+        """Measure which of the modality's candidate transforms the training rows obey
+        (:func:`~diffaug_genomics.symmetry.discover`; deterministic, so a resumed run finds the
+        same) and give the accepted group to an encoder that averages over one
+        (``set_symmetry``)."""
+        from diffaug_genomics.symmetry import discover
+
+        self.symmetry = discover(self.modality.symmetries, self.rows, self.cfg.symmetry,
+                                 self.cfg.seed)
+        LOG.log(self._info, "%s", self.symmetry.summary())
+        set_symmetry = getattr(self.encoder, "set_symmetry", None)
+        if callable(set_symmetry) and len(self.symmetry.group) > 1:
+            set_symmetry(self.symmetry.group)
 
     def _fit_init(self) -> None:
         """Data-dependent initialisation of an encoder that has one (``fit_init(x)``, e.g. the
@@ -150,6 +169,14 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         fit_init = getattr(self.encoder, "fit_init", None)
         if callable(fit_init):
             fit_init(self._x(np.sort(diagnostic_sample(self.n, self.cfg.seed, FIT_INIT_ROWS))))
+            record = getattr(self.encoder, "start_record", None)
+            if record:
+                LOG.log(self._info, "start: %s", ", ".join(f"{k} {v}" for k, v in record.items()))
+
+    def _offer_export(self, state: str) -> None:
+        """The encoder as it is now (its last diagnostics) as a candidate for export."""
+        self.export.offer(state, self._last_diagnostics, self.encoder.state_dict(),
+                          self.head.state_dict())
 
     def _sync_batchnorm(self) -> None:
         """Batch norm over the global batch in the encoder and head (before the optimiser)."""
@@ -190,6 +217,7 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
             "unit_generator": self.unit_gen_state,
             "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
             "enc_opt": self.enc_opt.state_dict(), "rng": ckpt.rng_state(),
+            "export": self.export.state_dict(),
         }
         if self.denoiser is not None:
             state.update(denoiser=self.denoiser.state_dict(), ema=self.ema.state_dict(),
@@ -210,6 +238,8 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         self.encoder.load_state_dict(state["encoder"])
         self.head.load_state_dict(state["head"])
         self.enc_opt.load_state_dict(state["enc_opt"])
+        if "export" in state:  # a checkpoint from before the export choice: final state only
+            self.export.load_state_dict(state["export"])
         if self.denoiser is not None:
             self.denoiser.load_state_dict(state["denoiser"])
             self.ema.load_state_dict(state["ema"])
@@ -312,6 +342,9 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
                 self._truncate_metrics(0)  # rows a run killed before its first checkpoint left
                 rank = self._encoder_diagnostics("init", 0, -1)
                 LOG.log(self._info, "init: eff_rank %.1f of %d", rank, self.cfg.encoder.embed_dim)
+                self._offer_export("start")
+                if self.ctx.is_main:  # the start, beside warmup.pt and round{r}.pt
+                    ckpt.save_atomic(self.state_dict(), self.paths.checkpoints / "start.pt")
             while self.stage_idx < len(self.stages):
                 stage_idx = self.stage_idx
                 stage = self.stages[stage_idx]
@@ -334,6 +367,8 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
                     if self.unit_idx == stage.units:
                         self.stage_idx, self.unit_idx = self.stage_idx + 1, 0
                     finished = self.stage_idx != stage_idx
+                    if finished and stage.kind in ("warmup", "encoder"):
+                        self._offer_export(_state_label(stage, self.cfg.augment))
                     stop = self._poll_stop() and self.stage_idx < len(self.stages)
                     if finished or stop or self._checkpoint_due():
                         self.save_checkpoint()
@@ -355,13 +390,29 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
 
     def _write_final(self) -> None:
         self._recalibrate()  # batch-norm statistics of the final weights (every rank)
+        chosen = self.export.chosen
+        if self.cfg.export.choose == "best" and chosen is not None:
+            # the chosen state's batch-norm statistics were recomputed by its diagnostic pass
+            self.encoder.load_state_dict(chosen["encoder"])
+            self.head.load_state_dict(chosen["head"])
         if not self.ctx.is_main:
             return
+        LOG.info("%s", self.export.summary())
         common = {"config": self.cfg.to_dict(), "modality": self.modality.name,
                   "sample_shape": list(self.sample_shape), "config_hash": self.cfg.hash()}
         ckpt.save_atomic({"format": ckpt.ENCODER_FORMAT, **common,
-                          "encoder": self.encoder.state_dict(), "head": self.head.state_dict()},
+                          "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
+                          "exported": self.export.record(),
+                          "symmetry": self.symmetry.to_record()},
                          self.paths.encoder)
         if self.ema is not None:
             ckpt.save_atomic({"format": ckpt.GENERATOR_FORMAT, **common,
                               "denoiser": self.ema.state_dict()}, self.paths.generator)
+
+
+def _state_label(stage: Stage, augment: str) -> str:
+    """The name of the encoder state at the end of ``stage``: ``warmup``, ``round R``, or
+    ``trained`` (a baseline's one encoder stage)."""
+    if stage.kind == "warmup":
+        return "warmup"
+    return f"round {stage.round}" if augment == "diffaug" else "trained"

@@ -1,0 +1,84 @@
+"""Which encoder state ``fit`` exports: the start, or the end of an encoder stage, by a
+label-free criterion.
+
+The candidates are the encoder right after its data-dependent initialisation (``start``: for the
+spectrum encoder, PCA of its features) and at the end of every warm-up / encoder stage
+(``warmup``, ``round 1``, ...; a baseline's one stage is ``trained``). Each is scored on the
+fixed diagnostic rows by the diagnostics of :mod:`diffaug_genomics.diagnostics`
+(``export.criterion``, chosen by measurement: ``benchmarks/results/selection.md``). With
+``export.choose: best`` the highest-scoring state is exported (the earliest on a tie), with
+``final`` the last. The choice, every candidate's value and whether training improved on the
+start are recorded in ``config.yaml`` (``exported``), ``encoder.pt`` and the log.
+
+Examples:
+    >>> choice = ExportChoice("best", "eff_rank")
+    >>> choice.offer("start", {"eff_rank": 120.0}, {"w": 1}, {})
+    >>> choice.offer("round 1", {"eff_rank": 110.0}, {"w": 2}, {})
+    >>> choice.chosen["state"], choice.record()["improved_on_start"]
+    ('start', False)
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+
+__all__ = ["ExportChoice"]
+
+
+class ExportChoice:
+    """The candidates offered so far and the state to export (``export.choose`` /
+    ``export.criterion``)."""
+
+    def __init__(self, choose: str, criterion: str) -> None:
+        self.choose, self.criterion = choose, criterion
+        self.candidates: list[dict[str, Any]] = []
+        self.chosen: dict[str, Any] | None = None
+        """``{"state", "value", "encoder", "head"}`` of the state to export so far."""
+
+    def offer(self, state: str, values: dict[str, float], encoder: dict[str, torch.Tensor],
+              head: dict[str, torch.Tensor]) -> None:
+        """A candidate state (its label, its diagnostics, the encoder's and head's state dicts,
+        copied here)."""
+        value = float(values[self.criterion])
+        self.candidates.append({"state": state, **{k: float(v) for k, v in values.items()}})
+        better = self.chosen is None or value > self.chosen["value"]
+        if self.choose == "final" or better:
+            self.chosen = {"state": state, "value": value,
+                           "encoder": copy.deepcopy(encoder), "head": copy.deepcopy(head)}
+
+    def record(self) -> dict[str, Any]:
+        """What config.yaml and ``encoder.pt`` say about the export."""
+        if self.chosen is None:
+            return {}
+        start = next((c for c in self.candidates if c["state"] == "start"), None)
+        best = max(self.candidates, key=lambda c: c[self.criterion])
+        return {"choose": self.choose, "criterion": self.criterion,
+                "state": self.chosen["state"], "value": round(self.chosen["value"], 5),
+                "start_value": None if start is None else round(start[self.criterion], 5),
+                "improved_on_start": best["state"] != "start" if start else None,
+                "candidates": [{k: (round(v, 5) if isinstance(v, float) else v)
+                                for k, v in c.items()} for c in self.candidates]}
+
+    def summary(self) -> str:
+        """One log line: the exported state, its value beside the start's, and whether
+        training improved on the start."""
+        r = self.record()
+        if not r:
+            return "exported: the final state (no candidate was scored)"
+        line = (f"exported: {r['state']} ({self.choose}; {self.criterion} {r['value']:.4f}"
+                + ("" if r["start_value"] is None else f", start {r['start_value']:.4f}") + ")")
+        if r["improved_on_start"] is False:
+            line += ("; training did not improve on the start by this criterion"
+                     + (", so the start is exported" if r["state"] == "start" else ""))
+        return line
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"choose": self.choose, "criterion": self.criterion,
+                "candidates": self.candidates, "chosen": self.chosen}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.candidates = list(state["candidates"])
+        self.chosen = state["chosen"]
