@@ -37,8 +37,9 @@ def evaluate(
                                        "labels (default: the one embed stored)."),
     features: str | None = typer.Option(
         None, "--features", help="Score DNA sequences (FASTA or `diffaug encode` HDF5) instead "
-        "of embeddings, as a training-free reference: kmer:K (k-mer frequencies, K = 1..6), gc "
-        "or onehot (flattened). Applies to --test too."),
+        "of embeddings, as a training-free reference: kmer:K (k-mer frequencies, K = 1..6), "
+        "ckmer:K (canonical: the mean of a sequence's and its reverse complement's), gc or "
+        "onehot (flattened). Applies to --test too."),
     pca: int | None = typer.Option(
         None, "--pca", min=1, help="Reduce the features to D principal components first: PCA "
         "fitted on EMBEDDINGS only (never on --test, never with labels), the same projection "

@@ -377,7 +377,8 @@ def baseline_features(onehot: np.ndarray, kind: str = "kmer", k: int = 6) -> np.
     Args:
         onehot: ``(N, L, 4) uint8`` one-hot sequences (A, C, G, T; all-zero rows for N).
         kind: ``"kmer"``: k-mer spectrum, frequencies summing to 1 per sequence, ``(N, 4**k)``;
-            ``"gc"``: GC fraction over called bases, ``(N, 1)``; ``"onehot"``: the flattened
+            ``"ckmer"``: the canonical (strand-symmetrised) spectrum, the mean of the spectra of
+            the sequence and of its reverse complement, ``(N, 4**k)``; ``"gc"``: GC fraction over called bases, ``(N, 1)``; ``"onehot"``: the flattened
             one-hot, ``(N, 4 * L)``.
         k: k-mer length for ``"kmer"`` (the references use 3 to 6); ignored otherwise.
 
@@ -391,10 +392,17 @@ def baseline_features(onehot: np.ndarray, kind: str = "kmer", k: int = 6) -> np.
         from diffaug_genomics.kmers import kmer_counts
 
         return np.asarray(kmer_counts(arr, k, normalize=True), dtype=np.float32)
+    if kind == "ckmer":
+        from diffaug_genomics.alphabet import reverse_complement
+        from diffaug_genomics.kmers import kmer_counts
+
+        both = kmer_counts(arr, k, normalize=True) + kmer_counts(reverse_complement(arr), k,
+                                                                 normalize=True)
+        return np.asarray(0.5 * both, dtype=np.float32)
     if kind == "gc":
         from diffaug_genomics.alphabet import gc_content
 
         return gc_content(arr).astype(np.float32)[:, None]
     if kind == "onehot":
         return arr.reshape(arr.shape[0], -1).astype(np.float32)
-    raise ValueError(f"unknown baseline kind {kind!r}; choose kmer, gc or onehot")
+    raise ValueError(f"unknown baseline kind {kind!r}; choose kmer, ckmer, gc or onehot")

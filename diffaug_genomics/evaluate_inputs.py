@@ -5,7 +5,8 @@
 - any image or tabular input (CSV/TSV, ``.npy``, ``.h5ad``, image folder or HDF5): its raw
   values, flattened per sample, labels from ``--label-column``, ``--obs-key`` or image
   sub-folders. That is the "raw features" reference;
-- DNA (FASTA, or one-hot HDF5 from ``diffaug encode``) with ``--features kmer:K|gc|onehot``:
+- DNA (FASTA, or one-hot HDF5 from ``diffaug encode``) with ``--features
+  kmer:K|ckmer:K|gc|onehot``:
   training-free features of the sequences themselves (:func:`sequence_features`), the classical
   references a learned embedding should beat.
 """
@@ -60,15 +61,15 @@ def read_for_evaluation(path: str | Path, options: ReadOptions, features: str | 
 
 
 def parse_features(spec: str) -> tuple[str, int]:
-    """``"kmer:K"`` (1 <= K <= 6) | ``"gc"`` | ``"onehot"`` -> ``(kind, k)`` for
+    """``"kmer:K"`` | ``"ckmer:K"`` (1 <= K <= 6) | ``"gc"`` | ``"onehot"`` -> ``(kind, k)`` for
     :func:`~diffaug_genomics.evaluate.baseline_features` (k = 0 unless k-mers)."""
     kind, _, k_text = spec.strip().lower().partition(":")
     if kind in ("gc", "onehot") and not k_text:
         return kind, 0
-    if kind == "kmer" and k_text.isdigit() and 1 <= int(k_text) <= MAX_FEATURE_K:
+    if kind in ("kmer", "ckmer") and k_text.isdigit() and 1 <= int(k_text) <= MAX_FEATURE_K:
         return kind, int(k_text)
-    raise InputError(f"--features: expected kmer:K (K = 1..{MAX_FEATURE_K}), gc or onehot "
-                     f"(got {spec!r})")
+    raise InputError(f"--features: expected kmer:K or ckmer:K (K = 1..{MAX_FEATURE_K}), gc or "
+                     f"onehot (got {spec!r})")
 
 
 def sequence_features(path: str | Path, spec: str
@@ -78,7 +79,7 @@ def sequence_features(path: str | Path, spec: str
 
     ``path`` is a FASTA file (any lengths; no labels, give ``--labels``) or a one-hot HDF5 from
     ``diffaug encode`` (its ``/labels`` when stored). ``spec`` as in :func:`parse_features`:
-    k-mer frequencies ``(N, 4**K)``, GC fraction ``(N, 1)``, or the flattened one-hot
+    k-mer frequencies ``(N, 4**K)`` (canonical: strand-symmetrised), GC fraction ``(N, 1)``, or the flattened one-hot
     ``(N, 4 * L)`` (HDF5 only: FASTA rows have no common length).
     """
     from diffaug_genomics.evaluate import baseline_features
@@ -108,7 +109,7 @@ def sequence_features(path: str | Path, spec: str
             ids += batch_ids
     if not ids:
         raise InputError("no sequences", path=p)
-    attrs = {"features": f"{kind}:{k}" if kind == "kmer" else kind, "source": str(p)}
+    attrs = {"features": f"{kind}:{k}" if k else kind, "source": str(p)}
     return np.concatenate(parts), ids, labels, attrs
 
 

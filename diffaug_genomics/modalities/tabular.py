@@ -79,7 +79,8 @@ def _encoder(cfg: Config, sample_shape: tuple[int, ...]) -> nn.Module:
     from diffaug_genomics.models.mlp import MLPEncoder
 
     e = cfg.encoder
-    return MLPEncoder(sample_shape[0], width=e.width, n_blocks=e.n_blocks, embed_dim=e.embed_dim)
+    return MLPEncoder(sample_shape[0], width=e.width, n_blocks=e.n_blocks, embed_dim=e.embed_dim,
+                      pca_init=e.pca_init)
 
 
 def _denoiser(cfg: Config, sample_shape: tuple[int, ...], cond_dim: int) -> nn.Module:

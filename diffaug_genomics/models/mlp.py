@@ -17,20 +17,30 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from diffaug_genomics.models.conditioning import Conditioning
+from diffaug_genomics.models.pca import principal_directions
 
 __all__ = ["MLPEncoder", "ResMLPDenoiser"]
 
 
 class MLPEncoder(nn.Module):
     """``(N, in_features)`` -> ``(N, embed_dim)``: ``n_blocks`` x (Linear, BatchNorm1d,
-    LeakyReLU) of ``width`` units, then a linear layer to ``embed_dim``."""
+    LeakyReLU) of ``width`` units, then a linear layer to ``embed_dim``.
+
+    With ``pca_init`` a linear path is added, ``z = P (x - mean) + net(x)``: :meth:`fit_init`
+    (called by the training loop before the first step, on training rows) sets ``mean`` and
+    starts ``P`` at the rows' top ``embed_dim`` principal directions, and the network's last
+    layer starts at zero, so the untrained encoder *is* PCA of its input and training moves it
+    from there. A state dict saved without the path (an older run) loads as the plain MLP.
+    """
 
     def __init__(self, in_features: int, width: int = 500, n_blocks: int = 3,
-                 embed_dim: int = 50, negative_slope: float = 0.01) -> None:
+                 embed_dim: int = 50, negative_slope: float = 0.01,
+                 pca_init: bool = False) -> None:
         super().__init__()
         self.in_features = in_features
         self.embed_dim = embed_dim
@@ -41,12 +51,38 @@ class MLPEncoder(nn.Module):
             prev = width
         layers.append(nn.Linear(prev, embed_dim))
         self.net = nn.Sequential(*layers)
+        self.proj: nn.Linear | None = None
+        if pca_init:
+            self.proj = nn.Linear(in_features, embed_dim, bias=False)
+            self.register_buffer("mean", torch.zeros(in_features))
+            nn.init.zeros_(layers[-1].weight)
+            nn.init.zeros_(layers[-1].bias)
+            self._register_load_state_dict_pre_hook(self._plain_if_saved_plain)
+
+    def _plain_if_saved_plain(self, state: dict, prefix: str, *args: object) -> None:
+        if prefix + "proj.weight" not in state:  # saved before the linear path existed
+            self.proj = None
+            del self.mean
+
+    @torch.no_grad()
+    def fit_init(self, x: Tensor) -> None:
+        """``x (n, in_features)`` training rows: ``mean`` and ``P`` from their principal
+        directions (signs fixed so the largest loading is positive; directions beyond their
+        rank keep the random initialisation). Nothing without ``pca_init``."""
+        if self.proj is None:
+            return
+        mean = x.mean(dim=0)
+        self.mean.copy_(mean)
+        comps = principal_directions(x - mean, self.embed_dim)
+        self.proj.weight[:len(comps)] = comps.to(self.proj.weight.dtype)
 
     def forward(self, x: Tensor) -> Tensor:
         """``x (N, in_features)`` float -> ``z (N, embed_dim)``."""
         if x.ndim != 2 or x.shape[1] != self.in_features:
             raise ValueError(f"expected (N, {self.in_features}), got {tuple(x.shape)}")
-        return self.net(x)
+        if self.proj is None:
+            return self.net(x)
+        return self.proj(x - self.mean) + self.net(x)
 
 
 class _ResMLPBlock(nn.Module):

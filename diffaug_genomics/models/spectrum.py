@@ -55,6 +55,7 @@ from torch import Tensor, nn
 from diffaug_genomics.alphabet import reverse_complement_tensor
 from diffaug_genomics.alphabet_maps import MAPS
 from diffaug_genomics.kmers import kmer_frequencies
+from diffaug_genomics.models.pca import principal_directions
 
 __all__ = ["POSITION_BIAS_MIN", "SpectrumEncoder"]
 
@@ -191,7 +192,7 @@ class SpectrumEncoder(nn.Module):
         d_spectrum = self.embed_dim - d_profile
         for lo, hi, rows in ((0, self.n_kmer, range(0, d_spectrum)),
                              (self.n_kmer, self.in_features, range(d_spectrum, self.embed_dim))):
-            comps = _principal_directions(centred[:, lo:hi], len(rows))
+            comps = principal_directions(centred[:, lo:hi], len(rows))
             weight = self.proj.weight[rows.start:rows.start + len(comps)]
             weight.zero_()
             weight[:, lo:hi] = comps.to(weight.dtype)
@@ -263,18 +264,6 @@ def _identity_mask() -> Tensor:
 def _identity_if_missing(state: dict, prefix: str, *args: object) -> None:
     """A state dict saved before the ``symmetry`` buffer existed: the identity alone."""
     state.setdefault(prefix + "symmetry", _identity_mask())
-
-
-def _principal_directions(centred: Tensor, count: int) -> Tensor:
-    """Up to ``count`` top right singular vectors ``(c, F)`` of ``centred (n, F)`` (only those
-    within its numerical rank), each with its largest loading positive."""
-    if count <= 0 or centred.shape[1] == 0:
-        return centred.new_zeros((0, centred.shape[1]))
-    _, s, vh = torch.linalg.svd(centred, full_matrices=False)
-    rank = int((s > s[0] * 1e-6).sum()) if len(s) and s[0] > 0 else 0
-    comps = vh[:min(rank, count)]
-    signs = torch.sign(comps.gather(1, comps.abs().argmax(dim=1, keepdim=True)))
-    return comps * signs
 
 
 def _shuffle_positions(x: Tensor, gen: torch.Generator) -> Tensor:
