@@ -234,6 +234,17 @@ def plots(table: dict, run_dirs: dict, splits: dict[str, Split]) -> list[str]:
     return names
 
 
+def state_probes(split, run_dir: Path) -> list[dict]:
+    """Probe every saved encoder state of a run (:func:`export_states.measure`)."""
+    from export_states import measure
+
+    from diffaug_genomics.io.h5 import load_rows
+
+    train, _, ytr, _ = load_rows(split.train)
+    evaluate, _, yev, _ = load_rows(split.evaluate)
+    return measure(run_dir, (train, ytr), (evaluate, yev))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -311,11 +322,14 @@ def main() -> None:
         "training embeddings and scored on the evaluation set. Mean +/- sd over seeds "
         f"{', '.join(map(str, args.seeds))} (DHS: {', '.join(map(str, args.dhs_seeds or args.seeds))}); "
         "classical references need no training (one value). The same-size references "
-        f"(`k-mer PCA-{default_embed_dim()}`, `one-hot PCA-{default_embed_dim()}`) are PCA of "
+        f"(`k-mer PCA-{default_embed_dim()}`, `canonical k-mer PCA-{default_embed_dim()}`, "
+        f"`one-hot PCA-{default_embed_dim()}`) are PCA of "
         "the raw sequence features fitted on the training sequences only, without labels, "
         "reduced to the `default` preset's embedding size (`diffaug evaluate --features ... "
-        "--pca D`); the k-mer length is chosen on a 25 % validation part of the training "
-        "set.", "",
+        "--pca D`; the canonical spectrum is `--features ckmer:K`); the k-mer length is chosen "
+        "on a 25 % validation part of the training set. Every trained method exports the "
+        "encoder state its label-free criterion scores best (`fit --export best`, the default: "
+        "the start or the end of a stage); the state each run exported is listed.", "",
     ]
     for ds, split in splits.items():
         sub = "subsampled, class-stratified" if ds == "dhs" else "all"
@@ -332,12 +346,26 @@ def main() -> None:
             lin = f"{v['linear'][0]:.3f} +/- {v['linear'][1]:.3f}" if v["n"] > 1 else f"{v['linear'][0]:.3f}"
             knn = f"{v['knn'][0]:.3f} +/- {v['knn'][1]:.3f}" if v["n"] > 1 else f"{v['knn'][0]:.3f}"
             lines.append(f"| {m} | {lin} | {knn} | {v['seconds']:.0f} |")
-        refs = [r for r in rows if r["dataset"] == ds and "validation_linear_by_k" in r]
-        if refs:
-            by_k = refs[0]["validation_linear_by_k"]
-            lines += ["", f"`{refs[0]['method']}` uses the {refs[0]['features']} spectrum, chosen on "
+        for ref in [r for r in rows if r["dataset"] == ds and "validation_linear_by_k" in r]:
+            by_k = ref["validation_linear_by_k"]
+            lines += ["", f"`{ref['method']}` uses the {ref['features']} spectrum, chosen on "
                       "a 25 % validation part of the training set (validation linear probe "
                       + ", ".join(f"{k}-mer {v:.3f}" for k, v in by_k.items()) + ")."]
+        exported = [r for r in rows if r["dataset"] == ds and r.get("exported_state")]
+        if exported:
+            lines += ["", "Exported states (`config.yaml` `exported`): " + "; ".join(
+                f"{r['method']} seed {r['seed']}: {r['exported_state']}" for r in exported)
+                + "."]
+        if (ds, "diffaug") in run_dirs:
+            lines += ["", "DiffAug seed 0, every encoder state it kept, probed on the "
+                      "evaluation set (labels only here; the run chose among them without "
+                      "labels):", "", "| state | linear | kNN | eff_rank | uniformity | "
+                      "nbr_agreement |", "|---|---|---|---|---|---|"]
+            for st in state_probes(splits[ds], run_dirs[(ds, "diffaug")]):
+                lines.append(f"| {st['state']} | {st['linear_accuracy']:.3f} | "
+                             f"{st['knn_accuracy']:.3f} | {st.get('eff_rank', float('nan')):.1f}"
+                             f" | {st.get('uniformity', float('nan')):.3f} | "
+                             f"{st.get('nbr_agreement', float('nan')):.3f} |")
         if ds in stats:
             lines += ["", "Generated positives (DiffAug seed 0, 300 training sequences, the run's "
                       "sampler settings):", ""]

@@ -126,6 +126,9 @@ def run_method(job: dict) -> dict:
             overrides=[*job.get("overrides", []), *extra], seed=job["seed"], device="cpu",
             augment=augment)
         seconds = time.perf_counter() - t0
+        from diffaug_genomics.config import load_yaml
+
+        exported = (load_yaml(run / "config.yaml").get("exported") or {}).get("state")
         out = {}
         for part in ("train", "test"):
             embed(run, job[part], Path(tmp) / f"{part}.h5", device="cpu")
@@ -133,7 +136,7 @@ def run_method(job: dict) -> dict:
     y_train, y_test = np.load(job["train_y"]), np.load(job["test_y"])
     acc = probes(out["train"], y_train, out["test"], y_test)
     return {**{k: job[k] for k in ("dataset", "method", "seed", "tag")}, **acc,
-            "fit_seconds": round(seconds, 1)}
+            "fit_seconds": round(seconds, 1), "exported_state": exported}
 
 
 def prepare(name: str, workdir: Path, validation: bool) -> dict[str, Path]:

@@ -68,6 +68,14 @@ def test_fit_exports_the_best_scored_state_and_records_every_candidate(example_f
         assert torch.equal(saved["encoder"][key], value), key
     # the discovery is recorded beside it: the example is real DHS, strand-symmetric
     assert record["discovered_symmetry"]["accepted"] == ["reversed, ACGT->TGCA"]
+    pytest.importorskip("matplotlib")
+    from diffaug_genomics.report.build import build_report
+
+    build_report(tmp_path / "best", tmp_path / "report.html", max_points=200)
+    html = (tmp_path / "report.html").read_text()
+    assert "symmetry: the 500 training rows are unchanged by &#x27;reversed, ACGT-&gt;TGCA" in html
+    assert f"exported state: {exported['state']} (best; nbr_agreement" in html
+    assert "Encoder states scored for export" in html
 
 
 def test_export_final_exports_the_last_state(example_fasta, tmp_path):

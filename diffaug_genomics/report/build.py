@@ -7,6 +7,7 @@ half-written output (and an existing report is only replaced with ``force``).
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import tempfile
@@ -173,6 +174,16 @@ def _run_section(state: RunState) -> str:
         ("versions", ", ".join(f"{k} {v}" for k, v in versions.items())),
     ]
     out = table(None, facts)
+    found = [verdicts.symmetry_verdict(cfg.get("discovered_symmetry"))]
+    if state.finished:
+        found.append(verdicts.export_verdict(cfg.get("exported")))
+    out += ('<ul class="verdicts">' + "".join(f"<li>{esc(v)}</li>" for v in found) + "</ul>")
+    exported = (cfg.get("exported") or {}).get("candidates")
+    if exported:
+        names = [k for k in exported[0] if k != "state"]
+        out += "<h3>Encoder states scored for export (diagnostic rows, no labels)</h3>" + table(
+            ["state", *names], [[c["state"], *(f"{c.get(k, math.nan):.4f}" for k in names)]
+                                for c in exported], tuple(range(1, len(names) + 1)))
     rows = []
     for i, s in enumerate(state.stages, start=1):
         secs = "" if s.seconds is None else f"{s.seconds:.1f}"

@@ -78,3 +78,40 @@ def positives_verdict(m: Metrics, has_generator: bool) -> str:
     elif src > 0.98:
         text += ": they are nearly copies of their source"
     return text
+
+
+def symmetry_verdict(record: dict | None) -> str:
+    """What the symmetry discovery found (``config.yaml`` ``discovered_symmetry``)."""
+    if not record:
+        return "symmetry: not measured (a run of a version without the discovery)"
+    if record.get("mode") == "none" or not record.get("scores"):
+        return f"symmetry: none accepted ({record.get('reason', 'not measured')})"
+    scores = record["scores"]
+    floor = record.get("floor") or math.nan
+    accepted = record.get("accepted") or []
+    if accepted:
+        found = ", ".join(f"'{a}' (score {scores[a]:.4f}, {scores[a] / floor:.1f} x the noise "
+                          "floor)" for a in accepted)
+        return (f"symmetry: the {record['rows']} training rows are unchanged by {found}; the "
+                "spectrum encoder averages its features over it, and generated positives are "
+                "mapped by it at random")
+    rest = sorted((v, k) for k, v in scores.items() if k != "identity")
+    nearest = f"; the nearest, '{rest[0][1]}', scores {rest[0][0] / floor:.1f} x the noise " \
+              "floor" if rest else ""
+    return f"symmetry: none accepted ({record.get('reason', '')}){nearest}"
+
+
+def export_verdict(record: dict | None) -> str:
+    """Which encoder state ``encoder.pt`` holds and whether training beat its start."""
+    if not record:
+        return "exported state: the final one (a run of a version without the export choice)"
+    text = (f"exported state: {record['state']} ({record['choose']}; {record['criterion']} "
+            f"{record['value']:.4f}")
+    if record.get("start_value") is not None:
+        text += f", the start's {record['start_value']:.4f}"
+    text += ")"
+    if record.get("improved_on_start") is False:
+        text += (": training did not improve on the start by this label-free criterion"
+                 + (", so the start is what embed and generate use" if record["state"] ==
+                    "start" else ""))
+    return text
