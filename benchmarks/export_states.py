@@ -2,9 +2,9 @@
 
 For every run directory under ``<workdir>/runs/<split>/`` (trained by ``select_default.py``),
 every saved encoder state (``checkpoints/start.pt``, ``warmup.pt``, ``round{r}.pt``) embeds the
-split's training and validation rows and is probed (linear, kNN); its label-free diagnostics
-(``eff_rank``, ``uniformity``, ``nbr_agreement``: the ``metrics.csv`` row the run logged at that
-state, computed on training rows only) are read beside. Labels are used only to score the
+split's training and validation rows and is probed (linear, kNN); its label-free criteria
+(:data:`~diffaug_genomics.train.export.CRITERIA`) are computed as the run computes them, on the
+run's diagnostic rows of the training set (:func:`~diffaug_genomics.train.export.criteria`). Labels are used only to score the
 criteria, never by a run. Then, per dataset:
 
 - the Spearman rank correlation of each criterion with the validation linear probe over every
@@ -18,7 +18,6 @@ criteria, never by a run. Then, per dataset:
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -31,11 +30,13 @@ from harness import prepare, probe  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from diffaug_genomics.config import config_from_dict, load_yaml  # noqa: E402
+from diffaug_genomics.diagnostics import diagnostic_sample  # noqa: E402
 from diffaug_genomics.io.h5 import load_rows  # noqa: E402
 from diffaug_genomics.modalities.registry import get_modality  # noqa: E402
+from diffaug_genomics.symmetry import discover  # noqa: E402
 from diffaug_genomics.train import checkpoint as ckpt  # noqa: E402
+from diffaug_genomics.train.export import CRITERIA, criteria, reference_features  # noqa: E402
 
-CRITERIA = ("eff_rank", "uniformity", "nbr_agreement")
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
@@ -47,20 +48,6 @@ def states(run_dir: Path) -> list[tuple[str, Path]]:
                     key=lambda p: int(p.stem.removeprefix("round")))
     found += [(p.stem.replace("round", "round "), p) for p in rounds]
     return [(label, path) for label, path in found if path.exists()]
-
-
-def diagnostics(run_dir: Path) -> dict[str, dict[str, float]]:
-    """The criteria as the run logged them: ``start`` (phase init), and the last diagnostic
-    row of the warm-up and of each encoder round (``round r``; ``round 0`` = a baseline)."""
-    out: dict[str, dict[str, float]] = {}
-    with open(run_dir / "metrics.csv", newline="") as fh:
-        for row in csv.DictReader(fh):
-            if row.get("eff_rank") in (None, "") or not row.get("nbr_agreement"):
-                continue
-            label = {"init": "start", "warmup": "warmup"}.get(row["phase"],
-                                                              f"round {row['round']}")
-            out[label] = {c: float(row[c]) for c in CRITERIA}
-    return out
 
 
 def embed_rows(encoder: torch.nn.Module, modality, rows: np.ndarray) -> np.ndarray:
@@ -75,7 +62,9 @@ def measure(run_dir: Path, train: tuple, evaluate: tuple) -> list[dict]:
     saved = load_yaml(run_dir / "config.yaml")
     cfg = config_from_dict(saved)
     modality = get_modality(cfg.modality)
-    logged = diagnostics(run_dir)
+    diag = diagnostic_sample(len(train[0]), cfg.seed)
+    group = discover(modality.symmetries, train[0], cfg.symmetry, cfg.seed).group
+    references = None
     rows = []
     for label, path in states(run_dir):
         state = ckpt.load(path, ckpt.CHECKPOINT_FORMAT)
@@ -83,10 +72,12 @@ def measure(run_dir: Path, train: tuple, evaluate: tuple) -> list[dict]:
         encoder = modality.build_encoder(cfg, shape)
         encoder.load_state_dict(state["encoder"])
         encoder.eval()
+        if references is None:  # the encoder's input statistics are the same in every state
+            references = reference_features(modality, cfg, train[0][diag], group, encoder)
         a, b = embed_rows(encoder, modality, train[0]), embed_rows(encoder, modality, evaluate[0])
-        key = "round 0" if label == "round 0" else label
+        values = criteria(torch.from_numpy(a[diag]), references)
         rows.append({"run": run_dir.name, "state": label, **probe(a, train[1], b, evaluate[1]),
-                     **logged.get(key, {})})
+                     **values})
     return rows
 
 

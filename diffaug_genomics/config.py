@@ -76,7 +76,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "optim.lr_schedule": ("cosine", "constant"),
     "symmetry.mode": ("auto", "none"),
     "export.choose": ("best", "final"),
-    "export.criterion": ("nbr_agreement", "eff_rank", "uniformity"),
+    "export.criterion": ("nbr_agreement", "feature_agreement", "eff_rank", "uniformity"),
 }
 
 @dataclass(frozen=True)

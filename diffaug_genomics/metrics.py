@@ -5,13 +5,14 @@ that writes it (:mod:`diffaug_genomics.train.loop`) and the report that reads it
 Step rows fill ``loss``, ``lr`` and ``samples_per_s``; diagnostic rows
 (:mod:`diffaug_genomics.diagnostics`) leave ``loss`` empty and fill ``eff_rank`` /
 ``eff_rank_pooled`` (phase ``init`` before training, then after every warm-up and encoder
-epoch, with the candidates of the exported-state criterion, ``uniformity`` and
-``nbr_agreement``) or ``cond_gain`` (after every generator unit); ``bank`` rows (loss = fraction of the bank
+epoch, with the candidates of the exported-state criterion, ``uniformity``,
+``nbr_agreement`` and ``feature_agreement``) or ``cond_gain`` (after every generator unit); ``bank`` rows (loss = fraction of the bank
 changed since the previous round) also fill the three ``pos_*`` columns where the modality has
 them. Files written before the diagnostics existed have only :data:`BASE_FIELDS`.
 """
 
 BASE_FIELDS = ["time_s", "phase", "round", "epoch", "step", "loss", "lr", "samples_per_s"]
 DIAGNOSTIC_FIELDS = ["eff_rank", "eff_rank_pooled", "cond_gain", "pos_identity_source",
-                     "pos_identity_nearest", "pos_kmer3_l1", "uniformity", "nbr_agreement"]
+                     "pos_identity_nearest", "pos_kmer3_l1", "uniformity", "nbr_agreement",
+                     "feature_agreement"]
 METRIC_FIELDS = BASE_FIELDS + DIAGNOSTIC_FIELDS

@@ -39,10 +39,12 @@ def test_frequencies_skip_n_and_read_continuous_input_at_its_argmax():
 
 
 def test_fit_init_scales_each_block_and_the_untrained_encoder_is_pca(example_rows):
+    """Real DHS rows have no position frame: the start is PCA of the scaled spectrum alone."""
     x = _model(example_rows)
     enc = SpectrumEncoder(length=200, kmer_k=3, width=16, n_blocks=2, embed_dim=8,
                           position_weight=0.5)
     enc.fit_init(x)
+    assert enc.start_record["profile_dims"] == 0
     f = (enc.features(x) - enc.mean) * enc.scale
     assert f.mean(dim=0).abs().max().item() < 1e-5
     n_kmer = 4**3
@@ -52,9 +54,17 @@ def test_fit_init_scales_each_block_and_the_untrained_encoder_is_pca(example_row
     assert profile_var == pytest.approx(0.25, rel=1e-4)
     with torch.no_grad():
         z = enc(x).double().numpy()
-    want = PCA(8).fit_transform(f.double().numpy())
+    want = PCA(8).fit_transform(f[:, :n_kmer].double().numpy())
     for j in range(8):  # each coordinate is one principal component, up to its sign
         assert abs(np.corrcoef(z[:, j], want[:, j])[0, 1]) > 0.999
+    both = SpectrumEncoder(length=200, kmer_k=3, width=16, n_blocks=2, embed_dim=8,
+                           position_weight=0.5, position_dims=3)
+    both.fit_init(x)
+    with torch.no_grad():
+        z = both(x).double().numpy()
+    profile = PCA(3, svd_solver="full").fit_transform(f[:, n_kmer:].double().numpy())
+    for j in range(3):  # the last rows: the profile's own principal components
+        assert abs(np.corrcoef(z[:, 5 + j], profile[:, j])[0, 1]) > 0.999
 
 
 def test_without_pca_init_only_the_statistics_are_set(example_rows):

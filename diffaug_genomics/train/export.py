@@ -21,11 +21,60 @@ Examples:
 from __future__ import annotations
 
 import copy
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 
-__all__ = ["ExportChoice"]
+from diffaug_genomics.diagnostics import effective_rank, neighbour_agreement, uniformity
+
+if TYPE_CHECKING:
+    from diffaug_genomics.config import Config
+    from diffaug_genomics.modalities.base import Modality
+
+__all__ = ["CRITERIA", "ExportChoice", "criteria", "reference_features"]
+
+CRITERIA = ("eff_rank", "uniformity", "nbr_agreement", "feature_agreement")
+"""The label-free criteria an encoder state is scored by (all logged in ``metrics.csv``)."""
+
+
+def reference_features(modality: Modality, cfg: Config, rows: np.ndarray, group: list[int],
+                       encoder: torch.nn.Module, device: torch.device | None = None
+                       ) -> dict[str, np.ndarray]:
+    """Input features of the diagnostic ``rows`` that the agreement criteria compare an
+    embedding with, ``{criterion: (n, F)}``:
+
+    - ``nbr_agreement``: the modality's kNN space (``knn.space``; its last space when that is
+      ``embedding``), averaged over the symmetry ``group``;
+    - ``feature_agreement``: what the encoder itself reads, when it exposes it (the spectrum
+      encoder's scaled, symmetrised features: ``features``, ``mean``, ``scale``), else the
+      same as ``nbr_agreement``.
+    """
+    space = cfg.knn.space if cfg.knn.space != "embedding" else modality.knn_spaces[-1]
+    knn_cfg = dataclasses.replace(cfg, knn=dataclasses.replace(cfg.knn, space=space))
+    cands = modality.symmetries
+    maps = [rows] if cands is None or len(group) < 2 else [cands.apply_rows(rows, g)
+                                                           for g in group]
+    knn = sum(np.asarray(modality.knn_features(m, knn_cfg, cfg.seed), dtype=np.float64)
+              for m in maps) / len(maps)
+    out = {"nbr_agreement": knn, "feature_agreement": knn}
+    features = getattr(encoder, "features", None)
+    if callable(features) and hasattr(encoder, "mean") and hasattr(encoder, "scale"):
+        with torch.no_grad():
+            x = modality.to_model(rows)
+            parts = [((features(x[i:i + 512].to(device or "cpu")) - encoder.mean) * encoder.scale)
+                     .double().cpu() for i in range(0, len(x), 512)]
+        out["feature_agreement"] = torch.cat(parts).numpy()
+    return out
+
+
+def criteria(z: torch.Tensor, references: dict[str, np.ndarray]) -> dict[str, float]:
+    """Every criterion of :data:`CRITERIA` for the embeddings ``z (n, D)`` of the diagnostic
+    rows (``references`` from :func:`reference_features`)."""
+    k = min(10, len(z) - 2)
+    return {"eff_rank": effective_rank(z), "uniformity": uniformity(z),
+            **{name: neighbour_agreement(z, ref, k=k) for name, ref in references.items()}}
 
 
 class ExportChoice:

@@ -11,13 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffaug_genomics.diagnostics import (
-    COLLAPSE_FRACTION,
-    condition_gain,
-    effective_rank,
-    neighbour_agreement,
-    uniformity,
-)
+from diffaug_genomics.diagnostics import COLLAPSE_FRACTION, condition_gain, effective_rank
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.train.schedule import Stage
 
@@ -85,23 +79,15 @@ class RunDiagnostics:
         if self._calibrated_at != self.enc_step:
             self._sample_embeddings()
 
-    def _reference_features(self) -> np.ndarray:
-        """Input features of the diagnostic rows that :func:`neighbour_agreement` compares the
-        embedding with: the modality's kNN space (``knn.space``; its last space when that is
-        ``embedding``), averaged over the discovered symmetry group. Computed once."""
+    def _reference_features(self) -> dict[str, np.ndarray]:
+        """The diagnostic rows' input features the agreement criteria compare with
+        (:func:`~diffaug_genomics.train.export.reference_features`). Computed once."""
         if self._reference is None:
-            import dataclasses
+            from diffaug_genomics.train.export import reference_features
 
-            space = self.cfg.knn.space
-            if space == "embedding":
-                space = self.modality.knn_spaces[-1]
-            cfg = dataclasses.replace(self.cfg, knn=dataclasses.replace(self.cfg.knn, space=space))
-            rows = self.rows[self.diag_idx]
-            cands, group = self.modality.symmetries, self.symmetry.group
-            maps = [rows] if cands is None or len(group) < 2 else [
-                cands.apply_rows(rows, g) for g in group]
-            self._reference = sum(np.asarray(self.modality.knn_features(m, cfg, self.cfg.seed),
-                                             dtype=np.float64) for m in maps) / len(maps)
+            self._reference = reference_features(self.modality, self.cfg,
+                                                 self.rows[self.diag_idx], self.symmetry.group,
+                                                 self.encoder, self.device)
         return self._reference
 
     def _encoder_diagnostics(self, phase: str, rnd: int, epoch: int) -> float:
@@ -110,11 +96,11 @@ class RunDiagnostics:
         diagnostic sample; warn once when the rank fell below :data:`COLLAPSE_FRACTION` of its
         size. Returns the embedding's effective rank."""
         z, pooled = self._sample_embeddings()
-        rank = effective_rank(z)
         rank_pooled = effective_rank(pooled) if pooled is not None else None
-        values = {"eff_rank": rank, "uniformity": uniformity(z),
-                  "nbr_agreement": neighbour_agreement(z, self._reference_features(),
-                                                       k=min(10, len(z) - 2))}
+        from diffaug_genomics.train.export import criteria
+
+        values = criteria(z, self._reference_features())
+        rank = values["eff_rank"]
         self._last_diagnostics = values
         self._log_metric(phase, rnd, epoch, self.enc_step, None, eff_rank_pooled=rank_pooled,
                          **values)
