@@ -61,35 +61,44 @@ def uniformity(z: Tensor | np.ndarray, t: float = 2.0) -> float:
     D)``: 0 when every row points the same way, up to ``2 t`` (evenly spread). Larger is more
     uniform (the negated uniformity loss of Wang & Isola, 2020)."""
     u = torch.as_tensor(np.asarray(z) if not isinstance(z, Tensor) else z).detach()
-    u = torch.nn.functional.normalize(u.double().cpu(), dim=1)
+    u = torch.nn.functional.normalize(u.float().cpu(), dim=1)
     n = len(u)
     if n < 2:
         raise ValueError(f"expected at least 2 rows, got {n}")
-    sq = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)
-    off = ~torch.eye(n, dtype=torch.bool)
-    return float(-torch.logsumexp(-t * sq[off], dim=0) + np.log(off.sum().item()))
+    sq = (2.0 - 2.0 * (u @ u.T)).clamp_min(0.0)  # |u_i - u_j|^2 in [0, 4]: exp cannot overflow
+    total = torch.exp(-t * sq).sum(dtype=torch.float64) - n  # the diagonal adds exp(0) = 1 each
+    return float(-torch.log(total.clamp_min(1e-300) / (n * (n - 1))))
+
+
+def nearest_neighbours(x: Tensor | np.ndarray, k: int) -> Tensor:
+    """``(N, k)`` indices of each row's ``k`` nearest other rows of ``x (N, F)`` by cosine
+    similarity of the column-centred rows (the row itself excluded)."""
+    m = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach()
+    m = m.double().cpu()
+    if len(m) <= k:
+        raise ValueError(f"need more than k = {k} rows, got {len(m)}")
+    m = torch.nn.functional.normalize(m - m.mean(dim=0), dim=1)
+    sim = m @ m.T
+    sim.fill_diagonal_(-float("inf"))
+    return sim.topk(k, dim=1).indices
 
 
 def neighbour_agreement(z: Tensor | np.ndarray, reference: Tensor | np.ndarray,
                         k: int = 10) -> float:
     """Mean share of each row's ``k`` nearest neighbours in ``z (N, D)`` that are also among its
-    ``k`` nearest in ``reference (N, F)`` (cosine of the column-centred rows, the row itself
-    excluded), 0 to 1 (``k / N`` by chance)."""
-    def neighbours(x: Tensor | np.ndarray) -> Tensor:
-        m = torch.as_tensor(np.asarray(x) if not isinstance(x, Tensor) else x).detach()
-        m = m.double().cpu()
-        m = torch.nn.functional.normalize(m - m.mean(dim=0), dim=1)
-        sim = m @ m.T
-        sim.fill_diagonal_(-float("inf"))
-        return sim.topk(k, dim=1).indices
-
-    if len(z) != len(reference) or len(z) <= k:
-        raise ValueError(f"need the same rows, more than k = {k}: {len(z)} and {len(reference)}")
-    a, b = neighbours(z), neighbours(reference)
-    n = len(a)
-    hits = torch.zeros(n, len(z), dtype=torch.bool)
-    hits[torch.arange(n).unsqueeze(1), b] = True
-    return float(hits.gather(1, a).double().mean())
+    ``k`` nearest in ``reference`` (:func:`nearest_neighbours`), 0 to 1 (``k / N`` by chance).
+    ``reference`` is a feature matrix ``(N, F)``, or its neighbours ``(N, k)`` (an integer
+    tensor from :func:`nearest_neighbours`, to compare several embeddings with one reference)."""
+    ref = reference if isinstance(reference, Tensor) and not reference.is_floating_point() \
+        else nearest_neighbours(reference, k)
+    if len(z) != len(ref) or ref.shape[1] != k:
+        raise ValueError(f"need the same rows and k: {len(z)} rows and k = {k}, reference "
+                         f"{tuple(ref.shape)}")
+    mine = nearest_neighbours(z, k)
+    n = len(mine)
+    hits = torch.zeros(n, n, dtype=torch.bool)
+    hits[torch.arange(n).unsqueeze(1), ref] = True
+    return float(hits.gather(1, mine).double().mean())
 
 
 def condition_gain(diffusion: nn.Module, denoiser: nn.Module, x0: Tensor, cond: Tensor,

@@ -27,7 +27,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from diffaug_genomics.diagnostics import effective_rank, neighbour_agreement, uniformity
+from diffaug_genomics.diagnostics import (
+    effective_rank,
+    nearest_neighbours,
+    neighbour_agreement,
+    uniformity,
+)
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -35,15 +40,18 @@ if TYPE_CHECKING:
 
 __all__ = ["CRITERIA", "ExportChoice", "criteria", "reference_features"]
 
+AGREEMENT_K = 10
+"""Neighbours compared by the agreement criteria (fewer when the sample is smaller)."""
+
 CRITERIA = ("eff_rank", "uniformity", "nbr_agreement", "feature_agreement")
 """The label-free criteria an encoder state is scored by (all logged in ``metrics.csv``)."""
 
 
 def reference_features(modality: Modality, cfg: Config, rows: np.ndarray, group: list[int],
                        encoder: torch.nn.Module, device: torch.device | None = None
-                       ) -> dict[str, np.ndarray]:
-    """Input features of the diagnostic ``rows`` that the agreement criteria compare an
-    embedding with, ``{criterion: (n, F)}``:
+                       ) -> dict[str, torch.Tensor]:
+    """The nearest neighbours, ``{criterion: (n, k) indices}``, of the diagnostic ``rows`` in the
+    input feature spaces the agreement criteria compare an embedding with:
 
     - ``nbr_agreement``: the modality's kNN space (``knn.space``; its last space when that is
       ``embedding``), averaged over the symmetry ``group``;
@@ -58,23 +66,25 @@ def reference_features(modality: Modality, cfg: Config, rows: np.ndarray, group:
                                                            for g in group]
     knn = sum(np.asarray(modality.knn_features(m, knn_cfg, cfg.seed), dtype=np.float64)
               for m in maps) / len(maps)
-    out = {"nbr_agreement": knn, "feature_agreement": knn}
+    k = min(AGREEMENT_K, len(rows) - 2)
+    out = {"nbr_agreement": nearest_neighbours(knn, k)}
+    out["feature_agreement"] = out["nbr_agreement"]
     features = getattr(encoder, "features", None)
     if callable(features) and hasattr(encoder, "mean") and hasattr(encoder, "scale"):
         with torch.no_grad():
             x = modality.to_model(rows)
             parts = [((features(x[i:i + 512].to(device or "cpu")) - encoder.mean) * encoder.scale)
                      .double().cpu() for i in range(0, len(x), 512)]
-        out["feature_agreement"] = torch.cat(parts).numpy()
+        out["feature_agreement"] = nearest_neighbours(torch.cat(parts), k)
     return out
 
 
-def criteria(z: torch.Tensor, references: dict[str, np.ndarray]) -> dict[str, float]:
+def criteria(z: torch.Tensor, references: dict[str, torch.Tensor]) -> dict[str, float]:
     """Every criterion of :data:`CRITERIA` for the embeddings ``z (n, D)`` of the diagnostic
     rows (``references`` from :func:`reference_features`)."""
-    k = min(10, len(z) - 2)
     return {"eff_rank": effective_rank(z), "uniformity": uniformity(z),
-            **{name: neighbour_agreement(z, ref, k=k) for name, ref in references.items()}}
+            **{name: neighbour_agreement(z, ref, k=ref.shape[1])
+               for name, ref in references.items()}}
 
 
 class ExportChoice:

@@ -141,7 +141,7 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         self.cond: torch.Tensor | None = None
         self.diag_idx = diagnostic_sample(self.n, cfg.seed)
         self._last_diagnostics: dict[str, float] = {}
-        self._reference: dict[str, np.ndarray] | None = None  # for the agreement criteria
+        self._reference: dict[str, torch.Tensor] | None = None  # for the agreement criteria
         self.collapse_warned = False
         self._calibrated_at: int | None = None  # enc_step of the last recalibration pass
         self.t0 = time.perf_counter()

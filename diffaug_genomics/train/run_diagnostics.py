@@ -79,9 +79,9 @@ class RunDiagnostics:
         if self._calibrated_at != self.enc_step:
             self._sample_embeddings()
 
-    def _reference_features(self) -> dict[str, np.ndarray]:
-        """The diagnostic rows' input features the agreement criteria compare with
-        (:func:`~diffaug_genomics.train.export.reference_features`). Computed once."""
+    def _reference_features(self) -> dict[str, torch.Tensor]:
+        """The diagnostic rows' neighbours in the input spaces the agreement criteria compare
+        with (:func:`~diffaug_genomics.train.export.reference_features`). Computed once."""
         if self._reference is None:
             from diffaug_genomics.train.export import reference_features
 
