@@ -193,6 +193,16 @@ def test_the_start_gives_the_profile_directions_only_where_there_is_a_position_f
         weight = enc.proj.weight
         assert weight[:16 - dims, n_kmer:].abs().sum() == 0  # spectrum rows read no profile
         assert weight[16 - dims:, :n_kmer].abs().sum() == 0  # profile rows read no spectrum
+        if not frame:  # records of many lengths, centred and padded: still no frame
+            rng = np.random.default_rng(0)
+            padded = x.clone()
+            for row in padded:
+                keep = int(rng.integers(60, 200))
+                row[:, :(200 - keep) // 2] = 0
+                row[:, (200 - keep) // 2 + keep:] = 0
+            again = SpectrumEncoder(length=200, kmer_k=3, width=16, n_blocks=1, embed_dim=16)
+            again.fit_init(padded)
+            assert again.start_record["profile_dims"] == 0, again.start_record
         fixed = SpectrumEncoder(length=x.shape[2], kmer_k=3, width=16, n_blocks=1,
                                 embed_dim=16, position_dims=5)
         fixed.fit_init(x)

@@ -235,14 +235,21 @@ class SpectrumEncoder(nn.Module):
 
     def position_bias(self, x: Tensor) -> float:
         """How far the per-position base frequencies of ``x (n, 4, L)`` (symmetrised over the
-        encoder's group) are from their pooled frequencies: the mean over positions of the L1
-        distance, 0 to 2. Sequences aligned on a landmark (a splice junction) score high;
-        sequences whose signal is composition score as low as their shuffled selves."""
+        encoder's group) are from the pooled ones: the mean over positions, weighted by their
+        called bases, of the L1 distance, 0 to 2. Padding and ``N`` (all-zero positions) count
+        for nothing, so records of different lengths do not make a frame. Sequences aligned on a
+        landmark (a splice junction) score high; sequences whose signal is composition score
+        as low as their shuffled selves."""
         group = self.group
         x = sum(MAPS[g].apply(x) for g in group) / len(group)
-        per_position = x.double().mean(dim=0)  # (4, L)
-        pooled = per_position.mean(dim=1, keepdim=True)
-        return float((per_position - pooled).abs().sum(dim=0).mean())
+        counts = x.double().sum(dim=0)  # (4, L)
+        called = counts.sum(dim=0)  # bases called at each position
+        if float(called.sum()) == 0:
+            return 0.0
+        per_position = counts / called.clamp_min(1e-12)
+        pooled = counts.sum(dim=1, keepdim=True) / called.sum()
+        distance = (per_position - pooled).abs().sum(dim=0)
+        return float((distance * called).sum() / called.sum())
 
     def _embed(self, x: Tensor) -> Tensor:
         f = (self.features(x) - self.mean) * self.scale
