@@ -219,7 +219,7 @@ class ExportConfig:
     diagnostic rows, ``final`` the last one (:mod:`diffaug_genomics.train.export`)."""
 
     choose: str = "best"  # best | final
-    criterion: str = "nbr_agreement"  # nbr_agreement | eff_rank | uniformity
+    criterion: str = "feature_agreement"  # feature_agreement | nbr_agreement | eff_rank | uniformity
 
 
 @dataclass

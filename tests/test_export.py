@@ -55,7 +55,8 @@ def test_fit_exports_the_best_scored_state_and_records_every_candidate(example_f
     exported = record["exported"]
     states = [c["state"] for c in exported["candidates"]]
     assert states == ["start", "warmup", "round 1", "round 2"]
-    values = {c["state"]: c["nbr_agreement"] for c in exported["candidates"]}
+    assert exported["criterion"] == "feature_agreement"  # the default, chosen by measurement
+    values = {c["state"]: c["feature_agreement"] for c in exported["candidates"]}
     assert exported["state"] == max(states, key=lambda s: (values[s], -states.index(s)))
     assert exported["start_value"] == values["start"]
     assert exported["improved_on_start"] == (exported["state"] != "start")
@@ -74,7 +75,7 @@ def test_fit_exports_the_best_scored_state_and_records_every_candidate(example_f
     build_report(tmp_path / "best", tmp_path / "report.html", max_points=200)
     html = (tmp_path / "report.html").read_text()
     assert "symmetry: the 500 training rows are unchanged by &#x27;reversed, ACGT-&gt;TGCA" in html
-    assert f"exported state: {exported['state']} (best; nbr_agreement" in html
+    assert f"exported state: {exported['state']} (best; feature_agreement" in html
     assert "Encoder states scored for export" in html
 
 
@@ -167,7 +168,7 @@ def test_command_line_export_flag_log_and_canonical_reference(capsys, example_fa
                        "--augment", "knn-mixup", "--export", "final", *sets)
     assert code == 0, err
     assert "symmetry (auto, 500 rows): accepted 'reversed, ACGT->TGCA'" in err
-    assert "exported: trained (final; nbr_agreement" in err
+    assert "exported: trained (final; feature_agreement" in err
     assert load_yaml(run / "config.yaml")["exported"]["state"] == "trained"
     code, _, err = cli(capsys, "fit", example_fasta, "-o", tmp_path / "bad", "--export", "last")
     assert code == 2 and "export.choose" in err and "best, final" in err
