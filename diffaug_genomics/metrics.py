@@ -5,8 +5,8 @@ that writes it (:mod:`diffaug_genomics.train.loop`) and the report that reads it
 Step rows fill ``loss``, ``lr`` and ``samples_per_s``; diagnostic rows
 (:mod:`diffaug_genomics.diagnostics`) leave ``loss`` empty and fill ``eff_rank`` /
 ``eff_rank_pooled`` (phase ``init`` before training, then after every warm-up and encoder
-epoch, with the candidates of the exported-state criterion, ``uniformity``,
-``nbr_agreement`` and ``feature_agreement``) or ``cond_gain`` (after every generator unit); ``bank`` rows (loss = fraction of the bank
+epoch; at the start and a stage's last epoch also the other criteria of the exported state,
+``uniformity``, ``nbr_agreement`` and ``feature_agreement``) or ``cond_gain`` (after every generator unit); ``bank`` rows (loss = fraction of the bank
 changed since the previous round) also fill the three ``pos_*`` columns where the modality has
 them. Files written before the diagnostics existed have only :data:`BASE_FIELDS`.
 """

@@ -355,8 +355,9 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
                     what = f"{stage.kind} r{stage.round} {self.unit_idx + 1}/{stage.units}"
                     if stage.kind in ("warmup", "encoder"):
                         what += f": loss {self._encoder_epoch(stage, seed):.4f}"
-                        seen.append(self._encoder_diagnostics(stage.kind, stage.round,
-                                                              self.unit_idx))
+                        seen.append(self._encoder_diagnostics(
+                            stage.kind, stage.round, self.unit_idx,
+                            candidate=self.unit_idx + 1 == stage.units))
                     elif stage.kind == "generator":
                         what += f": loss {self._generator_block(stage, seed):.4f}"
                         seen.append(self._generator_diagnostics(stage))

@@ -90,18 +90,23 @@ class RunDiagnostics:
                                                  self.encoder, self.device)
         return self._reference
 
-    def _encoder_diagnostics(self, phase: str, rnd: int, epoch: int) -> float:
-        """Log the effective rank of the embedding (and of the pooled features) and the
-        candidate criteria of the exported state (:mod:`~diffaug_genomics.train.export`) on the
-        diagnostic sample; warn once when the rank fell below :data:`COLLAPSE_FRACTION` of its
-        size. Returns the embedding's effective rank."""
+    def _encoder_diagnostics(self, phase: str, rnd: int, epoch: int,
+                             candidate: bool = True) -> float:
+        """Log the effective rank of the embedding (and of the pooled features) on the
+        diagnostic sample, and, for a ``candidate`` state (the start, a stage's last epoch),
+        the criteria of the exported state (:mod:`~diffaug_genomics.train.export`); warn once
+        when the rank fell below :data:`COLLAPSE_FRACTION` of its size. Returns the
+        embedding's effective rank."""
         z, pooled = self._sample_embeddings()
         rank_pooled = effective_rank(pooled) if pooled is not None else None
-        from diffaug_genomics.train.export import criteria
+        if candidate:
+            from diffaug_genomics.train.export import criteria
 
-        values = criteria(z, self._reference_features())
+            values = criteria(z, self._reference_features())
+            self._last_diagnostics = values
+        else:
+            values = {"eff_rank": effective_rank(z)}
         rank = values["eff_rank"]
-        self._last_diagnostics = values
         self._log_metric(phase, rnd, epoch, self.enc_step, None, eff_rank_pooled=rank_pooled,
                          **values)
         dim = z.shape[1]
