@@ -108,7 +108,8 @@ def _read_samples(path: Path, state: RunState, max_points: int, seed: int
 
 def load_encoder(state: RunState, sample_shape: tuple[int, ...]):  # noqa: ANN201 - nn.Module
     """The run's encoder on the CPU (eval mode): ``encoder.pt`` when finished, else the encoder
-    of ``checkpoints/latest.pt``; ``(encoder, what)`` or ``(None, why not)``."""
+    of ``checkpoints/latest.pt`` as :func:`~diffaug_genomics.report.state.read_run` read it
+    (with the progress the report shows); ``(encoder, what)`` or ``(None, why not)``."""
     from diffaug_genomics.config import config_from_dict
     from diffaug_genomics.modalities.registry import get_modality
     from diffaug_genomics.train import checkpoint as ckpt
@@ -118,9 +119,12 @@ def load_encoder(state: RunState, sample_shape: tuple[int, ...]):  # noqa: ANN20
     if state.finished:
         saved = ckpt.load(state.root / "encoder.pt", ckpt.ENCODER_FORMAT)
         what = "the final encoder (encoder.pt)"
-    elif (state.root / "checkpoints" / "latest.pt").is_file():
-        saved = ckpt.load(state.root / "checkpoints" / "latest.pt", ckpt.CHECKPOINT_FORMAT)
+    elif state.latest is not None and "encoder" in state.latest:
+        saved = state.latest
         what = "the encoder of the latest checkpoint (checkpoints/latest.pt; the run is unfinished)"
+    elif (state.root / "checkpoints" / "latest.pt").is_file():  # damaged: exit 2 naming it
+        ckpt.load(state.root / "checkpoints" / "latest.pt", ckpt.CHECKPOINT_FORMAT)
+        return None, "checkpoints/latest.pt was being replaced while it was read"
     else:
         return None, "no checkpoint yet"
     encoder = modality.build_encoder(cfg, sample_shape)
