@@ -322,6 +322,7 @@ class Lock:
         with self._own_record() as (mine, now):
             for attempt in range(_ATTEMPTS):
                 if _place(mine, self.path):
+                    self.held = True  # from here on release() removes it, whatever happens
                     break
                 holder = read_holder(self.path)
                 if holder is None:  # released meanwhile
@@ -337,7 +338,6 @@ class Lock:
             else:
                 raise Busy(f"{self.target}: could not take {self.path.name}: other processes "
                            "keep taking and clearing it; try again")
-        self.held = True
         self._unguard = guard_commits(self.target, self.check)
         self._stop.clear()
         self._beat = threading.Thread(target=self._heartbeat, name=f"lock {self.path.name}",
@@ -372,6 +372,9 @@ class Lock:
                 if time.monotonic() >= deadline:
                     raise
                 time.sleep(0.1)
+            except BaseException:  # e.g. SIGTERM (Terminated) just after the record was placed
+                self.release()
+                raise
 
     def __exit__(self, *exc: object) -> None:
         self.release()
@@ -567,21 +570,18 @@ def one_writer(fit: F) -> F:
                 raise InputError(f"cannot create the folder of the run directory "
                                  f"({exc.strerror})", path=parent) from None
         lock = Lock(run_dir, "diffaug fit")
+        key = run_dir.resolve()
         with signals_raise():
             try:
-                lock.acquire()
-            except Busy as exc:
-                if world == 1:
-                    raise
-                key = run_dir.resolve()
-                _refused[key] = exc
                 try:
-                    return fit(*args, **kwargs)
-                finally:
-                    _refused.pop(key, None)
-            try:
+                    lock.acquire()
+                except Busy as exc:
+                    if world == 1:
+                        raise
+                    _refused[key] = exc
                 return fit(*args, **kwargs)
             finally:
+                _refused.pop(key, None)
                 lock.release()
 
     return wrapper  # type: ignore[return-value]
