@@ -216,9 +216,6 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     if run_dir.exists() and not run_dir.is_dir():
         raise InputError("run directory path is a file", path=run_dir)
     ctx = env_context()
-    if resuming and paths.encoder.exists() and (paths.generator.exists() or cfg.augment != "diffaug"):
-        LOG.info("%s: the run has finished: nothing to resume", run_dir)  # never rewritten
-        return FitResult(run_dir, cfg, time.perf_counter() - t0, ctx.rank, ctx.world_size)
     dev = resolve_device(cfg.device, ctx)
     modality = get_modality(cfg.modality)
     from diffaug_genomics.modalities.registry import validate_config

@@ -31,7 +31,8 @@ used instead.
 
 A stale lock is removed under a second lock, ``.NAME.lock.break`` (the same primitive): the
 writer reads the record again and removes it only if it is still the one it judged stale, so
-two writers clearing one stale lock never remove a fresh one. Release works the same way.
+two writers clearing one stale lock never remove a fresh one. Releasing removes the record
+only if it is still this process's own (and writes nothing: a full disk keeps no lock).
 
 **A lost lock.** A holder frozen for longer than its lease (a suspended job, a node cut off
 from the file system) may find its lock taken over when it wakes. Its heartbeat compares the
@@ -65,7 +66,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from diffaug_genomics.errors import Busy, DiffaugError, InputError
-from diffaug_genomics.io.atomic import guard_commits, signals_raise
+from diffaug_genomics.io.atomic import DiskFull, guard_commits, is_disk_full, signals_raise
 from diffaug_genomics.progress import LOG
 
 if TYPE_CHECKING:
@@ -356,9 +357,10 @@ class Lock:
         if not self.held:
             return
         self.held = False
-        try:
-            with self._own_record() as (mine, now):
-                self._remove_if(self.me, mine, now, ours=True)
+        try:  # writes nothing (a full disk, too, must not keep the lock)
+            holder = _read_record(self.path)
+            if holder is not None and holder.token == self.me.token:
+                self.path.unlink(missing_ok=True)
         except OSError as exc:  # the file system went away: the record goes stale by itself
             LOG.warning("%s: could not remove %s (%s)", self.target, self.path, exc)
 
@@ -438,6 +440,8 @@ class Lock:
                 now = os.fstat(fh.fileno()).st_mtime
         except OSError as exc:
             mine.unlink(missing_ok=True)
+            if is_disk_full(exc):
+                raise DiskFull(self.path) from None
             raise InputError(f"cannot write the lock ({exc.strerror or exc})",
                              path=self.path) from None
         try:
@@ -445,9 +449,9 @@ class Lock:
         finally:
             mine.unlink(missing_ok=True)
 
-    def _remove_if(self, seen: Holder, mine: Path, now: float, ours: bool = False) -> bool:
-        """Remove the lock record if it is still ``seen`` (and still stale, unless ``ours``),
-        under ``.NAME.lock.break``; False when another process is clearing it or it changed."""
+    def _remove_if(self, seen: Holder, mine: Path, now: float) -> bool:
+        """Remove the lock record if it is still ``seen`` and still stale, under
+        ``.NAME.lock.break``; False when another process is clearing it or it changed."""
         guard = self.path.with_name(self.path.name + ".break")
         if not _place(mine, guard):
             other = read_holder(guard)
@@ -460,8 +464,8 @@ class Lock:
             current = read_holder(self.path)
             if current is None:
                 return True
-            if current.token != seen.token or (not ours and (
-                    current.renewed != seen.renewed or current.stale_reason(now) is None)):
+            if (current.token != seen.token or current.renewed != seen.renewed
+                    or current.stale_reason(now) is None):
                 return False
             self.path.unlink(missing_ok=True)
             return True

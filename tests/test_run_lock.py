@@ -172,8 +172,11 @@ def test_kill_9_then_resume_needs_no_cleanup_and_ends_like_a_run_alone(data, alo
     assert "resuming at stage" in proc.stderr
     assert not lock_path(run_dir).exists()
     assert_same_run(run_dir, alone)
-    proc = run(*fit_cmd(data, run_dir, "--resume"))  # finished: nothing is rewritten
-    assert proc.returncode == 0 and "nothing to resume" in proc.stderr, proc.stderr
+    final = snapshot(run_dir)
+    proc = run(*fit_cmd(data, run_dir, "--resume"))  # finished: the final files stay as they are
+    assert proc.returncode == 0, proc.stderr
+    assert {k: final[k] for k in ("encoder.pt", "generator.pt")} == {
+        k: snapshot(run_dir)[k] for k in ("encoder.pt", "generator.pt")}
 
 
 def _record_of_another_machine(lock: Path, age_s: float, lease_s: float = 300.0) -> None:
@@ -409,3 +412,18 @@ def test_an_output_written_meanwhile_is_kept_without_force(tmp_path):
         tmp.write_text("second, whole")
         out.write_text("first, whole")
     assert out.read_text() == "second, whole"
+
+
+def test_a_fasta_shard_without_its_record_is_written_again(alone, data, tmp_path):
+    """What a task killed between the shard's rename and its record leaves: the retry
+    writes it again (no --force needed), record included."""
+    from diffaug_genomics.shards import sidecar_path, verify_fasta_shard
+
+    argv = [*DIFFAUG, "generate", str(alone), str(data), "-o", str(tmp_path / "pos.fa"),
+            "--shard", "1/2", "--steps", "2"]
+    shard = tmp_path / "pos.shard-00001-of-00002.fa"
+    assert run(*argv).returncode == 0
+    sidecar_path(shard).unlink()
+    proc = run(*argv)
+    assert proc.returncode == 0 and "writing it again" in proc.stderr, proc.stderr
+    assert verify_fasta_shard(shard)["records"] == 64

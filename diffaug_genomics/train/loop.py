@@ -356,6 +356,8 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         return logging.INFO if self.ctx.is_main else logging.DEBUG
 
     def _write_final(self) -> None:
+        if self.paths.encoder.exists() and (self.ema is None or self.paths.generator.exists()):
+            return  # a finished run resumed: written once, embed may be reading them
         self._recalibrate()  # batch-norm statistics of the final weights (every rank)
         if not self.ctx.is_main:
             return
