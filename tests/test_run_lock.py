@@ -388,6 +388,8 @@ def test_a_shard_written_by_another_task_is_refused_then_skipped(alone, data, tm
         assert proc.returncode == 75, proc.stderr
         [line] = errors(proc)
         assert f"being written by diffaug generate, pid {first.pid}" in line
+        proc = run(*DIFFAUG, "merge", "-o", tmp_path / "pos.fa", shard)
+        assert proc.returncode == 75 and f"pid {first.pid}" in errors(proc)[0], proc.stderr
     finally:
         first.send_signal(signal.SIGCONT)
         _, err = first.communicate(timeout=300)

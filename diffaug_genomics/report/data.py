@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.report.state import RunState
+from diffaug_genomics.report.state import RunState, load_whole
 
 
 @dataclass
@@ -282,9 +282,7 @@ def load_bank(state: RunState, index: np.ndarray | None) -> tuple[Bank | None, s
     if index is None:
         return None, ("the report's rows are not the training rows (another --input or "
                       "unmatched embeddings), so the bank cannot be paired with its sources")
-    from diffaug_genomics.train import checkpoint as ckpt
-
-    saved = ckpt.load(path, "diffaug-genomics/bank/1")
+    saved = load_whole(path, "diffaug-genomics/bank/1", state.writer is not None)
     bank = saved["bank"]
     if state.sample_shape is not None and bank.dim() == len(state.sample_shape) + 1:
         bank = bank.unsqueeze(1)

@@ -192,7 +192,8 @@ def read_run(run_dir: str | Path) -> RunState:
                    f"by {writer.describe()}); try again in a moment")
     metrics = read_metrics(paths.metrics, in_progress=writer is not None)
     finished = paths.encoder.is_file()
-    progress, latest = (None, None) if finished else _read_latest(paths.latest)
+    progress, latest = (None, None) if finished else _read_latest(paths.latest,
+                                                                   writer is not None)
     stages = _stages(plan(cfg), metrics, progress, finished)
     state = RunState(
         root=root, config=raw, config_text=text, config_hash=cfg.hash(), modality=cfg.modality,
@@ -205,28 +206,36 @@ def read_run(run_dir: str | Path) -> RunState:
     return state
 
 
-def _read_latest(path: Path) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
-    """``(progress, {"encoder", "head"})`` of ``latest.pt``, from one read of one file (a
-    ``fit`` replaces it by a rename; on NFS a read can fail when that happens mid-read: read
-    again); ``(None, None)`` when there is none or it cannot be read."""
+def load_whole(path: Path, fmt: str, in_progress: bool) -> dict[str, Any]:
+    """A checkpoint-like file (:func:`~diffaug_genomics.train.checkpoint.load`) that a ``fit``
+    in progress may replace (by a rename, so the file is always whole; on NFS a read that the
+    rename overtakes fails): read again, up to 3 times, before reporting it unreadable."""
+    from diffaug_genomics.train import checkpoint as ckpt
+
+    for attempt in range(3 if in_progress else 1):
+        try:
+            return ckpt.load(path, fmt)
+        except InputError:
+            if attempt == 2 or not in_progress:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _read_latest(path: Path, in_progress: bool
+                 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``(progress, {"encoder", "head"})`` of ``latest.pt``, from one read of one file;
+    ``(None, None)`` when there is none or it cannot be read."""
+    from diffaug_genomics.train.checkpoint import CHECKPOINT_FORMAT
+
     if not path.is_file():
         return None, None
-    import torch
-
-    for _ in range(3):
-        try:
-            obj = torch.load(path, map_location="cpu", weights_only=True)
-        except FileNotFoundError:
-            return None, None
-        except OSError:  # replaced while being read (ESTALE on NFS): the new one is whole
-            continue
-        except Exception:  # damaged
-            return None, None
-        if not isinstance(obj, dict):
-            return None, None
-        weights = {k: obj[k] for k in ("encoder", "head") if k in obj}
-        return dict(obj.get("progress", {})), weights or None
-    return None, None
+    try:
+        obj = load_whole(path, CHECKPOINT_FORMAT, in_progress)
+    except InputError:
+        return None, None
+    weights = {k: obj[k] for k in ("encoder", "head") if k in obj}
+    return dict(obj.get("progress", {})), weights or None
 
 
 def _stages(schedule: list, metrics: Metrics, progress: dict[str, Any] | None,
