@@ -110,10 +110,14 @@ def alone(data, tmp_path_factory) -> Path:
 def test_a_running_fit_refuses_a_second_fit_a_resume_and_unfinished_reads(data, alone,
                                                                          tmp_path):
     run_dir = tmp_path / "run"
-    writer = subprocess.Popen(fit_cmd(data, run_dir), env=ENV, stderr=subprocess.PIPE, text=True)
+    fast_beat = {**ENV, "DIFFAUG_LOCK_LEASE_S": "0.5"}  # a heartbeat every 0.05 s: no effect
+    writer = subprocess.Popen(fit_cmd(data, run_dir), env=fast_beat, stderr=subprocess.PIPE,
+                              text=True)
     try:
         wait_for(lambda: (run_dir / "checkpoints" / "latest.pt").exists()
                  and (run_dir / "metrics.csv").exists())
+        beat = lock_path(run_dir).stat().st_mtime_ns
+        wait_for(lambda: lock_path(run_dir).stat().st_mtime_ns > beat, timeout=10)  # renewing
         writer.send_signal(signal.SIGSTOP)  # mid-run, holding its lock
         before = snapshot(run_dir)
         host = socket.gethostname()
