@@ -234,15 +234,22 @@ class Holder:
         (diffaug fit reads.fa -o runs/exp1), renewed 4 s ago``."""
         if not self.token:
             return f"{self.what} (an unreadable lock record)"
-        since = datetime.fromtimestamp(self.started, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        text = f"{self.what}, pid {self.pid} on {self.host} since {since}"
+        text = f"{self.what}, pid {self.pid} on {self.host} since {_utc(self.started)}"
         if self.slurm_job:
             text += f", SLURM job {self.slurm_job}"
         if self.command:
-            text += f" ({self.command})"
+            command = self.command if len(self.command) <= 120 else self.command[:117] + "..."
+            text += f" ({command})"
         if now is not None:
             text += f", lock renewed {max(0.0, now - self.renewed):.0f} s ago"
         return text
+
+
+def _utc(seconds: float, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
+    try:
+        return datetime.fromtimestamp(seconds, timezone.utc).strftime(fmt)
+    except (OverflowError, OSError, ValueError):
+        return "?"
 
 
 def _read_record(lock: Path) -> Holder | None:
@@ -473,15 +480,17 @@ class Lock:
             guard.unlink(missing_ok=True)
 
     def _busy_line(self, holder: Holder, now: float) -> str:
-        expires = datetime.fromtimestamp(holder.renewed + holder.lease_s, timezone.utc)
-        if holder.token and holder.same_machine():
+        expires = _utc(holder.renewed + holder.lease_s, "%H:%M:%S UTC")
+        if not holder.token:
+            way_out = (f"it counts as stale {holder.lease_s:.0f} s after it was last written "
+                       f"(at {expires}); remove it before if you are sure nothing writes here")
+        elif holder.same_machine():
             way_out = (f"wait for it to finish or stop it (kill {holder.pid}): its lock is "
                        "cleared as soon as it has ended")
         else:
             way_out = (f"wait for it to finish or stop it (on {holder.host}); if it is gone "
                        f"for good, its lock expires {holder.lease_s:.0f} s after its last "
-                       f"renewal (at {expires:%H:%M:%S} UTC unless renewed) and the next run "
-                       "takes over")
+                       f"renewal (at {expires} unless renewed) and the next run takes over")
         return f"{self.target}: being written by {holder.describe(now)}; {way_out} ({self.path})"
 
 

@@ -327,6 +327,22 @@ def test_the_heartbeat_renews_the_lease_and_a_lost_lock_stops_the_writer(tmp_pat
     assert lock.path.exists()  # the new holder's record is not ours to remove
 
 
+def test_an_unreadable_lock_record_holds_until_its_lease_has_passed(tmp_path):
+    """A damaged record (or one written by the O_EXCL fallback, caught half written) tells
+    nothing about its holder but its age."""
+    from diffaug_genomics.errors import Busy
+
+    target = tmp_path / "run"
+    lock_path(target).write_text("{ not a record")
+    with pytest.raises(Busy, match="an unreadable lock record.*counts as stale 300 s after"):
+        Lock(target, "diffaug fit").acquire()
+    then = time.time() - 301
+    os.utime(lock_path(target), (then, then))
+    with Lock(target, "diffaug fit") as lock:
+        assert json.loads(lock.path.read_text())["pid"] == os.getpid()
+    assert not lock_path(target).exists()
+
+
 LOSER = """
 import sys, time
 from diffaug_genomics.progress import configure_logging
@@ -379,7 +395,7 @@ def test_two_embeds_of_one_output_leave_one_whole_file(alone, data, tmp_path, fo
 
 def test_a_shard_written_by_another_task_is_refused_then_skipped(alone, data, tmp_path):
     """A retried array task whose first instance still writes the shard (FASTA + its record)."""
-    from diffaug_genomics.shards import verify_fasta_shard
+    from diffaug_genomics.shards import sidecar_path, verify_fasta_shard
 
     argv = [*DIFFAUG, "generate", str(alone), str(data), "-o", str(tmp_path / "pos.fa"),
             "--shard", "0/2", "--steps", "2"]
@@ -402,6 +418,10 @@ def test_a_shard_written_by_another_task_is_refused_then_skipped(alone, data, tm
     assert record["records"] == 64
     proc = run(*argv)
     assert proc.returncode == 0 and "complete already: skipped" in proc.stderr, proc.stderr
+    sidecar_path(shard).unlink()  # a task killed between the shard's rename and its record
+    proc = run(*argv)  # is written again, without --force
+    assert proc.returncode == 0 and "writing it again" in proc.stderr, proc.stderr
+    assert verify_fasta_shard(shard) == record
 
 
 def test_an_output_written_meanwhile_is_kept_without_force(tmp_path):
@@ -418,18 +438,3 @@ def test_an_output_written_meanwhile_is_kept_without_force(tmp_path):
         tmp.write_text("second, whole")
         out.write_text("first, whole")
     assert out.read_text() == "second, whole"
-
-
-def test_a_fasta_shard_without_its_record_is_written_again(alone, data, tmp_path):
-    """What a task killed between the shard's rename and its record leaves: the retry
-    writes it again (no --force needed), record included."""
-    from diffaug_genomics.shards import sidecar_path, verify_fasta_shard
-
-    argv = [*DIFFAUG, "generate", str(alone), str(data), "-o", str(tmp_path / "pos.fa"),
-            "--shard", "1/2", "--steps", "2"]
-    shard = tmp_path / "pos.shard-00001-of-00002.fa"
-    assert run(*argv).returncode == 0
-    sidecar_path(shard).unlink()
-    proc = run(*argv)
-    assert proc.returncode == 0 and "writing it again" in proc.stderr, proc.stderr
-    assert verify_fasta_shard(shard)["records"] == 64
