@@ -13,7 +13,7 @@ EXAMPLE := resources/examples/dhs_example.fa
 EXAMPLE_LABELS := resources/examples/dhs_example_labels.tsv
 export DIFFAUG_NO_BAR ?=
 
-.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-quality bench-quality-other gpu-check gpu-check-cpu gpu-check-bundle clean
+.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-lock bench-quality bench-quality-other gpu-check gpu-check-cpu gpu-check-bundle clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ bench-encode: $(STAMP)
 
 bench-fit: $(STAMP)
 	$(BIN)/python benchmarks/bench_fit.py
+
+# What the one-writer lock costs: its share of a fit, and how fast a second fit is refused.
+bench-lock: $(STAMP)
+	$(BIN)/python benchmarks/bench_lock.py
 
 # The prepared GPU check (benchmarks/gpu_check.sh; one log): on a GPU node, with the data (and,
 # on a machine without a package registry, the wheels) that `make gpu-check-bundle` writes.

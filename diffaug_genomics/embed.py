@@ -21,6 +21,7 @@ from diffaug_genomics.io.h5 import read_embeddings
 from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.registry import load_backbone
 from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.run_lock import output_lock
 from diffaug_genomics.runs import load_run
 from diffaug_genomics.shards import Shard, slice_chunks
 from diffaug_genomics.train.distributed import resolve_device
@@ -78,49 +79,50 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
         load_backbone(backbone)
     inputs = (source, run_dir)
     check_output(target, force or (sharded and target.exists()), inputs)  # before any work
-    run = load_run(run_dir, resolve_device(device))
-    io = run.modality.data_io
-    if sharded and not io.shardable:
-        raise InputError("--shard is supported for DNA inputs only", path=source)
-    if sharded and not force and target.exists():
-        done = _complete_shard(target, run.config_hash, source, shard)
-        if done is not None:
-            return EmbedSummary(done, run.config.encoder.embed_dim, 0.0, target, skipped=True)
-    check_output(target, force, inputs)
-    inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
-    chunks = inp.chunks
-    extra: dict[str, int] = {}
-    if sharded:
-        total = io.count_rows(run, source)
-        start, stop = shard.rows(total)
-        chunks = slice_chunks(chunks, start, stop)
-        extra = {"shard_index": shard.index, "shard_count": shard.count, "shard_start": start,
-                 "shard_stop": stop, "total_rows": total}
-        LOG.info("shard %s: rows %d-%d of %d -> %s", shard, start, stop, total, target)
-    blocks, ids, labels = [], [], []
-    has_labels = True
-    unit = io.progress_unit[0]
-    with progress("embed", unit=unit or "sample", enabled=unit is not None) as bar:
-        for chunk in chunks:
-            if len(chunk.ids) == 0:
-                continue
-            x = run.modality.to_model(chunk.rows)
-            blocks.append(embed_array(run.encoder, x, batch_size))
-            ids += chunk.ids
-            if chunk.labels is None:
-                has_labels = False
-            else:
-                labels += chunk.labels
-            bar.advance(len(chunk.ids))
-    emb = np.concatenate(blocks) if blocks else np.zeros((0, run.config.encoder.embed_dim), np.float32)
-    attrs = {"run_dir": str(Path(run_dir).resolve()), "config_hash": run.config_hash,
-             "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source),
-             **io.embedding_attrs(run), **extra}
-    with atomic_output(target, force, inputs) as tmp:
-        fmt = io.write_embeddings(tmp, emb, ids, labels if has_labels and labels else None,
-                                  attrs, inp)
-    return EmbedSummary(len(ids), emb.shape[1], time.perf_counter() - t0, target,
-                        noun=io.noun, rate_unit=io.rate_unit, output_format=fmt)
+    with output_lock(target, "diffaug embed", enabled=sharded):  # a retried array task
+        run = load_run(run_dir, resolve_device(device))
+        io = run.modality.data_io
+        if sharded and not io.shardable:
+            raise InputError("--shard is supported for DNA inputs only", path=source)
+        if sharded and not force and target.exists():
+            done = _complete_shard(target, run.config_hash, source, shard)
+            if done is not None:
+                return EmbedSummary(done, run.config.encoder.embed_dim, 0.0, target, skipped=True)
+        check_output(target, force, inputs)
+        inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
+        chunks = inp.chunks
+        extra: dict[str, int] = {}
+        if sharded:
+            total = io.count_rows(run, source)
+            start, stop = shard.rows(total)
+            chunks = slice_chunks(chunks, start, stop)
+            extra = {"shard_index": shard.index, "shard_count": shard.count, "shard_start": start,
+                     "shard_stop": stop, "total_rows": total}
+            LOG.info("shard %s: rows %d-%d of %d -> %s", shard, start, stop, total, target)
+        blocks, ids, labels = [], [], []
+        has_labels = True
+        unit = io.progress_unit[0]
+        with progress("embed", unit=unit or "sample", enabled=unit is not None) as bar:
+            for chunk in chunks:
+                if len(chunk.ids) == 0:
+                    continue
+                x = run.modality.to_model(chunk.rows)
+                blocks.append(embed_array(run.encoder, x, batch_size))
+                ids += chunk.ids
+                if chunk.labels is None:
+                    has_labels = False
+                else:
+                    labels += chunk.labels
+                bar.advance(len(chunk.ids))
+        emb = np.concatenate(blocks) if blocks else np.zeros((0, run.config.encoder.embed_dim), np.float32)
+        attrs = {"run_dir": str(Path(run_dir).resolve()), "config_hash": run.config_hash,
+                 "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source),
+                 **io.embedding_attrs(run), **extra}
+        with atomic_output(target, force, inputs) as tmp:
+            fmt = io.write_embeddings(tmp, emb, ids, labels if has_labels and labels else None,
+                                      attrs, inp)
+        return EmbedSummary(len(ids), emb.shape[1], time.perf_counter() - t0, target,
+                            noun=io.noun, rate_unit=io.rate_unit, output_format=fmt)
 
 
 def _complete_shard(path: Path, config_hash: str, source: str | Path, shard: Shard) -> int | None:

@@ -1,6 +1,7 @@
 """Errors the command line turns into one clean line on stderr.
 
-:class:`InputError` (bad input or usage) exits with code 2; :class:`DiffaugError` with 1.
+:class:`InputError` (bad input or usage) exits with code 2; :class:`DiffaugError` with 1;
+:class:`Busy` (another process is writing the same run directory or output) with 75.
 Messages name the file, the record or line, and the reason, in that order.
 """
 
@@ -45,6 +46,14 @@ class InputError(DiffaugError):
 
 class ConfigError(InputError):
     """An invalid configuration key or value (exit code 2)."""
+
+
+class Busy(DiffaugError):
+    """Another process is writing the same run directory or output right now (exit code 75,
+    ``EX_TEMPFAIL``: the same command succeeds once that process has finished or its lock has
+    expired; see :mod:`diffaug_genomics.run_lock`)."""
+
+    exit_code = 75
 
 
 class Terminated(BaseException):  # noqa: N818 - a state, like KeyboardInterrupt

@@ -35,7 +35,7 @@ from diffaug_genomics._version import __version__
 from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_yaml, resolve_config
 from diffaug_genomics.errors import DiffaugError, InputError
 from diffaug_genomics.progress import LOG
-from diffaug_genomics.train.precision import resolve_precision
+from diffaug_genomics.run_lock import one_writer, ranks_agree
 
 if TYPE_CHECKING:
     import torch
@@ -151,6 +151,7 @@ def _rank_logging(is_main: bool) -> Iterator[None]:
         LOG.setLevel(level)
 
 
+@one_writer  # rank 0 holds the run directory's lock (run_lock) until fit returns or fails
 def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         config_file: str | Path | None = None, overrides: list[str] | None = None,
         seed: int | None = None, device: str | None = None, augment: str | None = None,
@@ -222,6 +223,7 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     validate_config(modality, cfg)
     options = ReadOptions(label_column, obs_key)
     with process_group(ctx, dev), _rank_logging(ctx.is_main):
+        ranks_agree(run_dir, ctx)  # every rank stops here if rank 0 could not take the lock
         try:
             _train(source, run_dir, cfg, preset, modality, ctx, dev, resuming, options,
                    saved_record)
@@ -278,6 +280,7 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
 
     from diffaug_genomics.train.distributed import barrier
     from diffaug_genomics.train.loop import RunPaths, StopRequested, Trainer
+    from diffaug_genomics.train.precision import resolve_precision
 
     paths = RunPaths(run_dir)
     if ctx.is_main:
@@ -287,10 +290,11 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
             (run_dir / "cache").mkdir(exist_ok=True)
         except OSError as exc:
             raise InputError(f"cannot create run directory ({exc.strerror})", path=run_dir) from None
-        from diffaug_genomics.io.atomic import remove_stale_temps
+        from diffaug_genomics.io.atomic import FOLDER_INPUT_FILES, remove_stale_temps
 
         for folder in (run_dir, run_dir / "checkpoints", run_dir / "cache"):
-            for stale in remove_stale_temps(folder):
+            only = FOLDER_INPUT_FILES if folder == run_dir else None  # not embed's, report's
+            for stale in remove_stale_temps(folder, only):
                 LOG.info("removed %s, left by an interrupted write", stale)
     fingerprint = input_fingerprint(source)
     if resume:

@@ -24,6 +24,7 @@ from diffaug_genomics.modalities.interface import Sampling
 from diffaug_genomics.modalities.registry import load_backbone
 from diffaug_genomics.modalities.sequences import GenerateSummary
 from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.run_lock import output_lock
 from diffaug_genomics.runs import load_run
 from diffaug_genomics.shards import (
     Shard,
@@ -65,55 +66,57 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
     inputs = (source, run_dir)
     if not to_stdout:
         check_output(output, force or sharded, inputs)
-    t0 = time.perf_counter()
-    dev = resolve_device(device)
-    if backbone is not None:
-        load_backbone(backbone)
-    run = load_run(run_dir, dev, with_generator=True)
-    cfg = run.config
-    io = run.modality.data_io
-    if sharded and not io.shardable:
-        raise InputError("--shard is supported for DNA inputs only", path=source)
-    if sharded and output.exists() and not force:
-        state = fasta_shard_state(output, run.config_hash, source, shard)
-        if state == "complete":
-            return GenerateSummary(0, 0, 0.0, 0.0, 0.0, 0.0, skipped=output)
-        if state == "foreign":
-            check_output(output, force, inputs)  # exists: --force to overwrite
-        LOG.info("%s has no record of completion (interrupted?): writing it again", output)
-    b = cfg.bank
-    sampling = Sampling(per_sequence, b.steps if steps is None else steps,
-                        b.strength if strength is None else strength,
-                        b.guidance_scale if guidance_scale is None else guidance_scale, seed)
-    io.check_positives_output(output)
-    inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
-    diffusion = Diffusion.from_config(cfg.generator).to(dev)
-    gen = torch.Generator().manual_seed(seed)
-    chunks = inp.chunks
-    if sharded:
-        total = io.count_rows(run, source)
-        row_lo, row_hi = shard.rows(total)
-        chunks = slice_chunks(chunks, row_lo, row_hi)
-        sidecar_path(output).unlink(missing_ok=True)  # the shard is complete once it is back
-        LOG.info("shard %s: rows %d-%d of %d -> %s", shard, row_lo, row_hi, total, output)
-    step = max(1, batch_size // per_sequence)
-    writer = io.positives_writer(run, inp, source, output, sampling, force, inputs)
-    with writer, progress("generate", total=inp.total, unit=io.progress_unit[1]) as bar:
-        for chunk in chunks:
-            writer.check(chunk)
-            for start in range(0, len(chunk.ids), step):
-                stop = min(start + step, len(chunk.ids))
-                x = run.modality.to_model(chunk.rows[start:stop]).to(dev)
-                xk, sample = run.sample_positives(
-                    diffusion, x, per_sequence, steps=sampling.steps, strength=sampling.strength,
-                    guidance_scale=sampling.guidance_scale, generator=gen)
-                writer.add(chunk, start, stop, xk, sample)
-                bar.advance(stop - start)
-    summary = writer.summary(time.perf_counter() - t0)
-    if sharded:
-        write_fasta_sidecar(output, {
-            "config_hash": run.config_hash, "run_dir": str(Path(run_dir).resolve()),
-            "source": str(source), "shard_index": shard.index, "shard_count": shard.count,
-            "shard_start": row_lo, "shard_stop": row_hi, "total_rows": total,
-            "per_sequence": per_sequence, "sources": summary.n_sources})
-    return summary
+    with output_lock(output, "diffaug generate", enabled=sharded):  # FASTA + its record
+        t0 = time.perf_counter()
+        dev = resolve_device(device)
+        if backbone is not None:
+            load_backbone(backbone)
+        run = load_run(run_dir, dev, with_generator=True)
+        cfg = run.config
+        io = run.modality.data_io
+        if sharded and not io.shardable:
+            raise InputError("--shard is supported for DNA inputs only", path=source)
+        if sharded and output.exists() and not force:
+            state = fasta_shard_state(output, run.config_hash, source, shard)
+            if state == "complete":
+                return GenerateSummary(0, 0, 0.0, 0.0, 0.0, 0.0, skipped=output)
+            if state == "foreign":
+                check_output(output, force, inputs)  # exists: --force to overwrite
+            LOG.info("%s has no record of completion (interrupted?): writing it again", output)
+            force = True
+        b = cfg.bank
+        sampling = Sampling(per_sequence, b.steps if steps is None else steps,
+                            b.strength if strength is None else strength,
+                            b.guidance_scale if guidance_scale is None else guidance_scale, seed)
+        io.check_positives_output(output)
+        inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
+        diffusion = Diffusion.from_config(cfg.generator).to(dev)
+        gen = torch.Generator().manual_seed(seed)
+        chunks = inp.chunks
+        if sharded:
+            total = io.count_rows(run, source)
+            row_lo, row_hi = shard.rows(total)
+            chunks = slice_chunks(chunks, row_lo, row_hi)
+            sidecar_path(output).unlink(missing_ok=True)  # the shard is complete once it is back
+            LOG.info("shard %s: rows %d-%d of %d -> %s", shard, row_lo, row_hi, total, output)
+        step = max(1, batch_size // per_sequence)
+        writer = io.positives_writer(run, inp, source, output, sampling, force, inputs)
+        with writer, progress("generate", total=inp.total, unit=io.progress_unit[1]) as bar:
+            for chunk in chunks:
+                writer.check(chunk)
+                for start in range(0, len(chunk.ids), step):
+                    stop = min(start + step, len(chunk.ids))
+                    x = run.modality.to_model(chunk.rows[start:stop]).to(dev)
+                    xk, sample = run.sample_positives(
+                        diffusion, x, per_sequence, steps=sampling.steps, strength=sampling.strength,
+                        guidance_scale=sampling.guidance_scale, generator=gen)
+                    writer.add(chunk, start, stop, xk, sample)
+                    bar.advance(stop - start)
+        summary = writer.summary(time.perf_counter() - t0)
+        if sharded:
+            write_fasta_sidecar(output, {
+                "config_hash": run.config_hash, "run_dir": str(Path(run_dir).resolve()),
+                "source": str(source), "shard_index": shard.index, "shard_count": shard.count,
+                "shard_start": row_lo, "shard_stop": row_hi, "total_rows": total,
+                "per_sequence": per_sequence, "sources": summary.n_sources})
+        return summary

@@ -10,12 +10,14 @@ import torch
 from torch import nn
 
 from diffaug_genomics.config import Config, config_from_dict
-from diffaug_genomics.errors import InputError
+from diffaug_genomics.errors import Busy, InputError
 from diffaug_genomics.guards import require_finite
 from diffaug_genomics.modalities.arrays import PREPROCESS_FILE, load_preprocess
 from diffaug_genomics.modalities.base import Modality
 from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.positives.generated import generated_positives
+from diffaug_genomics.progress import LOG
+from diffaug_genomics.run_lock import current_writer
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train.precision import resolve_precision, wrap
 
@@ -58,16 +60,25 @@ class FinishedRun:
 def load_run(run_dir: str | Path, device: torch.device, with_generator: bool = False) -> FinishedRun:
     """Load ``encoder.pt`` (and ``generator.pt``) from a run directory onto ``device``.
 
-    Raises :class:`InputError` if the directory holds no finished run.
+    Raises :class:`InputError` if the directory holds no finished run, :class:`Busy` (exit 75)
+    if it is being trained right now. ``fit`` writes ``generator.pt`` before ``encoder.pt``
+    and never rewrites them, so a run whose ``encoder.pt`` exists is complete, writer or not.
     """
     root = Path(run_dir)
     if not root.is_dir():
         raise InputError("run directory not found", path=root)
     enc_path = root / "encoder.pt"
+    writer = current_writer(root)  # a fit writing the run right now
     if not enc_path.exists():
+        if writer is not None:
+            raise Busy(f"{root}: no finished run here yet: the run is in progress, being written "
+                       f"by {writer.describe()}; run this again when it has finished")
         hint = " (training has not finished: resume it with diffaug fit --resume)" \
             if (root / "checkpoints" / "latest.pt").exists() else ""
         raise InputError(f"no finished run here: encoder.pt is missing{hint}", path=root)
+    if writer is not None:  # its final files are complete: encoder.pt is written last, once
+        LOG.warning("%s: the run is in progress (%s is finishing it): using its final files",
+                    root, writer.describe())
     saved: dict[str, Any] = ckpt.load(enc_path, ckpt.ENCODER_FORMAT)
     try:
         cfg = config_from_dict(saved["config"])

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from diffaug_genomics.errors import InputError
+from diffaug_genomics.errors import Busy, InputError
 from diffaug_genomics.modalities.interface import Chunk
+from diffaug_genomics.run_lock import current_writer
 
 SHARD_ATTRS = ("shard_index", "shard_count", "shard_start", "shard_stop", "total_rows")
 """Attributes a shard's embeddings file carries (dropped from the merged file)."""
@@ -259,6 +260,9 @@ def merge(output: str | Path, shards: list[str | Path] | None = None, *,
                          f"{shard_path(out, 0, 2).name})", path=out.parent)
     out = check_output(output, force, inputs=paths)
     for p in paths:
+        writer = current_writer(p)
+        if writer is not None:  # a retried array task writing it again right now
+            raise Busy(f"{p}: being written by {writer.describe()}; merge once it has finished")
         if not p.is_file():
             raise InputError("no such shard file", path=p)
         if p.stat().st_size == 0:

@@ -12,8 +12,11 @@ filled in:
   task without ``--array``).
 
 Fit scripts are requeue-safe: ``--requeue``, ``--signal=B:USR1@S`` with a trap that makes the
-ranks checkpoint and requeues the job, and ``fit --resume auto``. Logs go to ``logs/`` in the
-run directory (``fit``) or beside the output (``embed``, ``generate``).
+ranks checkpoint and requeues the job, and ``fit --resume auto``. They never start a second
+writer: before the ranks start they ask :mod:`diffaug_genomics.run_lock` who holds the run
+directory, requeue when it is an earlier instance of the same job and exit 75 when it is anyone
+else. Logs go to ``logs/`` in the run directory (``fit``) or beside the output (``embed``,
+``generate``).
 """
 
 from __future__ import annotations

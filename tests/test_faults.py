@@ -690,6 +690,7 @@ def test_full_disk_is_one_line_and_leaves_outputs_intact(case, data, dna_run, ta
         assert len(errors) == 1 and "no space left on device writing" in errors[0], err
         assert prior.read_bytes() == b"previous output\n"
         no_temp_files(small_disk)
+        assert not list(small_disk.glob(".*.lock")), "a failed fit left its lock"
         if case != "fit":
             assert not out.exists()
         shutil.rmtree(out, ignore_errors=True) if case == "fit" else None

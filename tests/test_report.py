@@ -284,13 +284,43 @@ def test_report_of_a_stopped_run(tiny_run, tmp_path):
     assert "unfinished" in (run / "report.html").read_text()
 
 
-def test_report_of_a_run_in_progress(tiny_run, tmp_path):
+@pytest.mark.parametrize("writer", ["live", "killed", "none"])
+def test_report_of_a_run_in_progress_or_not(writer, tiny_run, tmp_path):
+    """In progress exactly while a fit holds the run directory's lock (here: this process);
+    a lock whose process has died marks a run that stopped without finishing."""
+    from diffaug_genomics.run_lock import Lock
+
     run = fake_run(tiny_run, tmp_path / "run", rows=metrics_rows(stop_after="warmup"),
                    finished=False)
     shutil.copyfile(run / "checkpoints" / "warmup.pt", run / "checkpoints" / "latest.pt")
-    assert cli("report", run)[0] == 0
+    lock = Lock(run, "diffaug fit")
+    if writer != "none":
+        lock.acquire()
+    if writer == "killed":  # what kill -9 leaves: the record of a process that has ended
+        record = json.loads(lock.path.read_text())
+        lock.release()
+        dead = subprocess.Popen([sys.executable, "-c", "pass"])
+        dead.wait()
+        lock.path.write_text(json.dumps({**record, "pid": dead.pid, "pid_start": ""}))
+    with open(run / "metrics.csv", "a") as fh:
+        fh.write("9.99,warmup,0,0")  # a row being appended right now
+    try:
+        code, err = cli("report", run)
+    finally:
+        lock.release()
+    if writer != "live":  # the half row is not a row of a run in progress
+        assert code == 2 and "truncated: the last line is incomplete" in err, err
+        with open(run / "metrics.csv", "a") as fh:
+            fh.write(",4,1.0" + "," * (len(NEW_HEADER) - 6) + "\n")
+        code, err = cli("report", run)
+    assert code == 0, err
     _, text = check_page(run / "report.html")
-    assert "in progress (last written" in text
+    expected = {"live": f"in progress (being written by diffaug fit, pid {os.getpid()} on ",
+                "killed": "stopped: diffaug fit, pid ",
+                "none": "stopped (no fit is writing it; last written"}[writer]
+    assert expected in text, text[:2000]
+    if writer == "killed":
+        assert "ended without finishing (its process" in text
 
 
 def test_report_of_a_baseline_run_without_diagnostics_columns(tiny_run, tmp_path):

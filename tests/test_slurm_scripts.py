@@ -126,3 +126,72 @@ def test_time_limits_and_signal_lead():
     assert "--signal=B:USR1@30" in sbatch_script(spec)  # a quarter of a short limit
     with pytest.raises(InputError):
         time_seconds("90")
+
+
+STUBS = {  # SLURM commands the scripts call, recording their arguments
+    "srun": 'echo "srun $*" >> "$CALLS"; exit "${SRUN_EXIT:-0}"',
+    "scontrol": 'echo "scontrol $*" >> "$CALLS"; [ "$1" = show ] && echo node1; exit 0',
+    "scancel": 'echo "scancel $*" >> "$CALLS"',
+}
+
+
+def run_script(tmp_path: Path, script: str, **env: str) -> tuple[int, str, list[str]]:
+    """Run a generated sbatch script as SLURM would (its #SBATCH lines are comments), with
+    srun / scontrol / scancel replaced by stubs; (exit code, output, the stubs' calls)."""
+    bin_dir = tmp_path / "stubs"
+    bin_dir.mkdir(exist_ok=True)
+    for name, body in STUBS.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{body}\n")
+        (bin_dir / name).chmod(0o755)
+    calls = tmp_path / "calls.txt"
+    calls.write_text("")
+    path = tmp_path / "job.sh"
+    path.write_text(script)
+    proc = subprocess.run(["bash", str(path)], cwd=tmp_path, capture_output=True, text=True,
+                          env={**ENV, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+                               "CALLS": str(calls), "SLURM_JOB_ID": "4242",
+                               "SLURM_JOB_NODELIST": "node1", "SLURM_NNODES": "1", **env})
+    return proc.returncode, proc.stdout + proc.stderr, calls.read_text().splitlines()
+
+
+@pytest.mark.parametrize("nodes", ["1", "2"])
+@pytest.mark.parametrize("holder", ["none", "another job", "this job"])
+def test_fit_scripts_start_no_second_writer(tmp_path, monkeypatch, nodes, holder):
+    """Before starting the ranks the script asks who holds the run directory: nobody -> the
+    step runs; an earlier instance of this job -> requeue, try again later; anyone else (the
+    run submitted twice) -> exit 75 at once, the holder named in the log."""
+    from diffaug_genomics.run_lock import Lock
+
+    proc = slurm(tmp_path, "fit", "data.h5", "-o", "runs/a", "--nodes", nodes,
+                 "--gpus-per-node", "0", "--time", "00:10:00")
+    assert proc.returncode == 0, proc.stderr
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    if holder == "this job":
+        monkeypatch.setenv("SLURM_JOB_ID", "4242")
+    lock = Lock(tmp_path / "runs" / "a", "diffaug fit")
+    if holder != "none":
+        lock.acquire()
+    try:
+        code, log, calls = run_script(tmp_path, proc.stdout)
+    finally:
+        lock.release()
+    ran = [c for c in calls if c.startswith("srun")]
+    requeued = [c for c in calls if c.startswith("scontrol requeue")]
+    if holder == "none":
+        assert code == 0 and len(ran) == 1 and not requeued, log
+        return
+    assert code == 75 and not ran, log
+    assert f"held by diffaug fit, pid {os.getpid()}" in log
+    if holder == "this job":
+        assert requeued == ["scontrol requeue 4242"] and "requeueing" in log
+    else:
+        assert not requeued and "not starting a second one" in log
+
+
+def test_array_script_says_a_busy_task_wrote_nothing(tmp_path):
+    proc = slurm(tmp_path, "embed", "runs/a", "reads.fa", "-o", "out/emb.h5", "--array", "3",
+                 "--gpus-per-node", "0", "--time", "00:10:00")
+    assert proc.returncode == 0, proc.stderr
+    code, log, calls = run_script(tmp_path, proc.stdout, SRUN_EXIT="75")
+    assert code == 75 and "nothing written; resubmit this task later" in log
+    assert [c.split()[0] for c in calls] == ["srun"]

@@ -14,7 +14,14 @@ checkpoints through :func:`atomic_temp`), so these guarantees live here, once:
   FILE``, with the temporary file removed. HDF5 files are created with :func:`create_hdf5`,
   which keeps the HDF5 library away from failed writes (it segfaults or aborts in malloc when
   a write fails under it);
-- :func:`remove_stale_temps` removes the temporary files a ``kill -9`` left behind.
+- :func:`remove_stale_temps` removes the temporary files a ``kill -9`` left behind;
+- **two writers of one output**: each writes its own temporary file, so the output is always
+  one whole file. Without ``force`` the temporary file is hard-linked onto the output, which
+  fails if the output appeared meanwhile (another command wrote it while this one ran): the
+  second writer is refused with exit 2 and the first one's file is kept. With ``force`` the
+  last rename wins;
+- **writers that lost their lock** (:mod:`diffaug_genomics.run_lock`) never rename a file into
+  the directory they no longer own: :func:`guard_commits` checks them first.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import errno
 import functools
 import io
+import itertools
 import os
 import signal
 import tempfile
@@ -186,11 +194,64 @@ def cleanup_on_signals(func: Callable[..., T]) -> Callable[..., T]:
 _write_errors: dict[str, OSError] = {}
 """Temporary path -> the OSError a guarded HDF5 file met (see :func:`create_hdf5`)."""
 
+_commit_guards: dict[int, tuple[Path, Callable[[], None]]] = {}
+_guard_ids = itertools.count()
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS,
+                  errno.EXDEV}
+
+
+def guard_commits(root: str | Path, check: Callable[[], None]) -> Callable[[], None]:
+    """Call ``check()`` before any temporary file is renamed onto a path inside ``root`` (a
+    lock holder's check that it still holds its lock: it raises if not, and the temporary
+    file is removed instead). Returns the function that removes the guard."""
+    key = next(_guard_ids)
+    _commit_guards[key] = (Path(root).resolve(), check)
+
+    def remove() -> None:
+        _commit_guards.pop(key, None)
+
+    return remove
+
+
+def _check_guards(out: Path) -> None:
+    if not _commit_guards:
+        return
+    folder = out.parent.resolve()
+    for root, check in list(_commit_guards.values()):
+        if folder == root or root in folder.parents:
+            check()
+
+
+def _commit(tmp: Path, out: Path, replace: bool) -> None:
+    """Put the finished temporary file at ``out``: a rename (``replace``), else a hard link that
+    fails if ``out`` exists by now, so a file another command wrote meanwhile is never
+    replaced (where the file system has no hard links: a check, then the rename)."""
+    _check_guards(out)
+    if replace:
+        os.replace(tmp, out)
+        return
+    try:
+        os.link(tmp, out)
+    except FileExistsError:
+        raise InputError("output exists: another command wrote it while this one ran (use "
+                         "--force to overwrite)", path=out) from None
+    except OSError as exc:
+        if exc.errno not in _NO_HARD_LINKS:
+            raise
+        if out.exists():
+            raise InputError("output exists: another command wrote it while this one ran (use "
+                             "--force to overwrite)", path=out) from None
+        os.replace(tmp, out)
+        return
+    tmp.unlink()
+
 
 @contextmanager
-def atomic_temp(out: Path, *, fsync: bool = False) -> Iterator[Path]:
-    """A temporary path beside ``out``, renamed onto it on success and removed on any failure,
-    SIGTERM / SIGHUP included; a full disk becomes :class:`DiskFull` naming ``out``."""
+def atomic_temp(out: Path, *, fsync: bool = False, replace: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``out``, put at ``out`` on success and removed on any failure,
+    SIGTERM / SIGHUP included; a full disk becomes :class:`DiskFull` naming ``out``. Without
+    ``replace`` an ``out`` that exists by then (another command wrote it) is kept and
+    :class:`InputError` raised."""
     with signals_raise():
         parent = out.parent if str(out.parent) else Path(".")
         tmp_path = parent / f".{out.name}.unnamed.tmp"  # replaced as soon as mkstemp returns
@@ -206,7 +267,7 @@ def atomic_temp(out: Path, *, fsync: bool = False) -> Iterator[Path]:
             if fsync:
                 with open(tmp_path, "rb") as fh:
                     os.fsync(fh.fileno())
-            os.replace(tmp_path, out)
+            _commit(tmp_path, out, replace)
         except BaseException as exc:
             _write_errors.pop(str(tmp_path), None)
             tmp_path.unlink(missing_ok=True)
@@ -223,21 +284,25 @@ def atomic_output(path: str | Path, force: bool = False,
 
     ``path`` is checked with :func:`check_output` first (``inputs``: the command's inputs,
     which the output must not be). On any exception, SIGTERM and SIGHUP included, the
-    temporary file is removed and ``path`` is left as it was.
+    temporary file is removed and ``path`` is left as it was. Without ``force``, a ``path``
+    that another command wrote while this one ran is kept (:class:`InputError`).
     """
     out = check_output(path, force, inputs)
-    with atomic_temp(out) as tmp:
+    with atomic_temp(out, replace=force) as tmp:
         yield tmp
 
 
-def remove_stale_temps(directory: str | Path) -> list[Path]:
+def remove_stale_temps(directory: str | Path, names: Iterable[str] | None = None) -> list[Path]:
     """Remove the temporary files (``.NAME.*.tmp``) that a killed writer left in
-    ``directory``; returns what was removed. Call it only where no other process writes."""
+    ``directory``, only those of the files ``names`` when given; returns what was removed.
+    Call it only for files no other process writes (``fit`` holds its run directory's lock,
+    but ``embed`` or ``report`` may be writing an output of their own into it)."""
     folder = Path(directory)
+    wanted = None if names is None else tuple(f".{name}." for name in names)
     removed = []
     if folder.is_dir():
         for p in folder.glob(".*.tmp"):
-            if p.is_file():
+            if p.is_file() and (wanted is None or p.name.startswith(wanted)):
                 p.unlink(missing_ok=True)
                 removed.append(p)
     return removed

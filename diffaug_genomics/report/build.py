@@ -25,6 +25,8 @@ from diffaug_genomics.report.state import RunState, read_run
 INSTALL_HINT = ("diffaug report needs matplotlib, which is not installed: "
                 "pip install 'diffaug-genomics[report]' (or pip install matplotlib)")
 PAIRS_SHOWN = 4
+WRITE_WAIT_S = 60.0
+"""How long a report waits for another one writing the same page (seconds)."""
 
 
 @dataclass
@@ -335,10 +337,14 @@ def _scores_section(state: RunState, points: Any, seed: int) -> str:
 
 def _write(html_path: Path, folder: Path, text: str, figs: list[Any], force: bool) -> None:
     """The figures folder (written beside it, then renamed) and the HTML, atomically; SIGTERM
-    and SIGHUP, like any failure, leave the previous outputs and no temporary folder."""
+    and SIGHUP, like any failure, leave the previous outputs and no temporary folder. One
+    report writes at a time (the page's lock; another one waits for it): with ``force`` the
+    last one wins whole, without it the second is refused (checked again under the lock)."""
     from diffaug_genomics.io.atomic import signals_raise
+    from diffaug_genomics.run_lock import Lock
 
-    with signals_raise():
+    with signals_raise(), Lock(html_path, "diffaug report", wait_s=WRITE_WAIT_S):
+        check_outputs(html_path, force)  # another report may have written them meanwhile
         _write_outputs(html_path, folder, text, figs, force)
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.report.state import RunState
+from diffaug_genomics.report.state import RunState, load_whole
 
 
 @dataclass
@@ -108,7 +108,8 @@ def _read_samples(path: Path, state: RunState, max_points: int, seed: int
 
 def load_encoder(state: RunState, sample_shape: tuple[int, ...]):  # noqa: ANN201 - nn.Module
     """The run's encoder on the CPU (eval mode): ``encoder.pt`` when finished, else the encoder
-    of ``checkpoints/latest.pt``; ``(encoder, what)`` or ``(None, why not)``."""
+    of ``checkpoints/latest.pt`` as :func:`~diffaug_genomics.report.state.read_run` read it
+    (with the progress the report shows); ``(encoder, what)`` or ``(None, why not)``."""
     from diffaug_genomics.config import config_from_dict
     from diffaug_genomics.modalities.registry import get_modality
     from diffaug_genomics.train import checkpoint as ckpt
@@ -118,9 +119,12 @@ def load_encoder(state: RunState, sample_shape: tuple[int, ...]):  # noqa: ANN20
     if state.finished:
         saved = ckpt.load(state.root / "encoder.pt", ckpt.ENCODER_FORMAT)
         what = "the final encoder (encoder.pt)"
-    elif (state.root / "checkpoints" / "latest.pt").is_file():
-        saved = ckpt.load(state.root / "checkpoints" / "latest.pt", ckpt.CHECKPOINT_FORMAT)
+    elif state.latest is not None and "encoder" in state.latest:
+        saved = state.latest
         what = "the encoder of the latest checkpoint (checkpoints/latest.pt; the run is unfinished)"
+    elif (state.root / "checkpoints" / "latest.pt").is_file():  # damaged: exit 2 naming it
+        ckpt.load(state.root / "checkpoints" / "latest.pt", ckpt.CHECKPOINT_FORMAT)
+        return None, "checkpoints/latest.pt was being replaced while it was read"
     else:
         return None, "no checkpoint yet"
     encoder = modality.build_encoder(cfg, sample_shape)
@@ -278,9 +282,7 @@ def load_bank(state: RunState, index: np.ndarray | None) -> tuple[Bank | None, s
     if index is None:
         return None, ("the report's rows are not the training rows (another --input or "
                       "unmatched embeddings), so the bank cannot be paired with its sources")
-    from diffaug_genomics.train import checkpoint as ckpt
-
-    saved = ckpt.load(path, "diffaug-genomics/bank/1")
+    saved = load_whole(path, "diffaug-genomics/bank/1", state.writer is not None)
     bank = saved["bank"]
     if state.sample_shape is not None and bank.dim() == len(state.sample_shape) + 1:
         bank = bank.unsqueeze(1)

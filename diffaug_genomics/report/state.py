@@ -1,8 +1,9 @@
 """What a run directory says about itself: configuration, progress, checkpoints and metrics.
 
 Nothing here imports torch at module level or writes anything: :func:`read_run` only reads
-``config.yaml``, ``metrics.csv``, ``log.txt``, the file listing and (for an unfinished run) the
-progress record of ``checkpoints/latest.pt``.
+``config.yaml``, ``metrics.csv``, ``log.txt``, the file listing, the run directory's lock (is a
+``fit`` writing it now?) and, for an unfinished run, ``checkpoints/latest.pt`` once: its
+progress record and its encoder come from the same file, never from two checkpoints.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from typing import Any
 
 import numpy as np
 
-from diffaug_genomics.errors import InputError
+from diffaug_genomics.errors import Busy, InputError
 from diffaug_genomics.metrics import BASE_FIELDS, DIAGNOSTIC_FIELDS
+from diffaug_genomics.run_lock import Holder, lock_state
 
 NUMERIC_FIELDS = [f for f in BASE_FIELDS + DIAGNOSTIC_FIELDS if f != "phase"]
 PHASES = ("init", "warmup", "encoder", "generator", "bank")
-STALE_AFTER_S = 600.0
-"""An unfinished run whose files have not changed for this long is reported as stopped."""
 
 
 @dataclass
@@ -64,9 +64,10 @@ class Metrics:
         return self.rows(np.isin(self.phase, phases) & self.loss_empty)
 
 
-def read_metrics(path: str | Path) -> Metrics:
+def read_metrics(path: str | Path, in_progress: bool = False) -> Metrics:
     """Parse ``metrics.csv``; :class:`InputError` (exit 2) for an empty, truncated or foreign
-    file, naming the line."""
+    file, naming the line. ``in_progress`` (a ``fit`` is appending to it): a last line not
+    written completely yet is left out."""
     path = Path(path)
     if not path.is_file():
         raise InputError("no metrics.csv: the run has not logged anything yet", path=path.parent)
@@ -74,6 +75,8 @@ def read_metrics(path: str | Path) -> Metrics:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"unreadable ({exc.__class__.__name__})", path=path) from None
+    if in_progress and "\n" in text and not text.endswith("\n"):
+        text = text[:text.rindex("\n") + 1]  # the row being appended right now
     lines = list(csv.reader(text.splitlines()))
     if not lines or not any(lines[0]):
         raise InputError("empty file (no header)", path=path)
@@ -145,6 +148,10 @@ class RunState:
     data_rows: int | None = None
     sample_shape: tuple[int, ...] | None = None
     progress: dict[str, Any] | None = None
+    latest: dict[str, Any] | None = None
+    """The ``encoder`` and ``head`` weights of ``latest.pt``, read with :attr:`progress`."""
+    writer: Holder | None = None
+    """The ``fit`` writing the run right now (its lock's holder), if any."""
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -178,31 +185,57 @@ def read_run(run_dir: str | Path) -> RunState:
         raise InputError(f"config.yaml: {exc}", path=root) from None
     except (ValueError, yaml.YAMLError) as exc:
         raise InputError(f"unreadable config.yaml ({exc.__class__.__name__})", path=root) from None
-    metrics = read_metrics(paths.metrics)
+    holder, stale = lock_state(root)
+    writer = holder if holder is not None and stale is None else None
+    if writer is not None and not paths.metrics.is_file():
+        raise Busy(f"{root}: the run is in progress but has logged nothing yet (being written "
+                   f"by {writer.describe()}); try again in a moment")
+    metrics = read_metrics(paths.metrics, in_progress=writer is not None)
     finished = paths.encoder.is_file()
-    progress = None if finished else _latest_progress(paths.latest)
+    progress, latest = (None, None) if finished else _read_latest(paths.latest,
+                                                                   writer is not None)
     stages = _stages(plan(cfg), metrics, progress, finished)
     state = RunState(
         root=root, config=raw, config_text=text, config_hash=cfg.hash(), modality=cfg.modality,
         augment=cfg.augment, embed_dim=int(cfg.encoder.embed_dim),
         world_size=int(raw.get("world_size", 1) or 1), metrics=metrics, finished=finished,
-        status="", stages=stages, checkpoints=_checkpoint_files(root), progress=progress)
+        status="", stages=stages, checkpoints=_checkpoint_files(root), progress=progress,
+        latest=latest, writer=writer)
     state.data_rows, state.sample_shape = _data_size(root, raw, cfg.modality)
-    state.status = _status(state, paths)
+    state.status = _status(state, paths, holder, stale)
     return state
 
 
-def _latest_progress(path: Path) -> dict[str, Any] | None:
-    """The ``progress`` record of ``latest.pt`` (memory-mapped: the weights are not read)."""
-    if not path.is_file():
-        return None
-    import torch
+def load_whole(path: Path, fmt: str, in_progress: bool) -> dict[str, Any]:
+    """A checkpoint-like file (:func:`~diffaug_genomics.train.checkpoint.load`) that a ``fit``
+    in progress may replace (by a rename, so the file is always whole; on NFS a read that the
+    rename overtakes fails): read again, up to 3 times, before reporting it unreadable."""
+    from diffaug_genomics.train import checkpoint as ckpt
 
+    for attempt in range(3 if in_progress else 1):
+        try:
+            return ckpt.load(path, fmt)
+        except InputError:
+            if attempt == 2 or not in_progress:
+                raise
+            time.sleep(0.2)
+    raise AssertionError("unreachable")
+
+
+def _read_latest(path: Path, in_progress: bool
+                 ) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    """``(progress, {"encoder", "head"})`` of ``latest.pt``, from one read of one file;
+    ``(None, None)`` when there is none or it cannot be read."""
+    from diffaug_genomics.train.checkpoint import CHECKPOINT_FORMAT
+
+    if not path.is_file():
+        return None, None
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # a checkpoint being replaced right now, or damaged
-        return None
-    return dict(obj.get("progress", {})) if isinstance(obj, dict) else None
+        obj = load_whole(path, CHECKPOINT_FORMAT, in_progress)
+    except InputError:
+        return None, None
+    weights = {k: obj[k] for k in ("encoder", "head") if k in obj}
+    return dict(obj.get("progress", {})), weights or None
 
 
 def _stages(schedule: list, metrics: Metrics, progress: dict[str, Any] | None,
@@ -277,12 +310,14 @@ def _data_size(root: Path, raw: dict[str, Any], modality: str
     return None, None
 
 
-def _status(state: RunState, paths: Any) -> str:
+def _status(state: RunState, paths: Any, holder: Holder | None, stale: str | None) -> str:
     total = sum(s.units for s in state.stages)
     done = sum(s.done_units for s in state.stages)
     if state.finished:
         n = len(state.stages)
         return f"finished: all {n} stage{'s' if n != 1 else ''} ({total} units) done"
+    newest = max([paths.metrics.stat().st_mtime] + [m for _, _, m in state.checkpoints])
+    idle = time.time() - newest
     reached = next((s for s in state.stages if s.done_units < s.units), None)
     where = (f"reached stage {state.stages.index(reached) + 1} of {len(state.stages)} "
              f"({reached.kind}, round {reached.round}, unit {reached.done_units + 1} of "
@@ -301,15 +336,18 @@ def _status(state: RunState, paths: Any) -> str:
             break
         if "resuming at stage" in line or ("INFO fit: " in line and "modality=" in line):
             break  # started or resumed since the last signal
-    newest = max([paths.metrics.stat().st_mtime] + [m for _, _, m in state.checkpoints])
-    idle = time.time() - newest
+    if state.writer is not None:
+        return (f"in progress (being written by {state.writer.describe(time.time())}; last "
+                f"written {_ago(idle)} ago): {where}")
+    if holder is not None:  # its fit died without releasing its lock (kill -9, a lost node)
+        return (f"stopped: {holder.describe()} ended without finishing ({stale}); resume with "
+                f"diffaug fit --resume: {where}")
     if signalled is not None:
         sig = signalled.split("received ", 1)[1].split(":", 1)[0]
         return (f"stopped by {sig} after writing a checkpoint (continue with diffaug fit "
                 f"--resume): {where}")
-    if idle > STALE_AFTER_S:
-        return f"stopped (nothing written for {_ago(idle)}; resume with diffaug fit --resume): {where}"
-    return f"in progress (last written {_ago(idle)} ago): {where}"
+    return (f"stopped (no fit is writing it; last written {_ago(idle)} ago; resume with "
+            f"diffaug fit --resume): {where}")
 
 
 def _ago(seconds: float) -> str:

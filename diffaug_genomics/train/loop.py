@@ -47,6 +47,7 @@ from torch import nn
 
 from diffaug_genomics.config import Config
 from diffaug_genomics.diagnostics import diagnostic_sample
+from diffaug_genomics.io.atomic import atomic_temp
 from diffaug_genomics.modalities.base import Modality, build_head
 from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.train import checkpoint as ckpt
@@ -377,7 +378,8 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
                         self._log_stage_diagnostics(stage, seen)
                     if finished and stage.kind in ("warmup", "encoder") and self.ctx.is_main:
                         name = "warmup.pt" if stage.kind == "warmup" else f"round{stage.round}.pt"
-                        shutil.copyfile(self.paths.latest, self.paths.checkpoints / name)
+                        with atomic_temp(self.paths.checkpoints / name) as tmp:  # never half-copied
+                            shutil.copyfile(self.paths.latest, tmp)
                     bar.advance(1, postfix=what)
                     if stop:
                         dist.barrier()
@@ -390,6 +392,8 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         return logging.INFO if self.ctx.is_main else logging.DEBUG
 
     def _write_final(self) -> None:
+        if self.paths.encoder.exists() and (self.ema is None or self.paths.generator.exists()):
+            return  # a finished run resumed: written once, embed may be reading them
         self._recalibrate()  # batch-norm statistics of the final weights (every rank)
         chosen = self.export.chosen
         if self.cfg.export.choose == "best" and chosen is not None:
@@ -401,14 +405,14 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         LOG.info("%s", self.export.summary())
         common = {"config": self.cfg.to_dict(), "modality": self.modality.name,
                   "sample_shape": list(self.sample_shape), "config_hash": self.cfg.hash()}
+        if self.ema is not None:  # before encoder.pt, whose presence marks a finished run
+            ckpt.save_atomic({"format": ckpt.GENERATOR_FORMAT, **common,
+                              "denoiser": self.ema.state_dict()}, self.paths.generator)
         ckpt.save_atomic({"format": ckpt.ENCODER_FORMAT, **common,
                           "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
                           "exported": self.export.record(),
                           "symmetry": self.symmetry.to_record()},
                          self.paths.encoder)
-        if self.ema is not None:
-            ckpt.save_atomic({"format": ckpt.GENERATOR_FORMAT, **common,
-                              "denoiser": self.ema.state_dict()}, self.paths.generator)
 
 
 def _state_label(stage: Stage, augment: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import time
 
+from diffaug_genomics.io.atomic import atomic_temp
 from diffaug_genomics.metrics import DIAGNOSTIC_FIELDS, METRIC_FIELDS
 
 
@@ -21,8 +22,9 @@ class MetricsFile:
         with open(self.paths.metrics, newline="") as fh:
             lines = list(csv.reader(fh))
         body = [line + [""] * (len(METRIC_FIELDS) - len(line)) for line in lines[1: rows + 1]]
-        with open(self.paths.metrics, "w", newline="") as fh:
-            csv.writer(fh).writerows([METRIC_FIELDS, *body])
+        with atomic_temp(self.paths.metrics) as tmp:  # a reader never sees it emptied
+            with open(tmp, "w", newline="") as fh:
+                csv.writer(fh).writerows([METRIC_FIELDS, *body])
 
     def _log_metric(self, phase: str, rnd: int, epoch: int, step: int, loss: float | None,
                     lr: float | None = None, rate: float | None = None,

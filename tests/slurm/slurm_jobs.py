@@ -159,6 +159,38 @@ def test_preempted_fit_jobs_checkpoint_requeue_and_resume_to_the_same_weights(
         assert all(torch.equal(resumed[k], reference[k]) for k in reference), name
 
 
+def test_a_fit_job_never_joins_a_running_fit(cluster, work, fit_job, monkeypatch):
+    """One writer per run directory, with SLURM: while a live fit holds the run (here this test
+    process, holding its lock), a job submitted for it exits 75 without starting its ranks and
+    names the holder (the run submitted twice); when the holder is an earlier instance of the
+    same job, the job requeues itself until the lock is free, then runs to the same weights."""
+    from diffaug_genomics.run_lock import Lock
+
+    run_dir = work / "runs" / "twice"
+    with Lock(run_dir, "diffaug fit"):
+        records = cluster.wait(submit(cluster, fit_script(cluster, work, "twice")), timeout_s=120)
+    text = logs(run_dir)
+    assert [(r.state, r.exit_code, r.restarts) for r in records] == [("FAILED", 75, 0)], text
+    assert f"held by diffaug fit, pid {os.getpid()}" in text
+    assert "not starting a second one" in text and not (run_dir / "config.yaml").exists()
+
+    run_dir = work / "runs" / "requeued"
+    job = cluster.sbatch(fit_script(cluster, work, "requeued"), "--hold")
+    monkeypatch.setenv("SLURM_JOB_ID", str(job))  # the lock of an earlier instance of the job
+    with Lock(run_dir, "diffaug fit"):
+        assert cluster.run("scontrol", "release", str(job)).returncode == 0
+        deadline = time.monotonic() + 120
+        while "requeueing" not in (logs(run_dir) if (run_dir / "logs").is_dir() else ""):
+            assert time.monotonic() < deadline, "the job did not requeue itself"
+            time.sleep(0.2)
+    records = cluster.wait(job, timeout_s=300)
+    text = logs(run_dir)
+    assert [(r.state, r.exit_code) for r in records] == [("COMPLETED", 0)], text
+    assert records[0].restarts >= 1 and f"an earlier instance of job {job}" in text
+    reference, got = weights(fit_job[0]), weights(run_dir)
+    assert all(torch.equal(got[k], reference[k]) for k in reference)
+
+
 def test_multi_node_script_rendezvous_on_the_first_host(cluster, work, fit_job):
     """The several-nodes script (torchrun agents meeting at a c10d rendezvous on the first host
     of the allocation) run on the one node this cluster has: same job, same weights."""
