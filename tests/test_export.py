@@ -177,3 +177,21 @@ def test_command_line_export_flag_log_and_canonical_reference(capsys, example_fa
                          "-o", "-")
     assert code == 0, err
     assert json.loads(out)["inputs"]["embeddings_attrs"]["features"] == "ckmer:3"
+
+
+def test_randomised_principal_directions_find_the_top_subspace():
+    """Above EXACT_MAX_FEATURES columns the PCA start is a seeded randomised SVD: the same on
+    every call, and it keeps (almost) all the variance the exact top directions keep."""
+    from diffaug_genomics.models.pca import EXACT_MAX_FEATURES, principal_directions
+
+    gen = torch.Generator().manual_seed(0)
+    f = EXACT_MAX_FEATURES + 200
+    scales = torch.logspace(0, -2, f)
+    x = torch.randn(1500, f, generator=gen) * scales
+    x = x - x.mean(dim=0)
+    a, b = principal_directions(x, 32), principal_directions(x, 32)
+    assert torch.equal(a, b) and a.shape == (32, f)
+    exact = torch.linalg.svdvals(x.double())[:32].pow(2).sum()
+    kept = (x.double() @ a.T).pow(2).sum()
+    assert kept / exact > 0.99
+    assert torch.allclose(a @ a.T, torch.eye(32, dtype=torch.float64), atol=1e-6)
