@@ -57,6 +57,7 @@ bench-encode: $(STAMP)
 
 bench-fit: $(STAMP)
 	$(BIN)/python benchmarks/bench_fit.py
+	$(BIN)/python benchmarks/bench_threads.py
 
 # The prepared GPU check (benchmarks/gpu_check.sh; one log): on a GPU node, with the data (and,
 # on a machine without a package registry, the wheels) that `make gpu-check-bundle` writes.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 
 def embed(
@@ -18,14 +19,15 @@ def embed(
     label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels, stored as /labels."),
     obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad: obs column of labels, kept in the output's obs."),
     backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory of the run's third-party modality."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Write /embeddings (N, D) float32, /ids and /labels (when known) to an HDF5 file."""
     from diffaug_genomics.embed import embed as run_embed
-    from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.progress import LOG
     from diffaug_genomics.shards import Shard
 
     part = Shard.parse(shard) if shard is not None else Shard.from_env()
-    configure_logging()
+    start(threads)
     LOG.info("%s", run_embed(run_dir, source, output, batch_size=batch_size, device=device,
                              force=force, shard=part, label_column=label_column,
                              obs_key=obs_key, backbone=backbone).line())

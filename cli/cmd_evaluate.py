@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 if TYPE_CHECKING:
     from diffaug_genomics.io.samples import ReadOptions
@@ -44,6 +45,7 @@ def evaluate(
         "fitted on EMBEDDINGS only (never on --test, never with labels), the same projection "
         "applied to --test. With --features, the same-size reference for an embedding of D "
         "dimensions."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Score embeddings with labels: linear probe, kNN (k=10, cosine), RBF-SVC and KMeans
     (Hungarian accuracy, NMI, ARI). Prints a table; -o writes the JSON report.
@@ -55,6 +57,7 @@ def evaluate(
     from diffaug_genomics.errors import InputError
     from diffaug_genomics.io.atomic import atomic_output, check_output
 
+    start(threads)
     to_stdout = output is not None and str(output) == "-"
     if output is not None and not to_stdout:
         check_output(output, force, inputs=(embeddings, labels, test))

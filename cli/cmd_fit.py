@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 
 def fit(
@@ -23,16 +24,17 @@ def fit(
     backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory returning a Modality (third-party code, imported on your request)."),
     label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels, never a feature."),
     obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad: obs column of labels."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Train an encoder with DiffAug (or a baseline augmentation) and save it in a run directory."""
     from diffaug_genomics.errors import DiffaugError, InputError
     from diffaug_genomics.fit import PREEMPTED_EXIT_CODE, Preempted
     from diffaug_genomics.fit import fit as run_fit
-    from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.progress import LOG
 
     if resume not in (None, "yes", "auto"):
         raise InputError(f"--resume takes no value or 'auto' (got {resume!r})")
-    configure_logging()
+    start(threads)
     try:
         result = run_fit(source, output, preset=preset, config_file=config, overrides=overrides,
                          seed=seed, device=device, augment=augment,

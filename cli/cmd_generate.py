@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 
 def generate(
@@ -23,15 +24,16 @@ def generate(
     label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels (not a feature)."),
     obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad: obs column of labels."),
     backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory of the run's third-party modality."),
+    threads: int | None = threads_option(),
 ) -> None:
     """DNA: FASTA, headers >{id}|pos{k} source={id} steps={S} strength={s}; K positives per
     record, in order. Images / tables: .npy (N*K samples) or .h5 (/samples, /source_ids)."""
     from diffaug_genomics.generate import generate as run_generate
-    from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.progress import LOG
     from diffaug_genomics.shards import Shard
 
     part = Shard.parse(shard) if shard is not None else Shard.from_env()
-    configure_logging()
+    start(threads)
     LOG.info("%s", run_generate(run_dir, source, output, per_sequence=per_sequence, steps=steps,
                                 strength=strength, guidance_scale=guidance, seed=seed,
                                 batch_size=batch_size, device=device, force=force,
