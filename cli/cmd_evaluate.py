@@ -56,9 +56,12 @@ def evaluate(
     """
     from diffaug_genomics.errors import InputError
     from diffaug_genomics.io.atomic import atomic_output, check_output
+    from diffaug_genomics.output_formats import JSON, output_format
 
     start(threads)
     to_stdout = output is not None and str(output) == "-"
+    if output is not None:
+        output_format(output, (JSON,), "evaluate", {"json": "the JSON report"})
     if output is not None and not to_stdout:
         check_output(output, force, inputs=(embeddings, labels, test))
     protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
@@ -119,19 +122,24 @@ def evaluate(
 
 def _load(path: Path, mapping: dict[str, str] | None, labels_path: Path | None,  # noqa: ANN202
           options: ReadOptions, features: str | None = None):
-    """Embeddings (or raw features), labels aligned by id, and JSON-safe attributes of one file."""
-    from diffaug_genomics.errors import InputError
-    from diffaug_genomics.evaluate_inputs import read_for_evaluation
-    from diffaug_genomics.io.labels import align_labels
+    """Embeddings (or raw features), labels aligned by id, and JSON-safe attributes of one
+    file; rows without a label in ``--labels`` are left out with one warning line."""
+    from diffaug_genomics.evaluate_inputs import (
+        no_labels_error,
+        read_for_evaluation,
+        select_labelled,
+    )
+    from diffaug_genomics.progress import LOG
 
     emb, ids, file_labels, attrs = read_for_evaluation(path, options, features)
     if mapping is not None:
-        y = align_labels(ids, mapping, path=labels_path)
+        emb, y, note = select_labelled(emb, ids, mapping, labels_path, path)
+        if note:
+            LOG.warning("%s", note)
     elif file_labels is not None:
         y = file_labels
     else:
-        raise InputError("no labels: the file has no /labels dataset and no --labels TSV was "
-                         "given", path=path)
+        raise no_labels_error(path)
     return emb, y, _json_safe(attrs)
 
 

@@ -35,6 +35,12 @@ def fit(
     if resume not in (None, "yes", "auto"):
         raise InputError(f"--resume takes no value or 'auto' (got {resume!r})")
     start(threads)
+    from diffaug_genomics.input_kinds import FAILED_RUN, classify, require_training_input
+
+    require_training_input(source)
+    earlier = classify(output)
+    if earlier.name == FAILED_RUN and not resume:
+        LOG.warning("%s: is %s; starting afresh", output, earlier.phrase)
     try:
         result = run_fit(source, output, preset=preset, config_file=config, overrides=overrides,
                          seed=seed, device=device, augment=augment,

@@ -271,12 +271,12 @@ def require_run(run_dir: str | Path, command: str) -> Kind:
     """The run directory argument of ``embed`` / ``generate`` / ``report``: a finished run
     (``report`` also takes an unfinished one)."""
     kind = classify(run_dir)
-    accepted = (RUN, UNFINISHED_RUN) if command == "report" else (RUN,)
+    accepted = RUN_KINDS if command == "report" else (RUN,)  # report: any stage, any end
     hint = ""
     if kind.is_data or kind.name in EMBEDDING_KINDS:
         hint = (f"the run directory comes first: diffaug {command} RUN_DIR INPUT -o OUTPUT"
                 if command != "report" else "give the -o directory of `diffaug fit`")
-    if kind.name in (UNFINISHED_RUN, FAILED_RUN):
+    if kind.name in (UNFINISHED_RUN, FAILED_RUN) and kind.name not in accepted:
         raise InputError(f"is {kind.phrase}; {command} needs a finished run (with encoder.pt)",
                          path=run_dir)
     return require(kind, accepted, f"{command} needs a run directory written by `diffaug fit`",

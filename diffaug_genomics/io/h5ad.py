@@ -155,6 +155,22 @@ def _index_of(frame: h5py.HLObject) -> list[str]:
     return []
 
 
+def _columns(frame: h5py.HLObject) -> list[str]:
+    if isinstance(frame, h5py.Dataset):
+        return [n for n in frame.dtype.names or () if n != "index"]
+    index = _attr(frame, "_index") or "_index"
+    return [c for c in frame if c not in ("__categories", index)]
+
+
+def obs_columns(path: str | Path) -> list[str]:
+    """The column names of an ``.h5ad`` file's ``obs`` (empty when it has none)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _columns(f["obs"]) if "obs" in f else []
+    except OSError:
+        return []
+
+
 def _column(f: h5py.File, frame_name: str, key: str, path: Path) -> list[str]:
     """One ``obs`` column as strings (categories decoded; a missing category is '')."""
     frame = f[frame_name]
@@ -162,16 +178,15 @@ def _column(f: h5py.File, frame_name: str, key: str, path: Path) -> list[str]:
         names = frame.dtype.names or ()
         if key not in names:
             raise InputError(f"obs has no column '{key}' (--obs-key); columns: "
-                             f"{', '.join(n for n in names if n != 'index')}", path=path)
+                             f"{', '.join(_columns(frame))}", path=path)
         raw = frame[key]
         cats_key = f"{key}_categories"
         if "uns" in f and cats_key in f["uns"]:
             return _decode(raw, _text(f["uns"][cats_key][()]))
         return _text(raw)
     if key not in frame or key == (_attr(frame, "_index") or "_index"):
-        cols = [c for c in frame if c not in ("__categories", _attr(frame, "_index") or "_index")]
-        raise InputError(f"obs has no column '{key}' (--obs-key); columns: {', '.join(cols)}",
-                         path=path)
+        raise InputError(f"obs has no column '{key}' (--obs-key); columns: "
+                         f"{', '.join(_columns(frame))}", path=path)
     node = frame[key]
     if isinstance(node, h5py.Group):  # anndata >= 0.8 categorical
         if "codes" not in node or "categories" not in node:
