@@ -18,7 +18,7 @@ class Policy(str, Enum):
 
 def encode(
     input: str | None = typer.Argument(
-        None, metavar="INPUT.fa[.gz]", show_default=False,
+        None, metavar="INPUT", show_default=False,
         help="FASTA file (plain, gzip or bgzip; detected by content), or '-' for stdin."),
     output: Path = typer.Option(..., "-o", "--output", help="Output HDF5 file (.h5).",
                                 show_default=False),

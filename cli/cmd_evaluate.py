@@ -47,8 +47,10 @@ def evaluate(
         "dimensions."),
     threads: int | None = threads_option(),
 ) -> None:
-    """Score embeddings with labels: linear probe, kNN (k=10, cosine), RBF-SVC and KMeans
-    (Hungarian accuracy, NMI, ARI). Prints a table; -o writes the JSON report.
+    """Score embeddings with labels (linear probe, kNN, RBF-SVC, KMeans).
+
+    The probes: linear probe, kNN (k=10, cosine), RBF-SVC and KMeans (Hungarian accuracy,
+    NMI, ARI). Prints a table; -o writes the JSON report.
 
     Labels are used only here, only to score (no model selection). With --features kmer:6 the
     same probes score the sequences' 6-mer spectrum; add --pca D for the reference of the same

@@ -11,7 +11,7 @@ from diffaug_genomics_cli.options import start, threads_option
 def generate(
     run_dir: Path = typer.Argument(..., help="Run directory written by `diffaug fit --augment diffaug`."),
     source: str = typer.Argument(..., metavar="INPUT", help="FASTA ('-' for stdin) or HDF5 from `diffaug encode`; images or a table for image / tabular runs."),
-    output: str = typer.Option(..., "-o", "--output", help="FASTA to write ('-' for standard output); image / tabular runs write a .npy or .h5 array of generated samples in the input's units."),
+    output: str = typer.Option(..., "-o", "--output", metavar="PATH", help="Where to write; its name picks the format (see above; '-' for standard output)."),
     per_sequence: int = typer.Option(1, "--per-sequence", "-k", min=1, help="Positives per input record (K)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the run's bank.steps)."),
     strength: float | None = typer.Option(None, "--strength", min=0.0, max=1.0, help="1 = from pure noise; < 1 = SDEdit from the noised source (default: the run's)."),
@@ -26,8 +26,13 @@ def generate(
     backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory of the run's third-party modality."),
     threads: int | None = threads_option(),
 ) -> None:
-    """DNA: FASTA, headers >{id}|pos{k} source={id} steps={S} strength={s}; K positives per
-    record, in order. Images / tables: .npy (N*K samples) or .h5 (/samples, /source_ids)."""
+    """Generate K positives of every input record with a trained run, in input order.
+
+    The output's name picks the format. DNA: FASTA (.fa, .fasta, .fna; + .gz or .bgz; '-'
+    for standard output), headers >ID|posK source=ID:START-END steps=S strength=X, each
+    positive as long as the part of its record it covers; or one-hot HDF5 (.h5). Images and
+    tables: .npy (N*K samples) or .h5 (/samples, /source_ids).
+    """
     from diffaug_genomics.generate import generate as run_generate
     from diffaug_genomics.progress import LOG
     from diffaug_genomics.shards import Shard

@@ -22,8 +22,11 @@ def report(
     label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV runs: the column of labels (default: the run's)."),
     threads: int | None = threads_option(),
 ) -> None:
-    """Learning curves, diagnostics, embedding map, generated positives and scores of a run, as
-    one HTML file with inline images (no network, no JavaScript) plus the PNG figures."""
+    """Write a report of a run: one HTML page plus its figures as PNG.
+
+    Learning curves, diagnostics, embedding map, generated positives and scores of a run
+    (finished, in progress or stopped), as one HTML file with inline images (no network, no
+    JavaScript) plus the PNG figures."""
     from diffaug_genomics.report.build import build_report, require_matplotlib
 
     require_matplotlib()  # exit 2 with the install line before anything else

@@ -40,6 +40,14 @@ def _root(
     """DiffAug for genomics."""
 
 
+def command() -> object:
+    """The click command tree of :data:`app` with help that reads at 80 columns
+    (:func:`~diffaug_genomics_cli.help_format.tidy`)."""
+    from diffaug_genomics_cli.help_format import tidy
+
+    return tidy(typer.main.get_command(app))
+
+
 OPTIONAL_VALUES = {"--resume": ("auto",)}
 """Options that take a value only when one of these words follows (``--resume [auto]``); the
 vendored click parser has no optional values, so :func:`normalise_args` spells them out."""
@@ -85,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         from click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        code = app(args=normalise_args(sys.argv[1:] if argv is None else argv),
-                   prog_name="diffaug", standalone_mode=False)
+        code = command().main(args=normalise_args(sys.argv[1:] if argv is None else argv),
+                              prog_name="diffaug", standalone_mode=False)
     except NoArgsIsHelpError as exc:
         typer.echo(exc.format_message(), err=True)
         sys.exit(2)
