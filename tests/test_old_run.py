@@ -61,7 +61,8 @@ def test_dna_run_embeds_identically(capsys, tmp_path, source):
         regions = [r.decode() for r in f["regions"][()]]
         ids = [r.decode() for r in f["ids"][()]]
     assert regions == [f"{i}:0-48" for i in ids]
-    assert summary(log, "embedded") == "embedded 32 sequences into 8 dimensions in <t> <t>"
+    assert summary(log, "embedded") == ("embedded 32 sequences into 8 dimensions in <t> <t>, "
+                                        "embeddings HDF5")
 
 
 def test_dna_run_generates_identically(capsys, tmp_path):
