@@ -172,6 +172,9 @@ def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = 
                 for _, seq in read_fasta(source, stats=scan, name=name, skip_empty=True):
                     length = max(length, len(seq))
                 bar.advance(scan.bytes_read / 1e6)
+                if length == 0:
+                    raise InputError(f"no records to write (every one of the "
+                                     f"{len(scan.empty_records)} records is empty)", path=name)
             stats = ReadStats()
             summary = EncodeSummary(output=str(out), source=name, length=length, policy=policy,
                                     stats=stats)
