@@ -109,8 +109,9 @@ def test_generate_compression_follows_the_name(capsys, tmp_path, name, opener):
         if opener == "bgzip":
             assert raw[12:14] == b"BC"  # a BGZF block
         text = gzip.decompress(raw).decode()
-    from Bio import SeqIO
     import io
+
+    from Bio import SeqIO
 
     assert len(list(SeqIO.parse(io.StringIO(text), "fasta"))) == 32
 
