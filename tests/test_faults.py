@@ -741,8 +741,8 @@ def test_sigterm_and_sighup_mid_write_of_embed_and_samples(cmd, sig, data, dna_r
                                                            tmp_path, capsys, monkeypatch):
     """embed (and generate for tables) write at the end: the signal arrives while the HDF5 /
     .npy file is being written (half of it is on disk)."""
-    import diffaug_genomics.io.h5ad as h5ad_mod
-    import diffaug_genomics.modalities.sequences as embed_mod
+    import diffaug_genomics.io.h5 as embed_mod
+    import diffaug_genomics.io.h5ad_back as h5ad_mod
 
     def interrupted(write):
         def wrapper(path, *args, **kwargs):
@@ -762,8 +762,7 @@ def test_sigterm_and_sighup_mid_write_of_embed_and_samples(cmd, sig, data, dna_r
         argv = ["embed", dna_run, data / "a.fa", "-o", out]
     elif cmd == "embed .h5ad":
         out = tmp_path / "out.h5ad"
-        monkeypatch.setattr(h5ad_mod, "write_embeddings_h5ad",
-                            interrupted(h5ad_mod.write_embeddings_h5ad))
+        monkeypatch.setattr(h5ad_mod, "write_back", interrupted(h5ad_mod.write_back))
         h5ad = tmp_path / "cells.h5ad"
         with h5py.File(h5ad, "w") as f:
             f["X"] = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)
