@@ -108,8 +108,8 @@ def _hdf5_kind(path: Path) -> Kind:
             if "images" in f:
                 return Kind(IMAGE_HDF5, "an image HDF5 file (/images)", "image")
             keys = ", ".join(list(f.keys())[:6])
-            return Kind(OTHER_HDF5, f"an HDF5 file diffaug did not write (schema {schema!r}; "
-                        f"holds {keys or 'nothing'})")
+            return Kind(OTHER_HDF5, f"an HDF5 file that is not a diffaug file (schema "
+                        f"{schema!r}; holds {keys or 'nothing'})")
     except OSError as exc:
         return Kind(UNKNOWN, f"an unreadable HDF5 file ({exc.__class__.__name__})")
 

@@ -162,11 +162,14 @@ def format_summary(summary: dict[str, Any]) -> str:
 def describe_other(path: Path) -> dict[str, Any]:
     """``{"path", "kind", ...}``: what :func:`~diffaug_genomics.input_kinds.classify` says the
     path is, and the few facts that matter for that kind (module docstring)."""
-    from diffaug_genomics.input_kinds import MISSING, classify
+    from diffaug_genomics.input_kinds import FOLDER, MISSING, OTHER_HDF5, UNKNOWN, classify
 
     kind = classify(path)
     if kind.name == MISSING:
         raise InputError("no such file or folder", path=path)
+    if kind.name in (FOLDER, OTHER_HDF5, UNKNOWN):
+        raise InputError(f"is {kind.phrase}; inspect describes the files diffaug writes and "
+                         "reads", path=path)
     out: dict[str, Any] = {"path": str(path), "kind": kind.phrase}
     describe = _DESCRIBERS.get(kind.name)
     if describe is not None:
