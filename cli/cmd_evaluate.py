@@ -63,7 +63,8 @@ def evaluate(
     start(threads)
     to_stdout = output is not None and str(output) == "-"
     if output is not None:
-        output_format(output, (JSON,), "evaluate", {"json": "the JSON report"})
+        output_format(output, (JSON,), "evaluate", {"json": "the JSON report"},
+                      (embeddings, labels, test))
     if output is not None and not to_stdout:
         check_output(output, force, inputs=(embeddings, labels, test))
     protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())

@@ -89,7 +89,7 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
     inputs = (source, run_dir)
     run = load_run(run_dir, resolve_device(device))
     require_input_for(source, run.modality.name, "embed", run_dir)
-    fmt = output_format(output, EMBED_FORMATS, "embed", EMBED_WHAT)
+    fmt = output_format(output, EMBED_FORMATS, "embed", EMBED_WHAT, inputs)
     if sharded and fmt.name != "hdf5":
         raise InputError("--shard writes HDF5 shards (-o EMB.h5); `diffaug merge` joins them",
                          path=output)

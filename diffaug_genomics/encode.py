@@ -144,7 +144,7 @@ def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = 
     if policy == "window" and length is None:
         raise InputError("--policy window needs --length")
     inputs = (input, labels)
-    output_format(output, (HDF5,), "encode", {"hdf5": "one-hot HDF5"})
+    output_format(output, (HDF5,), "encode", {"hdf5": "one-hot HDF5"}, inputs)
     out = check_output(output, force, inputs)
     from_stdin = str(input) == "-"
     name = "<stdin>" if from_stdin else str(input)
@@ -227,7 +227,7 @@ def encode_bed(bed: str | Path, genome: str | Path, output: str | Path, *, lengt
     start = time.perf_counter()
     length = check_length(length)
     inputs = (bed, genome, labels, f"{genome}.fai")
-    output_format(output, (HDF5,), "encode", {"hdf5": "one-hot HDF5"})
+    output_format(output, (HDF5,), "encode", {"hdf5": "one-hot HDF5"}, inputs)
     out = check_output(output, force, inputs)
     bed_path = _check_input(bed, "BED file")
     genome_path = _check_input(genome, "genome FASTA")

@@ -72,7 +72,8 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
     cfg = run.config
     io = run.modality.data_io
     require_input_for(source, run.modality.name, "generate", run_dir)
-    fmt = output_format(output, io.positives_formats, "generate", POSITIVES_WHAT)
+    fmt = output_format(output, io.positives_formats, "generate", POSITIVES_WHAT,
+                        (source, run_dir))
     if sharded:
         if to_stdout:
             raise InputError("--shard writes one file per shard: give -o FILE, not -o -")

@@ -85,13 +85,12 @@ def _hdf5_kind(path: Path) -> Kind:
             schema = f.attrs.get("schema")
             schema = schema.decode() if isinstance(schema, bytes) else schema
             if schema == ONEHOT_SCHEMA:
-                shape = f["onehot"].shape if "onehot" in f else ("?", "?")
-                return Kind(ONEHOT, f"one-hot HDF5 from `diffaug encode` ({shape[0]} sequences "
-                            f"of {shape[1]} bp)", "dna")
+                n, length = _two(f, "onehot")
+                return Kind(ONEHOT, f"one-hot HDF5 from `diffaug encode` ({n} sequences of "
+                            f"{length} bp)", "dna")
             if schema == EMBEDDINGS_SCHEMA:
-                shape = f["embeddings"].shape if "embeddings" in f else ("?", "?")
-                return Kind(EMBEDDINGS, f"embeddings HDF5 from `diffaug embed` ({shape[0]} x "
-                            f"{shape[1]})")
+                n, dim = _two(f, "embeddings")
+                return Kind(EMBEDDINGS, f"embeddings HDF5 from `diffaug embed` ({n} x {dim})")
             if schema is not None and str(schema).startswith("diffaug-genomics/generated"):
                 return Kind(GENERATED, "generated samples from `diffaug generate`")
             has_obsm = "obsm" in f and isinstance(f["obsm"], h5py.Group) and "X_diffaug" in f["obsm"]
@@ -112,6 +111,13 @@ def _hdf5_kind(path: Path) -> Kind:
                         f"{schema!r}; holds {keys or 'nothing'})")
     except OSError as exc:
         return Kind(UNKNOWN, f"an unreadable HDF5 file ({exc.__class__.__name__})")
+
+
+def _two(f: object, name: str) -> tuple[object, object]:
+    """The first two dimensions of dataset ``name`` ('?' where it has fewer: a damaged file,
+    which its reader describes)."""
+    shape = tuple(getattr(f.get(name), "shape", ()) or ())  # type: ignore[attr-defined]
+    return (shape + ("?", "?"))[0], (shape + ("?", "?"))[1]
 
 
 def _anndata_shape(f: object) -> tuple[object, object]:

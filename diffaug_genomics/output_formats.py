@@ -77,21 +77,26 @@ def _choices(formats: tuple[Format, ...], what: dict[str, str] | None = None) ->
 
 
 def output_format(output: str | Path, formats: tuple[Format, ...], command: str,
-                  what: dict[str, str] | None = None) -> OutputFormat:
+                  what: dict[str, str] | None = None, inputs: tuple = ()) -> OutputFormat:
     """The format ``output``'s name selects among ``formats`` (those ``command`` writes).
 
-    ``what`` rewords a format for this command (``{"hdf5": "embeddings HDF5"}``).
+    ``what`` rewords a format for this command (``{"hdf5": "embeddings HDF5"}``). An output
+    that is one of ``inputs`` is refused first, as that, whatever its name.
 
     Raises:
         InputError: the name matches none of them (or compresses a format that is not
             compressible); the message lists the choices.
     """
     text = str(output)
+    if text != "-" and inputs:
+        from diffaug_genomics.io.atomic import refuse_inputs
+
+        refuse_inputs(Path(text), inputs)
     if text == "-":
         for f in formats:
             if f.stdout:
                 return OutputFormat(f, None, stdout=True)
-        raise InputError(f"{command} cannot write to standard output ('-'): give a file name, "
+        raise InputError(f"{command} cannot write to standard output ('-'): give -o FILE, "
                          f"one of {_choices(formats, what)}")
     name = Path(text).name.lower()
     compression = None

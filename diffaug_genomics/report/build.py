@@ -101,7 +101,8 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *,
     root = Path(run_dir)
     require_run(root, "report")
     if output is not None:
-        output_format(output, (HTML,), "report", {"html": "one HTML page"})
+        output_format(output, (HTML,), "report", {"html": "one HTML page"},
+                      (root, embeddings, labels, input_path))
     state = read_run(root)  # a non-run, an empty or truncated metrics.csv: exit 2 here
     html_path = Path(output) if output is not None else root / "report.html"
     folder = check_outputs(html_path, force, inputs=(root, embeddings, labels, input_path))
