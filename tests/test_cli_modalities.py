@@ -214,7 +214,7 @@ def _bad_inputs(root: Path) -> dict[str, tuple[Path, str]]:
         "nan": (root / "nan.csv", "nan.csv: line 3: column 'b': nan is not a finite number"),
         "inf": (root / "inf.npy", "inf.npy: row 1, column 0: inf is not a finite number"),
         "mixed": (root / "mixed", "x/b.png: image is 9x8 (height x width) but x/a.png is 8x8"),
-        "empty": (root / "empty", "empty: folder holds no PNG or JPEG images"),
+        "empty": (root / "empty", "empty: is a folder that is neither a run directory nor holds PNG/JPEG images"),
     }
 
 
