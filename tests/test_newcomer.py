@@ -416,3 +416,19 @@ def test_report_draws_padding_as_padding():
     called = np.array([False, True, True, False, True, True, False])
     text = pair_markup(src, src, called, width=10)
     assert text.splitlines()[0].endswith(".ACNTA.")
+
+
+def test_merge_writes_what_its_shards_are(capsys, tmp_path):
+    out = tmp_path / "emb.h5"
+    for i in range(2):
+        code, _, err = cli(capsys, "embed", DNA_RUN, OLD / "dna_input.fa", "-o", out, "--shard",
+                           f"{i}/2")
+        assert code == 0, err
+    shards = sorted(tmp_path.glob("emb.shard-*.h5"))
+    code, _, err = cli(capsys, "merge", "-o", tmp_path / "emb.fa", *shards)
+    assert code == 2 and "merge writes .h5/.hdf5 (embeddings HDF5, as the shards)" in err, err
+    code, _, err = cli(capsys, "merge", "-o", out, *shards)
+    assert code == 0, err
+    code, _, err = cli(capsys, "embed", DNA_RUN, OLD / "dna_input.fa", "-o",
+                       tmp_path / "e.h5ad", "--shard", "0/2")
+    assert code == 2 and "--shard writes HDF5 shards" in err
