@@ -57,6 +57,7 @@ bench-encode: $(STAMP)
 
 bench-fit: $(STAMP)
 	$(BIN)/python benchmarks/bench_fit.py
+	$(BIN)/python benchmarks/bench_threads.py
 
 # What the one-writer lock costs: its share of a fit, and how fast a second fit is refused.
 bench-lock: $(STAMP)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 
 def embed(
     run_dir: Path = typer.Argument(..., help="Run directory written by `diffaug fit`."),
     source: str = typer.Argument(..., metavar="INPUT", help="FASTA ('-' for stdin) or HDF5 from `diffaug encode`; images or a table for image / tabular runs."),
-    output: Path = typer.Option(..., "-o", "--output", help="Embeddings HDF5 to write (AnnData .h5ad with obsm['X_diffaug'] when INPUT is .h5ad)."),
+    output: Path = typer.Option(..., "-o", "--output", help="Where to write: .h5 (embeddings HDF5) or .h5ad (AnnData)."),
     batch_size: int = typer.Option(512, "--batch-size", min=1, help="Sequences per forward pass."),
     device: str = typer.Option("auto", "--device", help="auto | cpu | cuda | mps."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
@@ -18,14 +19,20 @@ def embed(
     label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels, stored as /labels."),
     obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad: obs column of labels, kept in the output's obs."),
     backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory of the run's third-party modality."),
+    threads: int | None = threads_option(),
 ) -> None:
-    """Write /embeddings (N, D) float32, /ids and /labels (when known) to an HDF5 file."""
+    """Embed every input record with a trained run.
+
+    The output's name picks the format: .h5 writes /embeddings (N, D) float32, /ids, /labels
+    (when known) and, for DNA, /regions; .h5ad writes AnnData with obsm['X_diffaug'] (an
+    .h5ad input comes back whole, with obsm['X_diffaug'] added).
+    """
     from diffaug_genomics.embed import embed as run_embed
-    from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.progress import LOG
     from diffaug_genomics.shards import Shard
 
     part = Shard.parse(shard) if shard is not None else Shard.from_env()
-    configure_logging()
+    start(threads)
     LOG.info("%s", run_embed(run_dir, source, output, batch_size=batch_size, device=device,
                              force=force, shard=part, label_column=label_column,
                              obs_key=obs_key, backbone=backbone).line())

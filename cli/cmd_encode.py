@@ -6,6 +6,7 @@ from enum import Enum
 from pathlib import Path
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 
 class Policy(str, Enum):
@@ -17,7 +18,7 @@ class Policy(str, Enum):
 
 def encode(
     input: str | None = typer.Argument(
-        None, metavar="INPUT.fa[.gz]", show_default=False,
+        None, metavar="INPUT", show_default=False,
         help="FASTA file (plain, gzip or bgzip; detected by content), or '-' for stdin."),
     output: Path = typer.Option(..., "-o", "--output", help="Output HDF5 file (.h5).",
                                 show_default=False),
@@ -42,13 +43,13 @@ def encode(
     pad_out_of_bounds: bool = typer.Option(
         False, "--pad-out-of-bounds", help="Pad BED regions past a chromosome end with N "
         "instead of failing."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Encode FASTA or BED regions to one-hot HDF5 (N, L, 4) uint8, channels A, C, G, T.
 
     BED regions longer or shorter than --length are centre-cropped or centre-padded.
     """
     from diffaug_genomics.errors import InputError
-    from diffaug_genomics.progress import configure_logging
 
     if length is not None and length <= 0:
         raise InputError(f"--length must be a positive integer (got {length})")
@@ -70,7 +71,7 @@ def encode(
             raise InputError("--genome and --strand-aware only apply with --bed")
         if pad_out_of_bounds:
             raise InputError("--pad-out-of-bounds only applies with --bed")
-    configure_logging()
+    start(threads)
     if bed is not None:
         from diffaug_genomics.encode import encode_bed
 

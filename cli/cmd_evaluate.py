@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 if TYPE_CHECKING:
     from diffaug_genomics.io.samples import ReadOptions
@@ -45,9 +46,12 @@ def evaluate(
         "fitted on EMBEDDINGS only (never on --test, never with labels), the same projection "
         "applied to --test. With --features, the same-size reference for an embedding of D "
         "dimensions."),
+    threads: int | None = threads_option(),
 ) -> None:
-    """Score embeddings with labels: linear probe, kNN (k=10, cosine), RBF-SVC and KMeans
-    (Hungarian accuracy, NMI, ARI). Prints a table; -o writes the JSON report.
+    """Score embeddings with labels (linear probe, kNN, RBF-SVC, KMeans).
+
+    The probes: linear probe, kNN (k=10, cosine), RBF-SVC and KMeans (Hungarian accuracy,
+    NMI, ARI). Prints a table; -o writes the JSON report.
 
     Labels are used only here, only to score (no model selection). With --features kmer:6 the
     same probes score the sequences' 6-mer spectrum; add --pca D for the reference of the same
@@ -55,8 +59,13 @@ def evaluate(
     """
     from diffaug_genomics.errors import InputError
     from diffaug_genomics.io.atomic import atomic_output, check_output
+    from diffaug_genomics.output_formats import JSON, output_format
 
+    start(threads)
     to_stdout = output is not None and str(output) == "-"
+    if output is not None:
+        output_format(output, (JSON,), "evaluate", {"json": "the JSON report"},
+                      (embeddings, labels, test))
     if output is not None and not to_stdout:
         check_output(output, force, inputs=(embeddings, labels, test))
     protocols = tuple(p.strip() for p in protocol.split(",") if p.strip())
@@ -117,19 +126,24 @@ def evaluate(
 
 def _load(path: Path, mapping: dict[str, str] | None, labels_path: Path | None,  # noqa: ANN202
           options: ReadOptions, features: str | None = None):
-    """Embeddings (or raw features), labels aligned by id, and JSON-safe attributes of one file."""
-    from diffaug_genomics.errors import InputError
-    from diffaug_genomics.evaluate_inputs import read_for_evaluation
-    from diffaug_genomics.io.labels import align_labels
+    """Embeddings (or raw features), labels aligned by id, and JSON-safe attributes of one
+    file; rows without a label in ``--labels`` are left out with one warning line."""
+    from diffaug_genomics.evaluate_inputs import (
+        no_labels_error,
+        read_for_evaluation,
+        select_labelled,
+    )
+    from diffaug_genomics.progress import LOG
 
     emb, ids, file_labels, attrs = read_for_evaluation(path, options, features)
     if mapping is not None:
-        y = align_labels(ids, mapping, path=labels_path)
+        emb, y, note = select_labelled(emb, ids, mapping, labels_path, path)
+        if note:
+            LOG.warning("%s", note)
     elif file_labels is not None:
         y = file_labels
     else:
-        raise InputError("no labels: the file has no /labels dataset and no --labels TSV was "
-                         "given", path=path)
+        raise no_labels_error(path)
     return emb, y, _json_safe(attrs)
 
 

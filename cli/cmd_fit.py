@@ -5,14 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 
 def fit(
     source: str = typer.Argument(..., metavar="INPUT", help="FASTA (plain/gzip, '-' for stdin) or HDF5 from `diffaug encode`; an image folder, .npy (N, H, W[, C]) or image HDF5; CSV/TSV, .npy (N, D) or .h5ad. The modality is detected from it."),
     output: Path = typer.Option(..., "-o", "--output", help="Run directory to create (or resume)."),
     config: Path | None = typer.Option(None, "--config", help="YAML config overriding the preset."),
-    preset: str = typer.Option("default", "--preset", help="tiny | default | paper."),
-    overrides: list[str] | None = typer.Option(None, "--set", help="KEY=VALUE override, e.g. encoder.width=256 (repeatable)."),
+    preset: str = typer.Option("default", "--preset", metavar="NAME", help="tiny | default | paper (`diffaug config --preset NAME` lists its values)."),
+    overrides: list[str] | None = typer.Option(None, "--set", metavar="KEY=VALUE", help="Override a config key, e.g. encoder.width=256 (repeatable; `diffaug config` lists the keys)."),
     seed: int | None = typer.Option(None, "--seed", help="Seed for data order, initialisation and sampling (default 0)."),
     device: str | None = typer.Option(None, "--device", help="auto | cpu | cuda | mps."),
     precision: str | None = typer.Option(None, "--precision", help="auto | fp32 | bf16: bfloat16 autocast of the models' forward passes (auto: where the device computes bfloat16 natively; default auto)."),
@@ -24,16 +25,23 @@ def fit(
     backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory returning a Modality (third-party code, imported on your request)."),
     label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels, never a feature."),
     obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad: obs column of labels."),
+    threads: int | None = threads_option(),
 ) -> None:
     """Train an encoder with DiffAug (or a baseline augmentation) and save it in a run directory."""
     from diffaug_genomics.errors import DiffaugError, InputError
     from diffaug_genomics.fit import PREEMPTED_EXIT_CODE, Preempted
     from diffaug_genomics.fit import fit as run_fit
-    from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.progress import LOG
 
     if resume not in (None, "yes", "auto"):
         raise InputError(f"--resume takes no value or 'auto' (got {resume!r})")
-    configure_logging()
+    start(threads)
+    from diffaug_genomics.input_kinds import FAILED_RUN, classify, require_training_input
+
+    require_training_input(source)
+    earlier = classify(output)
+    if earlier.name == FAILED_RUN and not resume:
+        LOG.warning("%s: is %s; starting afresh", output, earlier.phrase)
     if export is not None:  # the config key export.choose (checked with the others)
         overrides = [*(overrides or []), f"export.choose={export}"]
     try:

@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 
 def generate(
     run_dir: Path = typer.Argument(..., help="Run directory written by `diffaug fit --augment diffaug`."),
     source: str = typer.Argument(..., metavar="INPUT", help="FASTA ('-' for stdin) or HDF5 from `diffaug encode`; images or a table for image / tabular runs."),
-    output: str = typer.Option(..., "-o", "--output", help="FASTA to write ('-' for standard output); image / tabular runs write a .npy or .h5 array of generated samples in the input's units."),
+    output: str = typer.Option(..., "-o", "--output", metavar="PATH", help="Where to write; its name picks the format (see above; '-' for standard output)."),
     per_sequence: int = typer.Option(1, "--per-sequence", "-k", min=1, help="Positives per input record (K)."),
     steps: int | None = typer.Option(None, "--steps", min=1, help="Sampler steps (default: the run's bank.steps)."),
     strength: float | None = typer.Option(None, "--strength", min=0.0, max=1.0, help="1 = from pure noise; < 1 = SDEdit from the noised source (default: the run's)."),
@@ -23,15 +24,21 @@ def generate(
     label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV: column of labels (not a feature)."),
     obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad: obs column of labels."),
     backbone: str | None = typer.Option(None, "--backbone", help="package.module:factory of the run's third-party modality."),
+    threads: int | None = threads_option(),
 ) -> None:
-    """DNA: FASTA, headers >{id}|pos{k} source={id} steps={S} strength={s}; K positives per
-    record, in order. Images / tables: .npy (N*K samples) or .h5 (/samples, /source_ids)."""
+    """Generate K positives of every input record with a trained run, in input order.
+
+    The output's name picks the format. DNA: FASTA (.fa, .fasta, .fna; + .gz or .bgz; '-'
+    for standard output), headers >ID|posK source=ID:START-END steps=S strength=X, each
+    positive as long as the part of its record it covers; or one-hot HDF5 (.h5). Images and
+    tables: .npy (N*K samples) or .h5 (/samples, /source_ids).
+    """
     from diffaug_genomics.generate import generate as run_generate
-    from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.progress import LOG
     from diffaug_genomics.shards import Shard
 
     part = Shard.parse(shard) if shard is not None else Shard.from_env()
-    configure_logging()
+    start(threads)
     LOG.info("%s", run_generate(run_dir, source, output, per_sequence=per_sequence, steps=steps,
                                 strength=strength, guidance_scale=guidance, seed=seed,
                                 batch_size=batch_size, device=device, force=force,

@@ -8,7 +8,7 @@ import typer
 
 
 def merge(
-    shards: list[Path] | None = typer.Argument(None, metavar="[SHARD]...", help="Shard files (default: every OUTPUT.shard-*-of-* beside OUTPUT).", show_default=False),
+    shards: list[Path] | None = typer.Argument(None, metavar="SHARD", help="Shard files (default: every OUTPUT.shard-*-of-* beside OUTPUT).", show_default=False),
     output: Path = typer.Option(..., "-o", "--output", help="The merged file (the -o given to embed/generate).", show_default=False),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing output."),
 ) -> None:

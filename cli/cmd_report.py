@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
+from diffaug_genomics_cli.options import start, threads_option
 
 
 def report(
@@ -17,16 +18,22 @@ def report(
     tsne: bool = typer.Option(False, "--tsne", help="Embedding map by t-SNE (scikit-learn) instead of PCA."),
     force: bool = typer.Option(False, "--force", help="Overwrite an existing report."),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample of rows, k-means, t-SNE and the folds."),
+    obs_key: str | None = typer.Option(None, "--obs-key", help=".h5ad runs: the obs column that colours the map and scores the embedding (default: the run's)."),
+    label_column: str | None = typer.Option(None, "--label-column", help="CSV/TSV runs: the column of labels (default: the run's)."),
+    threads: int | None = threads_option(),
 ) -> None:
-    """Learning curves, diagnostics, embedding map, generated positives and scores of a run, as
-    one HTML file with inline images (no network, no JavaScript) plus the PNG figures."""
+    """Write a report of a run: one HTML page plus its figures as PNG.
+
+    Learning curves, diagnostics, embedding map, generated positives and scores of a run
+    (finished, in progress or stopped), as one HTML file with inline images (no network, no
+    JavaScript) plus the PNG figures."""
     from diffaug_genomics.report.build import build_report, require_matplotlib
 
     require_matplotlib()  # exit 2 with the install line before anything else
-    from diffaug_genomics.progress import LOG, configure_logging
+    from diffaug_genomics.progress import LOG
 
-    configure_logging()
+    start(threads)
     summary = build_report(run_dir, output, embeddings=embeddings, labels=labels,
                            input_path=input_path, max_points=max_points, force=force,
-                           tsne=tsne, seed=seed)
+                           tsne=tsne, seed=seed, label_key=obs_key or label_column)
     LOG.info("%s", summary.line())

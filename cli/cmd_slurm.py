@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-app = typer.Typer(help="Print sbatch scripts: distributed fit, embed/generate job arrays.",
+app = typer.Typer(help="Print sbatch scripts for fit, embed and generate on a SLURM cluster.",
                   no_args_is_help=True)
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 
@@ -60,8 +60,11 @@ def fit(ctx: typer.Context, nodes: int = NODES, gpus_per_node: int = GPUS,
         tasks_per_node: int | None = TASKS, time: str = TIME, partition: str | None = PARTITION,
         account: str | None = ACCOUNT, cpus_per_task: int | None = CPUS,
         job_name: str | None = NAME) -> None:
-    """sbatch script for `diffaug fit ARGS...` on N nodes x G GPUs (srun + torchrun), with
-    requeue on preemption (USR1 -> checkpoint -> requeue -> --resume auto)."""
+    """Print an sbatch script that runs `diffaug fit ARGS...` on N nodes x G GPUs.
+
+    ARGS are fit's own arguments (INPUT -o RUN_DIR [--preset ...]; see `diffaug fit -h`),
+    checked by its parser first. The job uses srun + torchrun and requeues on preemption
+    (USR1 -> checkpoint -> requeue -> --resume auto)."""
     _print("fit", ctx, nodes=nodes, gpus_per_node=gpus_per_node, tasks_per_node=tasks_per_node,
            time=time, partition=partition, account=account, cpus_per_task=cpus_per_task,
            job_name=job_name)
@@ -72,8 +75,10 @@ def embed(ctx: typer.Context, array: int | None = ARRAY, gpus_per_node: int = GP
           time: str = TIME, nodes: int = NODES, tasks_per_node: int | None = TASKS,
           partition: str | None = PARTITION, account: str | None = ACCOUNT,
           cpus_per_task: int | None = CPUS, job_name: str | None = NAME) -> None:
-    """sbatch script for `diffaug embed ARGS...`, as a job array of N shards with --array N
-    (join them with `diffaug merge -o OUTPUT`)."""
+    """Print an sbatch script that runs `diffaug embed ARGS...`.
+
+    ARGS are embed's own arguments (RUN_DIR INPUT -o OUTPUT ...; see `diffaug embed -h`).
+    With --array N, a job array of N shards (join them with `diffaug merge -o OUTPUT`)."""
     _print("embed", ctx, nodes=nodes, gpus_per_node=gpus_per_node, tasks_per_node=tasks_per_node,
            time=time, partition=partition, account=account, cpus_per_task=cpus_per_task,
            job_name=job_name, array=array)
@@ -84,8 +89,11 @@ def generate(ctx: typer.Context, array: int | None = ARRAY, gpus_per_node: int =
              time: str = TIME, nodes: int = NODES, tasks_per_node: int | None = TASKS,
              partition: str | None = PARTITION, account: str | None = ACCOUNT,
              cpus_per_task: int | None = CPUS, job_name: str | None = NAME) -> None:
-    """sbatch script for `diffaug generate ARGS...`, as a job array of N shards with --array N
-    (join them with `diffaug merge -o OUTPUT`)."""
+    """Print an sbatch script that runs `diffaug generate ARGS...`.
+
+    ARGS are generate's own arguments (RUN_DIR INPUT -o OUTPUT ...; see `diffaug generate
+    -h`). With --array N, a job array of N shards (join them with `diffaug merge -o
+    OUTPUT`)."""
     _print("generate", ctx, nodes=nodes, gpus_per_node=gpus_per_node,
            tasks_per_node=tasks_per_node, time=time, partition=partition, account=account,
            cpus_per_task=cpus_per_task, job_name=job_name, array=array)

@@ -16,6 +16,7 @@ COMMANDS = [
     ("evaluate", "cmd_evaluate", "evaluate"),
     ("merge", "cmd_merge", "merge"),
     ("report", "cmd_report", "report"),
+    ("config", "cmd_config", "config"),
 ]
 
 

@@ -20,6 +20,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 commands.register(app)
@@ -37,6 +38,14 @@ def _root(
                                  help="Print the version and exit."),
 ) -> None:
     """DiffAug for genomics."""
+
+
+def command() -> object:
+    """The click command tree of :data:`app` with help that reads at 80 columns
+    (:func:`~diffaug_genomics_cli.help_format.tidy`)."""
+    from diffaug_genomics_cli.help_format import tidy
+
+    return tidy(typer.main.get_command(app))
 
 
 OPTIONAL_VALUES = {"--resume": ("auto",)}
@@ -84,8 +93,8 @@ def main(argv: list[str] | None = None) -> None:
         from click.exceptions import ClickException, NoArgsIsHelpError
 
     try:
-        code = app(args=normalise_args(sys.argv[1:] if argv is None else argv),
-                   prog_name="diffaug", standalone_mode=False)
+        code = command().main(args=normalise_args(sys.argv[1:] if argv is None else argv),
+                              prog_name="diffaug", standalone_mode=False)
     except NoArgsIsHelpError as exc:
         typer.echo(exc.format_message(), err=True)
         sys.exit(2)

@@ -29,6 +29,7 @@ from typing import Any
 
 import yaml
 
+from diffaug_genomics.config_keys import unknown_key_message
 from diffaug_genomics.config_schema import (  # re-exported: the schema's names import from here
     AUGMENTS,
     EXECUTION_KEYS,
@@ -256,7 +257,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
         if not prefix and key in RECORD_KEYS:
             continue
         if key not in names:
-            raise ConfigError(f"unknown config key '{dotted}'")
+            raise ConfigError(unknown_key_message(dotted))
         current = getattr(obj, key)
         if dataclasses.is_dataclass(current):
             _merge(current, value, f"{dotted}.")

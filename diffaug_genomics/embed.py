@@ -15,12 +15,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from diffaug_genomics.embeddings_out import (
+    EMBED_FORMATS,
+    EMBED_WHAT,
+    write_embeddings_output,
+)
 from diffaug_genomics.errors import InputError
+from diffaug_genomics.input_kinds import require_input_for, require_run
 from diffaug_genomics.io.atomic import atomic_output, check_output
 from diffaug_genomics.io.h5 import read_embeddings
 from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.registry import load_backbone
+from diffaug_genomics.modalities.sequences import chunk_regions
+from diffaug_genomics.output_formats import output_format
 from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.record_changes import report_changes
 from diffaug_genomics.run_lock import output_lock
 from diffaug_genomics.runs import load_run
 from diffaug_genomics.shards import Shard, slice_chunks
@@ -77,10 +86,16 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
     t0 = time.perf_counter()
     if backbone is not None:
         load_backbone(backbone)
+    require_run(run_dir, "embed")
     inputs = (source, run_dir)
-    check_output(target, force or (sharded and target.exists()), inputs)  # before any work
+    run = load_run(run_dir, resolve_device(device))
+    require_input_for(source, run.modality.name, "embed", run_dir)
+    fmt = output_format(output, EMBED_FORMATS, "embed", EMBED_WHAT, inputs)
+    if sharded and fmt.name != "hdf5":
+        raise InputError("--shard writes HDF5 shards (-o EMB.h5); `diffaug merge` joins them",
+                         path=output)
+    check_output(target, force or (sharded and target.exists()), inputs)
     with output_lock(target, "diffaug embed", enabled=sharded):  # a retried array task
-        run = load_run(run_dir, resolve_device(device))
         io = run.modality.data_io
         if sharded and not io.shardable:
             raise InputError("--shard is supported for DNA inputs only", path=source)
@@ -99,30 +114,36 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
             extra = {"shard_index": shard.index, "shard_count": shard.count, "shard_start": start,
                      "shard_stop": stop, "total_rows": total}
             LOG.info("shard %s: rows %d-%d of %d -> %s", shard, start, stop, total, target)
-        blocks, ids, labels = [], [], []
+        blocks, ids, labels, regions = [], [], [], []
         has_labels = True
         unit = io.progress_unit[0]
-        with progress("embed", unit=unit or "sample", enabled=unit is not None) as bar:
+        with progress("embed", total=inp.total, unit=unit or "sample",
+                      enabled=unit is not None) as bar:
             for chunk in chunks:
                 if len(chunk.ids) == 0:
                     continue
                 x = run.modality.to_model(chunk.rows)
                 blocks.append(embed_array(run.encoder, x, batch_size))
                 ids += chunk.ids
+                if chunk.lengths is not None:
+                    regions += chunk_regions(chunk)
                 if chunk.labels is None:
                     has_labels = False
                 else:
                     labels += chunk.labels
                 bar.advance(len(chunk.ids))
+        report_changes(inp)
         emb = np.concatenate(blocks) if blocks else np.zeros((0, run.config.encoder.embed_dim), np.float32)
         attrs = {"run_dir": str(Path(run_dir).resolve()), "config_hash": run.config_hash,
                  "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source),
                  **io.embedding_attrs(run), **extra}
+        labels_out = labels if has_labels and labels else None
+        regions = regions if len(regions) == len(ids) and regions else None
         with atomic_output(target, force, inputs) as tmp:
-            fmt = io.write_embeddings(tmp, emb, ids, labels if has_labels and labels else None,
-                                      attrs, inp)
+            written = write_embeddings_output(tmp, fmt, emb, ids, labels_out, attrs, inp, source,
+                                              regions)
         return EmbedSummary(len(ids), emb.shape[1], time.perf_counter() - t0, target,
-                            noun=io.noun, rate_unit=io.rate_unit, output_format=fmt)
+                            noun=io.noun, rate_unit=io.rate_unit, output_format=written)
 
 
 def _complete_shard(path: Path, config_hash: str, source: str | Path, shard: Shard) -> int | None:

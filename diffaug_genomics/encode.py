@@ -29,24 +29,17 @@ from diffaug_genomics.io.onehot import (
     check_policy,
     encode_records,
 )
+from diffaug_genomics.output_formats import HDF5, output_format
 from diffaug_genomics.progress import progress
+from diffaug_genomics.record_changes import RecordChanges, read_parts
 
 
 @dataclass
-class EncodeSummary:
-    """What an encode run did; :meth:`line` is the one-line report the CLI prints."""
+class EncodeSummary(RecordChanges):
+    """What an encode run did (the counts of :class:`RecordChanges`, plus the output, the
+    bytes read and the time); :meth:`line` is the one-line report the CLI prints."""
 
-    output: str
-    source: str
-    length: int
-    policy: str
-    records: int = 0
-    rows: int = 0
-    padded: int = 0
-    cropped: int = 0
-    windows: int = 0
-    n_bases: int = 0
-    n_ambiguous: int = 0
+    output: str = ""
     input_bytes: int = 0
     seconds: float = 0.0
 
@@ -55,21 +48,14 @@ class EncodeSummary:
         """Fraction of written sequence positions that are N or another ambiguity code."""
         return self.n_ambiguous / self.n_bases if self.n_bases else 0.0
 
-    def add(self, chunk: EncodedChunk) -> None:
-        self.records += chunk.records
-        self.rows += len(chunk.ids)
-        self.padded += chunk.padded
-        self.cropped += chunk.cropped
-        self.windows += chunk.windows
-        self.n_bases += chunk.n_bases
-        self.n_ambiguous += chunk.n_ambiguous
-
     def line(self) -> str:
-        """``encoded 500 records -> 500 rows (L=200, pad): ...`` with counts, time and rate."""
+        """``encoded 500 records -> 500 rows (L=200, pad): ...`` with counts, time and rate,
+        and what reading changed (U read as T, soft-masking, empty records skipped)."""
         secs = max(self.seconds, 1e-9)
+        changed = "".join(f"; {part}" for part in read_parts(self.stats))
         return (f"encoded {self.records} records -> {self.rows} rows (L={self.length}, "
                 f"{self.policy}): {self.padded} padded, {self.cropped} cropped, "
-                f"{self.windows} windows, N fraction {self.n_fraction:.4f}; "
+                f"{self.windows} windows, N fraction {self.n_fraction:.4f}{changed}; "
                 f"{self.seconds:.2f} s, {self.records / secs:,.0f} records/s, "
                 f"{self.input_bytes / secs / 1e6:.1f} MB/s -> {self.output}")
 
@@ -104,7 +90,8 @@ def _write(chunks: Iterable[EncodedChunk], tmp: Path, summary: EncodeSummary,
                         raise InputError(f"no label for record '{rec}'", path=labels_path,
                                          record=rec)
                     row_labels.append(label)
-            writer.append(chunk.onehot, chunk.ids, chunk.lengths, labels=row_labels)
+            writer.append(chunk.onehot, chunk.ids, chunk.lengths, labels=row_labels,
+                          starts=chunk.starts)
             summary.add(chunk)
             on_chunk()
         if writer.n == 0:
@@ -157,6 +144,7 @@ def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = 
     if policy == "window" and length is None:
         raise InputError("--policy window needs --length")
     inputs = (input, labels)
+    output_format(output, (HDF5,), "encode", {"hdf5": "one-hot HDF5"}, inputs)
     out = check_output(output, force, inputs)
     from_stdin = str(input) == "-"
     name = "<stdin>" if from_stdin else str(input)
@@ -181,14 +169,18 @@ def encode_fasta(input: str | Path, output: str | Path, *, length: int | None = 
             if length is None:  # first pass: the longest record
                 scan = ReadStats()
                 length = 0
-                for _, seq in read_fasta(source, stats=scan, name=name):
+                for _, seq in read_fasta(source, stats=scan, name=name, skip_empty=True):
                     length = max(length, len(seq))
                 bar.advance(scan.bytes_read / 1e6)
+                if length == 0:
+                    raise InputError(f"no records to write (every one of the "
+                                     f"{len(scan.empty_records)} records is empty)", path=name)
             stats = ReadStats()
-            summary = EncodeSummary(output=str(out), source=name, length=length, policy=policy)
+            summary = EncodeSummary(output=str(out), source=name, length=length, policy=policy,
+                                    stats=stats)
             attrs = {"policy": policy, "source": name if from_stdin else Path(input).name,
                      "stride": (stride or length) if policy == "window" else None}
-            records = read_fasta(source, stats=stats, name=name)
+            records = read_fasta(source, stats=stats, name=name, skip_empty=True)
             chunks = encode_records(records, length, policy, stride)
             done = [0]
 
@@ -235,6 +227,7 @@ def encode_bed(bed: str | Path, genome: str | Path, output: str | Path, *, lengt
     start = time.perf_counter()
     length = check_length(length)
     inputs = (bed, genome, labels, f"{genome}.fai")
+    output_format(output, (HDF5,), "encode", {"hdf5": "one-hot HDF5"}, inputs)
     out = check_output(output, force, inputs)
     bed_path = _check_input(bed, "BED file")
     genome_path = _check_input(genome, "genome FASTA")

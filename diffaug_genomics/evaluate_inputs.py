@@ -19,6 +19,25 @@ from typing import Any
 import numpy as np
 
 from diffaug_genomics.errors import InputError
+from diffaug_genomics.input_kinds import (
+    ALIGNMENTS,
+    ANNDATA,
+    CHECKPOINT,
+    CONFIG,
+    EMBEDDINGS_H5AD,
+    FASTA,
+    FASTQ,
+    FOLDER,
+    GENERATED,
+    HTML,
+    IMAGE_FOLDER,
+    JSON_FILE,
+    ONEHOT,
+    RUN_KINDS,
+    STDIN,
+    TABLE,
+    classify,
+)
 from diffaug_genomics.io.h5 import (
     EMBEDDINGS_SCHEMA,
     ONEHOT_SCHEMA,
@@ -47,6 +66,7 @@ def read_for_evaluation(path: str | Path, options: ReadOptions, features: str | 
     if features is not None:
         return sequence_features(path, features)
     p = Path(path)
+    _require_scorable(p)
     if p.is_file() and is_hdf5(p):
         if schema_of(p) == EMBEDDINGS_SCHEMA:
             return read_embeddings(p)
@@ -125,3 +145,64 @@ def _fasta_batches(path: Path):  # noqa: ANN202 - Iterator[tuple[list[str], np.n
         longest = max(len(seq) for _, seq in batch) or 1
         for enc in encode_records(batch, longest, "pad", chunk_records=len(batch)):
             yield list(enc.ids), enc.onehot
+
+
+def _require_scorable(path: Path) -> None:
+    """Refuse, saying what it is, an input ``evaluate`` cannot score without ``--features``."""
+    kind = classify(path)
+    if kind.name in RUN_KINDS:
+        raise InputError(f"is {kind.phrase}; evaluate scores embeddings: diffaug embed "
+                         f"{path} INPUT -o emb.h5, then diffaug evaluate emb.h5 --labels "
+                         f"labels.tsv (or diffaug report {path})", path=path)
+    if kind.name in (FASTA, ONEHOT, STDIN):
+        raise InputError(f"is {kind.phrase}; evaluate scores embeddings (from `diffaug embed`) "
+                         "or, with --features kmer:6 (or gc, onehot), the sequences themselves",
+                         path=path)
+    if kind.name in (GENERATED, JSON_FILE, CHECKPOINT, CONFIG, HTML, FASTQ, ALIGNMENTS, FOLDER):
+        raise InputError(f"is {kind.phrase}; evaluate scores embeddings (HDF5 or .h5ad from "
+                         "`diffaug embed`) or an image / table input's raw features", path=path)
+
+
+def no_labels_error(path: str | Path) -> InputError:
+    """The error for an input without labels: how to give them for this kind of input."""
+    from diffaug_genomics.io.h5ad import obs_columns
+
+    kind = classify(path)
+    if kind.name in (ANNDATA, EMBEDDINGS_H5AD):
+        cols = obs_columns(path)
+        shown = ", ".join(cols[:12]) + (", ..." if len(cols) > 12 else "")
+        how = (f"name an obs column with --obs-key (obs columns: {shown or 'none'})"
+               " or give --labels TSV (columns id, label)")
+    elif kind.name in (TABLE,):
+        how = "name the label column with --label-column COLUMN, or give --labels TSV"
+    elif kind.name == IMAGE_FOLDER:
+        how = "put the images in one sub-folder per class, or give --labels TSV"
+    else:
+        how = "give --labels TSV (columns id, label)"
+    return InputError(f"no labels to score with: {how}", path=path)
+
+
+def select_labelled(x: np.ndarray, ids: list[str], mapping: dict[str, str],
+                    labels_path: str | Path, path: str | Path
+                    ) -> tuple[np.ndarray, list[str], str | None]:
+    """Rows of ``x (N, D)`` whose id has a label in ``mapping`` (window ids take their
+    record's), their labels, and a note when some rows had none (None when all did).
+
+    Raises:
+        InputError: no id of ``path`` has a label in ``labels_path``.
+    """
+    from diffaug_genomics.io.labels import label_for
+
+    labels = [label_for(rid, mapping) for rid in ids]
+    keep = [i for i, label in enumerate(labels) if label is not None]
+    if not keep:
+        example = next(iter(mapping), "")
+        raise InputError(f"no id of {path} has a label here (its ids look like "
+                         f"'{ids[0] if ids else ''}', these like '{example}')",
+                         path=labels_path)
+    if len(keep) == len(ids):
+        return x, labels, None  # type: ignore[return-value]
+    first = next(rid for rid, label in zip(ids, labels, strict=True) if label is None)
+    note = (f"{path}: scored the {len(keep)} rows with a label in {labels_path}; "
+            f"{len(ids) - len(keep)} rows have none and were left out (first: '{first}')")
+    return x[keep], [labels[i] for i in keep], note

@@ -35,6 +35,7 @@ from diffaug_genomics._version import __version__
 from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_yaml, resolve_config
 from diffaug_genomics.errors import DiffaugError, InputError
 from diffaug_genomics.progress import LOG
+from diffaug_genomics.run_cleanup import remove_new_run_dir
 from diffaug_genomics.run_lock import one_writer, ranks_agree
 
 if TYPE_CHECKING:
@@ -222,7 +223,8 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
 
     validate_config(modality, cfg)
     options = ReadOptions(label_column, obs_key)
-    with process_group(ctx, dev), _rank_logging(ctx.is_main):
+    with process_group(ctx, dev), _rank_logging(ctx.is_main), \
+            remove_new_run_dir(run_dir, ctx.is_main):
         ranks_agree(run_dir, ctx)  # every rank stops here if rank 0 could not take the lock
         try:
             _train(source, run_dir, cfg, preset, modality, ctx, dev, resuming, options,

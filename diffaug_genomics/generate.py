@@ -17,13 +17,16 @@ import torch
 
 from diffaug_genomics.diffusion import Diffusion
 from diffaug_genomics.errors import InputError
+from diffaug_genomics.input_kinds import require_input_for, require_run
 from diffaug_genomics.io.atomic import check_output
 from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.arrays import SampleGenerateSummary
 from diffaug_genomics.modalities.interface import Sampling
 from diffaug_genomics.modalities.registry import load_backbone
 from diffaug_genomics.modalities.sequences import GenerateSummary
+from diffaug_genomics.output_formats import output_format
 from diffaug_genomics.progress import LOG, progress
+from diffaug_genomics.record_changes import report_changes
 from diffaug_genomics.run_lock import output_lock
 from diffaug_genomics.runs import load_run
 from diffaug_genomics.shards import (
@@ -37,6 +40,9 @@ from diffaug_genomics.shards import (
 from diffaug_genomics.train.distributed import resolve_device
 
 __all__ = ["GenerateSummary", "SampleGenerateSummary", "generate"]
+
+POSITIVES_WHAT = {"fasta": "FASTA", "hdf5": "HDF5: one-hot for DNA, /samples for arrays",
+                  "npy": "NumPy array of samples"}
 
 
 def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per_sequence: int = 1,
@@ -58,22 +64,29 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
     """
     to_stdout = str(output) == "-"
     sharded = shard is not None and shard.count > 1
+    require_run(run_dir, "generate")
+    t0 = time.perf_counter()
+    dev = resolve_device(device)
+    if backbone is not None:
+        load_backbone(backbone)
+    run = load_run(run_dir, dev, with_generator=True)
+    cfg = run.config
+    io = run.modality.data_io
+    require_input_for(source, run.modality.name, "generate", run_dir)
+    fmt = output_format(output, io.positives_formats, "generate", POSITIVES_WHAT,
+                        (source, run_dir))
     if sharded:
         if to_stdout:
             raise InputError("--shard writes one file per shard: give -o FILE, not -o -")
+        if fmt.compression is not None or (fmt.name == "fasta") != io.shardable:
+            raise InputError("--shard writes plain FASTA shards (-o POSITIVES.fa); `diffaug "
+                             "merge` joins them", path=output)
         output = shard.path(output)
         seed = shard_seed(seed, shard.index, shard.count)
     inputs = (source, run_dir)
     if not to_stdout:
         check_output(output, force or sharded, inputs)
     with output_lock(output, "diffaug generate", enabled=sharded):  # FASTA + its record
-        t0 = time.perf_counter()
-        dev = resolve_device(device)
-        if backbone is not None:
-            load_backbone(backbone)
-        run = load_run(run_dir, dev, with_generator=True)
-        cfg = run.config
-        io = run.modality.data_io
         if sharded and not io.shardable:
             raise InputError("--shard is supported for DNA inputs only", path=source)
         if sharded and output.exists() and not force:
@@ -88,7 +101,6 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
         sampling = Sampling(per_sequence, b.steps if steps is None else steps,
                             b.strength if strength is None else strength,
                             b.guidance_scale if guidance_scale is None else guidance_scale, seed)
-        io.check_positives_output(output)
         inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
         diffusion = Diffusion.from_config(cfg.generator).to(dev)
         gen = torch.Generator().manual_seed(seed)
@@ -100,7 +112,7 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
             sidecar_path(output).unlink(missing_ok=True)  # the shard is complete once it is back
             LOG.info("shard %s: rows %d-%d of %d -> %s", shard, row_lo, row_hi, total, output)
         step = max(1, batch_size // per_sequence)
-        writer = io.positives_writer(run, inp, source, output, sampling, force, inputs)
+        writer = io.positives_writer(run, inp, source, output, fmt, sampling, force, inputs)
         with writer, progress("generate", total=inp.total, unit=io.progress_unit[1]) as bar:
             for chunk in chunks:
                 writer.check(chunk)
@@ -112,6 +124,7 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
                         guidance_scale=sampling.guidance_scale, generator=gen)
                     writer.add(chunk, start, stop, xk, sample)
                     bar.advance(stop - start)
+        report_changes(inp)
         summary = writer.summary(time.perf_counter() - t0)
         if sharded:
             write_fasta_sidecar(output, {

@@ -1,4 +1,6 @@
-"""Summaries of diffaug HDF5 files (``diffaug inspect``): one-hot and embeddings schemas."""
+"""Summaries of the files diffaug reads and writes (``diffaug inspect``): one-hot and
+embeddings HDF5 in detail, and every other kind :mod:`diffaug_genomics.input_kinds` knows (run
+directories, AnnData, FASTA, generated samples, checkpoints, JSON reports, tables...)."""
 
 from __future__ import annotations
 
@@ -105,9 +107,11 @@ def summarize(path: str | Path) -> dict[str, Any]:
     from diffaug_genomics.io.h5 import EMBEDDINGS_SCHEMA, ONEHOT_SCHEMA, is_hdf5, schema_of
 
     p = Path(path)
-    if p.exists() and not p.is_dir() and not is_hdf5(p):
-        raise InputError("not an HDF5 file", path=p)
+    if not p.exists() or p.is_dir() or not is_hdf5(p):
+        return describe_other(p)
     schema = schema_of(p)
+    if schema not in (ONEHOT_SCHEMA, EMBEDDINGS_SCHEMA):
+        return describe_other(p)
     try:
         if schema == ONEHOT_SCHEMA:
             return _summarize_onehot(p)
@@ -124,6 +128,9 @@ def summarize(path: str | Path) -> dict[str, Any]:
 
 def format_summary(summary: dict[str, Any]) -> str:
     """Human-readable lines for :func:`summarize`'s dict (what ``diffaug inspect`` prints)."""
+    if "kind" in summary:
+        return "\n".join(f"{key:<13} {value}" for key, value in summary.items()
+                         if value is not None and value != "")
     lines = [f"file          {summary['path']}", f"schema        {summary['schema']}"]
     if "dim" in summary:
         lines.append(f"N x D         {summary['n']} x {summary['dim']}")
@@ -148,3 +155,172 @@ def format_summary(summary: dict[str, Any]) -> str:
         lines.append(f"labels        {len(labels)} classes: "
                      + ", ".join(f"{k} {v}" for k, v in labels.items()))
     return "\n".join(lines)
+
+
+# ------------------------------------------------------------------------- every other kind
+
+def describe_other(path: Path) -> dict[str, Any]:
+    """``{"path", "kind", ...}``: what :func:`~diffaug_genomics.input_kinds.classify` says the
+    path is, and the few facts that matter for that kind (module docstring)."""
+    from diffaug_genomics.input_kinds import FOLDER, MISSING, OTHER_HDF5, UNKNOWN, classify
+
+    kind = classify(path)
+    if kind.name == MISSING:
+        raise InputError("no such file or folder", path=path)
+    if kind.name in (FOLDER, OTHER_HDF5, UNKNOWN):
+        raise InputError(f"is {kind.phrase}; inspect describes the files diffaug writes and "
+                         "reads", path=path)
+    out: dict[str, Any] = {"path": str(path), "kind": kind.phrase}
+    describe = _DESCRIBERS.get(kind.name)
+    if describe is not None:
+        try:
+            out.update(describe(path))
+        except InputError:
+            raise
+        except Exception as exc:  # a damaged file: say so, as the readers would
+            raise InputError(f"is {kind.phrase} but cannot be read ({exc.__class__.__name__}: "
+                             f"{str(exc)[:200]})", path=path) from None
+    return out
+
+
+def _run(path: Path) -> dict[str, Any]:
+    import yaml
+
+    out: dict[str, Any] = {}
+    config = path / "config.yaml"
+    if config.is_file():
+        cfg = yaml.safe_load(config.read_text()) or {}
+        out.update({"modality": cfg.get("modality"), "augment": cfg.get("augment"),
+                    "preset": cfg.get("preset"), "input": cfg.get("input"),
+                    "world size": cfg.get("world_size")})
+    metrics = path / "metrics.csv"
+    if metrics.is_file():
+        with open(metrics) as fh:
+            rows = fh.read().splitlines()[1:]
+        out["metrics.csv"] = f"{len(rows)} rows" + (
+            f", last: {rows[-1].split(',')[1]} round {rows[-1].split(',')[2]}" if rows else "")
+    out["files"] = ", ".join(sorted(p.name + ("/" if p.is_dir() else "")
+                                    for p in path.iterdir()))
+    return out
+
+
+def _anndata(path: Path) -> dict[str, Any]:
+    import h5py
+
+    from diffaug_genomics.io.h5ad import OBSM_KEY, UNS_KEY, obs_columns
+
+    out: dict[str, Any] = {"obs columns": ", ".join(obs_columns(path)) or "none"}
+    with h5py.File(path, "r") as f:
+        obsm = f.get("obsm")
+        if isinstance(obsm, h5py.Group):
+            out["obsm"] = ", ".join(f"{k} {tuple(obsm[k].shape)}" if hasattr(obsm[k], "shape")
+                                    else k for k in obsm)
+        for name in ("layers", "uns"):
+            group = f.get(name)
+            if isinstance(group, h5py.Group) and len(group):
+                out[name] = ", ".join(list(group)[:12])
+        meta = f.get(f"uns/{UNS_KEY}")
+        if isinstance(meta, h5py.Group):
+            out["written by"] = "diffaug embed: " + ", ".join(
+                f"{k}={_text(meta[k][()])}" for k in ("run_dir", "config_hash", "label_key")
+                if k in meta)
+        if obsm is not None and OBSM_KEY in obsm:
+            out["embedding"] = f"obsm['{OBSM_KEY}'] {tuple(obsm[OBSM_KEY].shape)}"
+    return out
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _generated(path: Path) -> dict[str, Any]:
+    import h5py
+
+    with h5py.File(path, "r") as f:
+        out = {"samples": f"{tuple(f['samples'].shape)} {f['samples'].dtype}"
+               if "samples" in f else "missing"}
+        out.update({k: _text(f.attrs[k]) for k in ("modality", "run_dir", "per_sample", "steps",
+                                                    "strength", "seed") if k in f.attrs})
+    return out
+
+
+def _fasta(path: Path) -> dict[str, Any]:
+    from diffaug_genomics.io.fasta import ReadStats, read_fasta
+    from diffaug_genomics.record_changes import read_parts
+
+    stats = ReadStats()
+    lengths, gc, positives, first = [], 0, 0, None
+    for rid, seq in read_fasta(path, stats=stats, skip_empty=True):
+        first = first or rid
+        lengths.append(len(seq))
+        upper = seq.upper()
+        gc += upper.count(b"G") + upper.count(b"C")
+        positives += "|pos" in rid
+    n = len(lengths)
+    arr = np.asarray(lengths or [0])
+    out: dict[str, Any] = {
+        "records": n, "lengths": f"min {arr.min()}, median {np.median(arr):g}, max {arr.max()}",
+        "GC content": f"{gc / max(int(arr.sum()), 1):.4f}"}
+    if positives:
+        out["positives"] = f"{positives} records named ID|posK (from diffaug generate)"
+    notes = read_parts(stats)
+    if notes:
+        out["reading"] = "; ".join(notes)
+    return out
+
+
+def _checkpoint(path: Path) -> dict[str, Any]:
+    from diffaug_genomics.train import checkpoint as ckpt
+
+    obj = ckpt.load(path)
+    if not isinstance(obj, dict):
+        return {"content": type(obj).__name__}
+    out = {"format": obj.get("format"), "modality": obj.get("modality"),
+           "config hash": obj.get("config_hash")}
+    for key in ("stage", "round", "epoch", "step", "unit"):
+        if key in obj and isinstance(obj[key], int | str):
+            out[key] = obj[key]
+    out["entries"] = ", ".join(sorted(str(k) for k in obj)[:15])
+    return out
+
+
+def _json(path: Path) -> dict[str, Any]:
+    import json
+
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        return {"content": type(data).__name__}
+    if "protocols" in data:
+        scores = ", ".join(f"{k} {v['metrics']['accuracy']['mean']:.3f}"
+                           for k, v in data["protocols"].items()
+                           if "accuracy" in v.get("metrics", {}))
+        return {"mode": data.get("mode"), "N": data.get("n"), "D": data.get("dim"),
+                "classes": len(data.get("classes", [])), "accuracy": scores}
+    return {k: v for k, v in data.items() if isinstance(v, str | int | float) and k != "state"}
+
+
+def _npy(path: Path) -> dict[str, Any]:
+    from diffaug_genomics.io.samples import load_npy
+
+    arr = load_npy(path, mmap_mode="r")
+    return {"shape": tuple(arr.shape), "dtype": str(arr.dtype)}
+
+
+def _table(path: Path) -> dict[str, Any]:
+    from diffaug_genomics.io.samples import open_text
+
+    with open_text(path) as fh:
+        header = fh.readline().rstrip("\r\n")
+        rows = sum(1 for line in fh if line.strip())
+    sep = "\t" if "\t" in header else ","
+    cols = header.split(sep)
+    shown = ", ".join(cols[:10]) + (", ..." if len(cols) > 10 else "")
+    return {"rows": rows, "columns": f"{len(cols)}: {shown}"}
+
+
+_DESCRIBERS = {
+    "run": _run, "unfinished-run": _run, "failed-run": _run, "anndata": _anndata,
+    "embeddings-h5ad": _anndata, "generated": _generated, "fasta": _fasta,
+    "checkpoint": _checkpoint, "json": _json, "image-npy": _npy, "table-npy": _npy,
+    "table": _table,
+}

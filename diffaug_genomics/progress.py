@@ -15,14 +15,36 @@ from contextlib import contextmanager
 LOG = logging.getLogger("diffaug_genomics")
 
 
+_LIVE: list = []
+"""The console of the progress bar on screen (at most one): log lines print above it."""
+
+
+class _ConsoleHandler(logging.Handler):
+    """Log lines to stderr; while a progress bar is drawn, through the bar's console, so each
+    line prints above the bar instead of over it."""
+
+    _diffaug = True
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            text = self.format(record)
+            if _LIVE:
+                _LIVE[-1].print(text, markup=False, highlight=False, emoji=False,
+                                soft_wrap=True)
+            else:
+                sys.stderr.write(text + "\n")
+                sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - logging must never raise
+            self.handleError(record)
+
+
 def configure_logging(level: int = logging.INFO) -> None:
     """Send the library's log records to stderr as ``time level message`` lines (idempotent)."""
     if any(getattr(h, "_diffaug", False) for h in LOG.handlers):
         LOG.setLevel(level)
         return
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _ConsoleHandler()
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S"))
-    handler._diffaug = True  # type: ignore[attr-defined]
     LOG.addHandler(handler)
     LOG.setLevel(level)
     LOG.propagate = False
@@ -89,15 +111,23 @@ def progress(description: str, total: float | None = None, unit: str = "it",
         )
         from rich.progress import Progress as RichProgress
 
-        bar = RichProgress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TimeRemainingColumn(), TextColumn("{task.fields[postfix]}"),
-            console=Console(stderr=True), transient=False,
-        )
+        if total:  # done / total, a bar and the time left
+            columns = [BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                       TimeRemainingColumn()]
+        else:  # no total known: the count so far, never "n/?"
+            columns = [TextColumn(f"{{task.completed:,.0f}} {unit}"), TimeElapsedColumn()]
+        console = Console(stderr=True)
+        bar = RichProgress(TextColumn("[bold]{task.description}"), *columns,
+                           TextColumn("{task.fields[postfix]}"), console=console,
+                           transient=False)
         with bar:
             handle._bar = bar
             handle._task = bar.add_task(description, total=total, postfix="")
-            yield handle
+            _LIVE.append(console)
+            try:
+                yield handle
+            finally:
+                _LIVE.remove(console)
         return
     yield handle
     if enabled:

@@ -274,6 +274,11 @@ def merge(output: str | Path, shards: list[str | Path] | None = None, *,
         odd = next(p for p, h in zip(paths, hdf5, strict=True) if h != hdf5[0])
         raise InputError(f"is {kind[not hdf5[0]]} but {paths[0]} is {kind[hdf5[0]]}: shards "
                          "of one output are all HDF5 (embed) or all FASTA (generate)", path=odd)
+    from diffaug_genomics.output_formats import FASTA, HDF5, Format, output_format
+
+    plain_fasta = Format("fasta", FASTA.suffixes, "FASTA, as the shards")
+    output_format(out, (HDF5,) if all(hdf5) else (plain_fasta,), "merge",
+                  {"hdf5": "embeddings HDF5, as the shards"})
     if all(hdf5):
         return _merge_embeddings(out, paths, force)
     return _merge_fasta(out, paths, force)

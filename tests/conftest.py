@@ -14,6 +14,11 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "resources" / "examples"
 
 os.environ.setdefault("DIFFAUG_NO_BAR", "1")
+if not os.environ.get("OMP_NUM_THREADS"):
+    # one thread count for every run of the session (in this process and in the commands it
+    # starts), however busy the machine is: bit-for-bit comparisons between two runs need it,
+    # and the automatic choice would follow the load (tests/test_threads.py tests that)
+    os.environ.setdefault("DIFFAUG_THREADS", "1")
 
 
 @pytest.fixture(scope="session")

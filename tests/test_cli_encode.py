@@ -85,10 +85,23 @@ BAD_FASTA = {
     "headerless": (b"ACGTACGT\n>r\nAC\n", "before the first '>' header"),
     "truncated_gzip": (gzip.compress(b"".join(b">r%d\nACGT\n" % i for i in range(99)))[:60],
                        "truncated gzip"),
-    "empty_sequence": (b">a\nACGT\n>b\n>c\nAC\n", "record 'b': empty sequence"),
     "duplicate_ids": (b">a\nAC\n>a\nGG\n", "duplicate record id 'a'"),
     "invalid_char": (b">a\nAC\n>b\nAC1T\n", "record 'b': invalid character '1'"),
 }
+
+
+def test_empty_records_are_skipped_and_said(tmp_path):
+    src = tmp_path / "some_empty.fa"
+    src.write_bytes(b">a\nACGT\n>b\n>c\nAC\n>d\n\n")
+    proc = diffaug("encode", src, "-o", tmp_path / "out.h5")
+    err = proc.stderr.decode()
+    assert proc.returncode == 0, err
+    assert "2 empty records skipped ('b', 'd')" in err
+    with h5py.File(tmp_path / "out.h5") as f:
+        assert [i.decode() for i in f["ids"][()]] == ["a", "c"]
+    only_empty = tmp_path / "only_empty.fa"
+    only_empty.write_bytes(b">b\n>d\n")
+    assert_clean_error(diffaug("encode", only_empty, "-o", tmp_path / "x.h5"), "no records")
 
 
 @pytest.mark.parametrize("case", sorted(BAD_FASTA))

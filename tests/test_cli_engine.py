@@ -86,7 +86,7 @@ def test_generate_to_stdout_in_order_with_headers(tiny_run, example_fasta):
     assert len(records) == 30
     for i, (header, seq) in enumerate(records):
         sid = sources[i // 3][0].split()[0]
-        assert header == f"{sid}|pos{i % 3} source={sid} steps=4 strength=0.5"
+        assert header == f"{sid}|pos{i % 3} source={sid}:0-200 steps=4 strength=0.5"
         assert len(seq) == len(sources[i // 3][1]) and set(seq) <= set("ACGTN")
     assert "mean identity to source" in proc.stderr.decode()
     # positives are close to their source, not copies of it
@@ -129,7 +129,8 @@ def test_embed_and_generate_refuse_unfinished_runs(tmp_path, example_fasta):
                 ["generate", unfinished, example_fasta, "-o", tmp_path / "g.fa"]):
         proc = run(*cmd, check=False)
         assert proc.returncode == 2
-        assert b"no finished run" in proc.stderr and b"Traceback" not in proc.stderr
+        assert b"failed or was killed before its first checkpoint" in proc.stderr
+        assert b"needs a finished run" in proc.stderr and b"Traceback" not in proc.stderr
     assert not (tmp_path / "e.h5").exists() and not (tmp_path / "g.fa").exists()
 
 

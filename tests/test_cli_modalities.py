@@ -16,6 +16,8 @@ import pytest
 from test_registry import install_plugin
 
 from diffaug_genomics.io.h5 import read_embeddings
+from diffaug_genomics.io.h5ad import read_embeddings_h5ad, read_h5ad
+from diffaug_genomics.io.samples import ReadOptions
 
 DIFFAUG = [sys.executable, "-m", "diffaug_genomics_cli.main"]
 ENV = {**os.environ, "DIFFAUG_NO_BAR": "1"}
@@ -109,7 +111,7 @@ def test_images_from_npy_fit_embed_evaluate_generate(digits_run, data, tmp_path,
     samples = np.load(gen)
     assert samples.shape == (300, 8, 8, 1) and samples.min() >= 0 and samples.max() <= 16
     code, _, err = cli(capsys, "generate", digits_run, data / "digits.npy", "-o", "-")
-    assert code == 2 and ".npy or .h5" in err
+    assert code == 2 and ".npy" in err and ".h5" in err
 
 
 def test_image_folder_labels_reach_evaluate(digits_run, data, tmp_path, capsys):
@@ -161,8 +163,14 @@ def test_h5ad_round_trip(data, tmp_path, capsys):
     with h5py.File(emb) as f:
         assert f.attrs["encoding-type"] == "anndata"
         assert f["obsm/X_diffaug"].shape == (178, 8)
-        assert [s.decode() for s in f["obs/_index"][:2]] == ["w000", "w001"]
         assert f["uns/diffaug/label_key"][()].decode() == "cultivar"
+    _, ids, labels, _ = read_embeddings_h5ad(emb)
+    assert ids[:2] == ["w000", "w001"] and len(set(labels)) == 3
+    # the user's AnnData comes back whole: its features are still X, its obs still there
+    kept = read_h5ad(emb, ReadOptions(obs_key="cultivar"))
+    original = read_h5ad(data / "wine.h5ad", ReadOptions(obs_key="cultivar"))
+    np.testing.assert_array_equal(kept.values, original.values)
+    assert kept.labels == original.labels and kept.ids == original.ids
     rep = json.loads(cli_ok(capsys, "evaluate", emb, "--protocol", "knn", "-o", "-"))
     assert rep["n"] == 178 and rep["dim"] == 8 and len(rep["classes"]) == 3  # labels from obs
     raw = json.loads(cli_ok(capsys, "evaluate", data / "wine.h5ad", "--obs-key", "cultivar",
@@ -206,7 +214,7 @@ def _bad_inputs(root: Path) -> dict[str, tuple[Path, str]]:
         "nan": (root / "nan.csv", "nan.csv: line 3: column 'b': nan is not a finite number"),
         "inf": (root / "inf.npy", "inf.npy: row 1, column 0: inf is not a finite number"),
         "mixed": (root / "mixed", "x/b.png: image is 9x8 (height x width) but x/a.png is 8x8"),
-        "empty": (root / "empty", "empty: folder holds no PNG or JPEG images"),
+        "empty": (root / "empty", "empty: is a folder that is neither a run directory nor holds PNG/JPEG images"),
     }
 
 

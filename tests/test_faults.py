@@ -342,6 +342,7 @@ def test_output_that_is_the_input_is_refused(case, force, data, dna_run, tab_run
 # ------------------------------------------------------------------ stale and mismatched runs
 def test_failed_fit_leaves_nothing_the_next_fit_reuses(data, tmp_path, capsys):
     run = tmp_path / "run"
+    run.mkdir()  # a directory that existed is kept, with what the failed fit left in it
     # a table fit that fails after preprocess.json (too few rows), then one on other data
     write_table(tmp_path / "tiny.csv", n=3, scale=1000.0)
     fails(capsys, 2, "fit", tmp_path / "tiny.csv", "-o", run, "--preset", "tiny",
@@ -358,6 +359,7 @@ def test_failed_fit_leaves_nothing_the_next_fit_reuses(data, tmp_path, capsys):
     np.testing.assert_allclose(state["center"], x.mean(axis=0), rtol=1e-4, atol=1e-5)
     # a FASTA fit that fails after data.h5 (diverges), then --resume auto with other options
     dna = tmp_path / "dna"
+    dna.mkdir()
     fails(capsys, 1, "fit", data / "short.fa", "-o", dna, "--preset", "tiny", *SETS,
           "--set", "loss.temperature=1.0e-45", says="loss became")
     assert (dna / "config.yaml").exists() and (dna / "data.h5").exists()
@@ -595,7 +597,7 @@ BAD_NUMBER_CASES = {
     "1e300 in a .npy": ("big.npy", "beyond float32"),
     "complex .npy": ("complex.npy", "complex"),
     "complex dense .h5ad": ("complex.h5ad", "complex"),
-    "FASTA given to a tabular run": ("seqs.fa", "is DNA"),
+    "FASTA given to a tabular run": ("seqs.fa", "is FASTA (dna)"),
 }
 
 
@@ -742,8 +744,8 @@ def test_sigterm_and_sighup_mid_write_of_embed_and_samples(cmd, sig, data, dna_r
                                                            tmp_path, capsys, monkeypatch):
     """embed (and generate for tables) write at the end: the signal arrives while the HDF5 /
     .npy file is being written (half of it is on disk)."""
-    import diffaug_genomics.io.h5ad as h5ad_mod
-    import diffaug_genomics.modalities.sequences as embed_mod
+    import diffaug_genomics.io.h5 as embed_mod
+    import diffaug_genomics.io.h5ad_back as h5ad_mod
 
     def interrupted(write):
         def wrapper(path, *args, **kwargs):
@@ -763,8 +765,7 @@ def test_sigterm_and_sighup_mid_write_of_embed_and_samples(cmd, sig, data, dna_r
         argv = ["embed", dna_run, data / "a.fa", "-o", out]
     elif cmd == "embed .h5ad":
         out = tmp_path / "out.h5ad"
-        monkeypatch.setattr(h5ad_mod, "write_embeddings_h5ad",
-                            interrupted(h5ad_mod.write_embeddings_h5ad))
+        monkeypatch.setattr(h5ad_mod, "write_back", interrupted(h5ad_mod.write_back))
         h5ad = tmp_path / "cells.h5ad"
         with h5py.File(h5ad, "w") as f:
             f["X"] = np.random.default_rng(0).normal(size=(20, 4)).astype(np.float32)

@@ -93,7 +93,7 @@ def encode_fasta_small(out):
 
 
 @pytest.mark.parametrize("kind, reason", [
-    ("text", "not an HDF5 file"), ("truncated", "HDF5"), ("no_schema", "not a diffaug file"),
+    ("truncated", "HDF5"), ("no_schema", "not a diffaug file"),
     ("other_schema", "not a diffaug file"), ("missing_lengths", "/lengths is missing"),
     ("values", "values other than 0 and 1"),
 ])
@@ -115,7 +115,13 @@ def test_cli_inspect(example_h5, tmp_path):
     ok = subprocess.run([*CLI, "inspect", str(example_h5)], capture_output=True, text=True)
     assert ok.returncode == 0 and "diffaug-genomics/onehot/1" in ok.stdout
     assert "N x L         500 x 200" in ok.stdout
-    bad = make_bad(tmp_path, "text")
+    # a file is described by what it holds, not by its name
+    fasta = make_bad(tmp_path, "text")
+    proc = subprocess.run([*CLI, "inspect", str(fasta)], capture_output=True, text=True)
+    assert proc.returncode == 0 and "kind          FASTA" in proc.stdout and "records       1" \
+        in proc.stdout
+    bad = make_bad(tmp_path, "other_schema")
     proc = subprocess.run([*CLI, "inspect", str(bad)], capture_output=True, text=True)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert proc.stderr.strip() == f"diffaug: error: {bad}: not an HDF5 file"
+    assert proc.stderr.startswith(f"diffaug: error: {bad}: is an HDF5 file that is not a "
+                                  "diffaug file (schema 'something/else'")

@@ -381,7 +381,7 @@ def _bad_case(case: str, tiny_run: Path, tiny_embeddings: Path, tmp: Path) -> li
 
 
 @pytest.mark.parametrize("case, needle", [
-    ("not a run", "not a run directory"),
+    ("not a run", "report needs a run directory"),
     ("empty metrics", "empty file"),
     ("header only", "no rows"),
     ("truncated metrics", "truncated"),

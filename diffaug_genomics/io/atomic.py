@@ -92,20 +92,9 @@ def _part_of_folder_input(relative: Path) -> bool:
             or relative.suffix.lower() in FOLDER_INPUT_SUFFIXES)
 
 
-def check_output(path: str | Path, force: bool = False,
-                 inputs: Iterable[str | Path | None] = ()) -> Path:
-    """Validate an output path before any work starts; returns it as a :class:`Path`.
-
-    Raises :class:`InputError` if it is ``-`` (callers that can stream handle ``-`` first), one
-    of ``inputs`` (the same file by any path, with or
-    without ``force``; for an input folder: a run directory's own files, an image folder's
-    images), exists
-    (without ``force``), is a directory, or its parent directory is missing or not writable.
-    """
-    if str(path) == "-":
-        raise InputError("this output is a file (HDF5, .npy, JSON...), it cannot stream to "
-                         "standard output: give -o FILE")
-    out = Path(path)
+def refuse_inputs(out: Path, inputs: Iterable[str | Path | None]) -> None:
+    """Raise :class:`InputError` when ``out`` is one of ``inputs`` (the same file by any path;
+    for an input folder, one of a run directory's own files or an image folder's images)."""
     for given in inputs:
         if given is None or str(given) == "-":
             continue
@@ -122,6 +111,23 @@ def check_output(path: str | Path, force: bool = False,
                 raise InputError(f"the output is a file of the input folder {inp} (refusing "
                                  "to overwrite it, with or without --force): choose another -o",
                                  path=out)
+
+
+def check_output(path: str | Path, force: bool = False,
+                 inputs: Iterable[str | Path | None] = ()) -> Path:
+    """Validate an output path before any work starts; returns it as a :class:`Path`.
+
+    Raises :class:`InputError` if it is ``-`` (callers that can stream handle ``-`` first), one
+    of ``inputs`` (the same file by any path, with or
+    without ``force``; for an input folder: a run directory's own files, an image folder's
+    images), exists
+    (without ``force``), is a directory, or its parent directory is missing or not writable.
+    """
+    if str(path) == "-":
+        raise InputError("this output is a file (HDF5, .npy, JSON...), it cannot stream to "
+                         "standard output: give -o FILE")
+    out = Path(path)
+    refuse_inputs(out, inputs)
     if out.is_dir():
         raise InputError("output path is a directory", path=out)
     if out.exists() and not force:

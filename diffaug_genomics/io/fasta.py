@@ -52,6 +52,12 @@ class ReadStats:
     records: int = 0
     bases: int = 0
     compressed: bool = False
+    rna_records: int = 0
+    """Records holding U (read as T)."""
+    soft_masked_records: int = 0
+    """Records holding lower-case (soft-masked) bases (read as bases)."""
+    empty_records: list[str] = field(default_factory=list)
+    """Ids of records without sequence that were skipped (``skip_empty``)."""
     _hash: hashlib._Hash = field(default_factory=hashlib.sha256, repr=False)
 
     @property
@@ -239,7 +245,7 @@ def _describe(byte: bytes) -> str:
 
 
 def _parse_chunk(chunk: bytes, line0: int, name: str, seen: SeenIds,
-                 stats: ReadStats) -> list[tuple[str, bytes]]:
+                 stats: ReadStats, skip_empty: bool = False) -> list[tuple[str, bytes]]:
     """Parse and validate a chunk of whole records (``chunk`` starts with '>')."""
     if b"\r" in chunk:
         chunk = chunk.replace(b"\r", b"")
@@ -259,7 +265,7 @@ def _parse_chunk(chunk: bytes, line0: int, name: str, seen: SeenIds,
                              line=line_of(offset))
         rid = words[0].decode("utf-8", errors="replace")
         seq = body.replace(b"\n", b"")
-        if not seq:
+        if not seq and not skip_empty:
             raise InputError("empty sequence", path=name, record=rid, line=line_of(offset))
         out.append((rid, seq))
         offsets.append(offset)
@@ -276,7 +282,7 @@ def _parse_chunk(chunk: bytes, line0: int, name: str, seen: SeenIds,
         if not bad.translate(None, _BLANKS):  # only spaces/tabs inside sequence lines: drop them
             out = [(rid, seq.translate(None, _BLANKS)) for rid, seq in out]
             joined = b"".join(seq for _, seq in out)
-            if any(not seq for _, seq in out):
+            if any(not seq for _, seq in out) and not skip_empty:
                 for rid, seq in out:
                     if not seq:
                         raise InputError("empty sequence", path=name, record=rid)
@@ -292,13 +298,30 @@ def _parse_chunk(chunk: bytes, line0: int, name: str, seen: SeenIds,
                         "IUPAC codes NRYSWKMBDHV, any case)",
                         path=name, record=rid, line=line_of(offset) + 1 + dline)
                 offset += len(raw) + 2
+    if skip_empty and any(not seq for _, seq in out):
+        stats.empty_records += [rid for rid, seq in out if not seq]
+        out = [(rid, seq) for rid, seq in out if seq]
+    _note_changes(joined, out, stats)
     stats.records += len(out)
     stats.bases += len(joined)
     return out
 
 
+_LOWER = bytes(range(ord("a"), ord("z") + 1))
+
+
+def _note_changes(joined: bytes, out: list[tuple[str, bytes]], stats: ReadStats) -> None:
+    """Count records holding U (read as T) and lower-case bases (read as bases)."""
+    if b"U" in joined or b"u" in joined:
+        stats.rna_records += sum(1 for _, seq in out if b"U" in seq or b"u" in seq)
+    if len(joined.translate(None, _LOWER)) != len(joined):
+        stats.soft_masked_records += sum(
+            1 for _, seq in out if len(seq.translate(None, _LOWER)) != len(seq))
+
+
 def read_fasta(source: str | Path | BinaryIO, *, stats: ReadStats | None = None,
-               name: str | None = None) -> Iterator[tuple[str, bytes]]:
+               name: str | None = None, skip_empty: bool = False
+               ) -> Iterator[tuple[str, bytes]]:
     """Iterate over the records of a FASTA file.
 
     Args:
@@ -306,6 +329,8 @@ def read_fasta(source: str | Path | BinaryIO, *, stats: ReadStats | None = None,
             input is recognised by its magic bytes (also on standard input), not by the suffix.
         stats: optional :class:`ReadStats` updated while reading (bytes, sha256, records, bases).
         name: how errors name the input (default: the path, ``<stdin>`` or the stream's name).
+        skip_empty: skip records without sequence (their ids go to ``stats.empty_records``)
+            instead of raising.
 
     Yields:
         ``(record id, sequence)``: the id is the first word of the header; the sequence is the
@@ -323,7 +348,7 @@ def read_fasta(source: str | Path | BinaryIO, *, stats: ReadStats | None = None,
         reader = _HashingReader(fh, stats)
         seen = SeenIds()
         for chunk, line0 in _record_chunks(_blocks(reader, label, stats), label):
-            yield from _parse_chunk(chunk, line0, label, seen, stats)
+            yield from _parse_chunk(chunk, line0, label, seen, stats, skip_empty)
     except OSError as exc:
         raise InputError(f"read error ({exc.strerror or exc})", path=label) from None
     finally:

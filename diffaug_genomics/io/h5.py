@@ -6,6 +6,8 @@
     /ids      (N,) UTF-8 strings: record ids (``id:start-end`` for windows)
     /lengths  (N,) int32: positions holding the record's own sequence (padding excluded)
     /labels   (N,) UTF-8 strings, only when labels were given
+    /starts   (N,) int64: 0-based position in its record of each row's first base (the row
+              covers ``record[start:start + length]``); files before 0.x lack it
     attrs: schema, alphabet, length, policy, source, source_sha256, tool_version, created
 
 ``diffaug-genomics/embeddings/1`` (written by ``diffaug embed``)::
@@ -13,6 +15,8 @@
     /embeddings (N, D) float32
     /ids        (N,) UTF-8 strings
     /labels     (N,) UTF-8 strings, when the input had them
+    /regions    (N,) UTF-8 strings, DNA: the part of its record each row covers,
+                ``id:start-end`` (0-based, half-open), when known
     attrs: schema, tool_version, created, and what produced them (run directory, config hash...)
 """
 
@@ -81,6 +85,7 @@ class OneHotWriter:
         self.length = int(length)
         self.n = 0
         self.labels: h5py.Dataset | None = None
+        self.starts: h5py.Dataset | None = None
         from diffaug_genomics.io.atomic import create_hdf5
 
         self.path = path
@@ -107,8 +112,9 @@ class OneHotWriter:
         self._staged = 0  # rows in _stage; they start at row self.n - self._staged
 
     def append(self, onehot: np.ndarray, ids: Sequence[str], lengths: np.ndarray,
-               labels: Sequence[str] | None = None) -> None:
-        """Append ``onehot (n, L, 4) uint8``, ``ids`` (n strings) and ``lengths (n,) int``.
+               labels: Sequence[str] | None = None, starts: np.ndarray | None = None) -> None:
+        """Append ``onehot (n, L, 4) uint8``, ``ids`` (n strings) and ``lengths (n,) int``
+        (``starts (n,)``: where each row begins in its record, given every time or never).
 
         ``labels`` (n strings) streams ``/labels`` chunk by chunk: give them with every append
         or never (then :meth:`set_labels` can still write them all at the end).
@@ -130,9 +136,13 @@ class OneHotWriter:
                                                    dtype=STR_DTYPE, chunks=(4096,))
         if (labels is None) != (self.labels is None):
             raise ValueError("labels must be given with every append or never")
+        if starts is not None and self.starts is None and not start:
+            self.starts = self.file.create_dataset("starts", shape=(0,), maxshape=(None,),
+                                                   dtype=np.int64, chunks=(4096,))
+        if (starts is None) != (self.starts is None):
+            raise ValueError("starts must be given with every append or never")
         datasets = [self.onehot, self.ids, self.lengths]
-        if self.labels is not None:
-            datasets.append(self.labels)
+        datasets += [ds for ds in (self.labels, self.starts) if ds is not None]
         for ds in datasets:
             ds.resize(stop, axis=0)
         if self._pool is None:
@@ -143,6 +153,8 @@ class OneHotWriter:
         self.lengths[start:stop] = np.asarray(lengths, dtype=np.int32)
         if self.labels is not None:
             self.labels[start:stop] = np.asarray(labels, dtype=object)
+        if self.starts is not None:
+            self.starts[start:stop] = np.asarray(starts, dtype=np.int64)
         self.n = stop
 
     def _stage_rows(self, onehot: np.ndarray) -> None:
@@ -256,7 +268,7 @@ def open_onehot(path: str | Path) -> h5py.File:
             raise InputError(f"corrupt: /onehot has shape {oh.shape} {oh.dtype}, expected "
                              "(N, L, 4) uint8", path=path)
         n = oh.shape[0]
-        for name in ("ids", "lengths", "labels"):
+        for name in ("ids", "lengths", "labels", "starts"):
             if name in f and f[name].shape != (n,):
                 raise InputError(f"corrupt: /{name} has shape {f[name].shape}, expected ({n},)",
                                  path=path)
@@ -286,10 +298,11 @@ def load_rows(source: str | Path) -> tuple[np.ndarray, list[str], list[str] | No
 
 def write_embeddings(path: str | Path, embeddings: np.ndarray, ids: Sequence[str],
                      labels: Sequence[str] | None = None,
-                     attrs: Mapping[str, Any] | None = None) -> None:
+                     attrs: Mapping[str, Any] | None = None,
+                     regions: Sequence[str] | None = None) -> None:
     """Write an ``embeddings/1`` file at ``path`` (callers wrap this in ``atomic_output``).
 
-    ``embeddings`` is ``(N, D) float32``; ``ids`` and ``labels`` have N entries.
+    ``embeddings`` is ``(N, D) float32``; ``ids``, ``labels`` and ``regions`` have N entries.
     """
     from diffaug_genomics.guards import require_finite
     from diffaug_genomics.io.atomic import create_hdf5
@@ -303,6 +316,9 @@ def write_embeddings(path: str | Path, embeddings: np.ndarray, ids: Sequence[str
         f.create_dataset("ids", data=np.asarray(list(ids), dtype=object), dtype=STR_DTYPE)
         if labels is not None:
             f.create_dataset("labels", data=np.asarray(list(labels), dtype=object),
+                             dtype=STR_DTYPE)
+        if regions is not None:
+            f.create_dataset("regions", data=np.asarray(list(regions), dtype=object),
                              dtype=STR_DTYPE)
         f.attrs.update({"schema": EMBEDDINGS_SCHEMA, "tool_version": __version__,
                         "created": now_iso()})

@@ -72,60 +72,11 @@ def _dense(shape: tuple[int, ...], path: Path, make: Any) -> np.ndarray:
 
 
 def _read_sparse(node: h5py.HLObject, path: Path) -> np.ndarray:
-    """A CSR / CSC group, every part checked before anything is expanded (an untrusted file
-    must not crash the reader or move a value to another cell): ``shape`` two non-negative
-    integers; ``data`` real numbers, ``indices`` and ``indptr`` integers, all 1-D; ``indptr``
-    of ``n_major + 1`` entries, from 0, never decreasing, ending at ``len(data) ==
-    len(indices)``; every index in ``[0, n_minor)``."""
-    fmt = _attr(node, "encoding-type") or _attr(node, "h5sparse_format")
-    shape = node.attrs.get("shape", node.attrs.get("h5sparse_shape"))
-    if fmt is None or shape is None or not {"data", "indices", "indptr"} <= set(node):
-        raise InputError("/X is a group but not a CSR/CSC sparse matrix", path=path)
-    kind = fmt.replace("_matrix", "")
-    if kind not in ("csr", "csc"):
-        raise InputError(f"/X has sparse format {fmt!r}, expected csr or csc", path=path)
-    shape_arr = np.asarray(shape).ravel()
-    if (shape_arr.size != 2 or shape_arr.dtype.kind not in "iuf"
-            or not all(float(v).is_integer() and v >= 0 for v in shape_arr)):
-        raise InputError(f"/X (sparse) has shape attribute {shape!r}, expected two "
-                         "non-negative integers", path=path)
-    n_rows, n_cols = (int(v) for v in shape_arr)
-    parts = {}
-    for name in ("data", "indices", "indptr"):
-        ds = node[name]
-        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
-            raise InputError(f"/X/{name} (sparse) is not a 1-D dataset", path=path)
-        if name != "data" and ds.dtype.kind not in "iu":
-            raise InputError(f"/X/{name} (sparse) has dtype {ds.dtype}, expected integers",
-                             path=path)
-        if name == "data" and (ds.dtype.names is not None or not np.issubdtype(ds.dtype, np.number)):
-            raise InputError(f"/X/data (sparse) has dtype {ds.dtype}, expected numbers",
-                             path=path)
-        parts[name] = ds[()]
-    data, indices, indptr = parts["data"], parts["indices"].astype(np.int64), parts["indptr"]
-    n_major, n_minor = (n_rows, n_cols) if kind == "csr" else (n_cols, n_rows)
-    where = f"/X/indptr ({kind})"
-    if len(indptr) != n_major + 1:
-        raise InputError(f"{where} has {len(indptr)} entries, expected {n_major + 1} for shape "
-                         f"{(n_rows, n_cols)}", path=path)
-    indptr = indptr.astype(np.int64)
-    if indptr[0] != 0:
-        raise InputError(f"{where} starts at {indptr[0]}, expected 0", path=path)
-    steps = np.diff(indptr)
-    if (steps < 0).any():
-        i = int(np.flatnonzero(steps < 0)[0])
-        raise InputError(f"{where} decreases at entry {i + 1} ({indptr[i]} -> {indptr[i + 1]})",
-                         path=path)
-    if len(data) != len(indices) or indptr[-1] != len(data):
-        raise InputError(f"{where} ends at {indptr[-1]} but /X/data has {len(data)} and "
-                         f"/X/indices {len(indices)} entries (all three must agree)", path=path)
-    if len(indices) and (indices.min() < 0 or indices.max() >= n_minor):
-        bad = int(np.flatnonzero((indices < 0) | (indices >= n_minor))[0])
-        axis = "column" if kind == "csr" else "row"
-        raise InputError(f"/X/indices ({kind}) entry {bad} is {axis} {indices[bad]}, outside "
-                         f"0..{n_minor - 1}", path=path)
-    check_real_dtype(data.dtype, path, "/X values")
+    """A CSR / CSC group as a dense ``(n, m) float64`` matrix, every part checked first
+    (:func:`check_sparse`)."""
+    kind, (n_rows, n_cols), data, indices, steps = check_sparse(node, path)
     values = data.astype(np.float64)
+    n_major = n_rows if kind == "csr" else n_cols
     major = np.repeat(np.arange(n_major, dtype=np.int64), steps)
     dense = _dense((n_rows, n_cols), path, lambda: np.zeros((n_rows, n_cols), np.float64))
     if kind == "csr":
@@ -133,6 +84,64 @@ def _read_sparse(node: h5py.HLObject, path: Path) -> np.ndarray:
     else:
         np.add.at(dense, (indices, major), values)
     return dense
+
+
+def check_sparse(node: h5py.HLObject, path: Path, where: str = "/X"
+                 ) -> tuple[str, tuple[int, int], np.ndarray, np.ndarray, np.ndarray]:
+    """Check a CSR / CSC group before anything is expanded (an untrusted file must not crash
+    a reader or move a value to another cell): ``shape`` two non-negative integers; ``data``
+    real numbers, ``indices`` and ``indptr`` integers, all 1-D; ``indptr`` of ``n_major + 1``
+    entries, from 0, never decreasing, ending at ``len(data) == len(indices)``; every index in
+    ``[0, n_minor)``. Returns ``(kind, shape, data, indices int64, entries per major row)``."""
+    fmt = _attr(node, "encoding-type") or _attr(node, "h5sparse_format")
+    shape = node.attrs.get("shape", node.attrs.get("h5sparse_shape"))
+    if fmt is None or shape is None or not {"data", "indices", "indptr"} <= set(node):
+        raise InputError(f"{where} is a group but not a CSR/CSC sparse matrix", path=path)
+    kind = fmt.replace("_matrix", "")
+    if kind not in ("csr", "csc"):
+        raise InputError(f"{where} has sparse format {fmt!r}, expected csr or csc", path=path)
+    shape_arr = np.asarray(shape).ravel()
+    if (shape_arr.size != 2 or shape_arr.dtype.kind not in "iuf"
+            or not all(float(v).is_integer() and v >= 0 for v in shape_arr)):
+        raise InputError(f"{where} (sparse) has shape attribute {shape!r}, expected two "
+                         "non-negative integers", path=path)
+    n_rows, n_cols = (int(v) for v in shape_arr)
+    parts = {}
+    for name in ("data", "indices", "indptr"):
+        ds = node[name]
+        if not isinstance(ds, h5py.Dataset) or ds.ndim != 1:
+            raise InputError(f"{where}/{name} (sparse) is not a 1-D dataset", path=path)
+        if name != "data" and ds.dtype.kind not in "iu":
+            raise InputError(f"{where}/{name} (sparse) has dtype {ds.dtype}, expected integers",
+                             path=path)
+        if name == "data" and (ds.dtype.names is not None or not np.issubdtype(ds.dtype, np.number)):
+            raise InputError(f"{where}/data (sparse) has dtype {ds.dtype}, expected numbers",
+                             path=path)
+        parts[name] = ds[()]
+    data, indices, indptr = parts["data"], parts["indices"].astype(np.int64), parts["indptr"]
+    n_major, n_minor = (n_rows, n_cols) if kind == "csr" else (n_cols, n_rows)
+    at = f"{where}/indptr ({kind})"
+    if len(indptr) != n_major + 1:
+        raise InputError(f"{at} has {len(indptr)} entries, expected {n_major + 1} for shape "
+                         f"{(n_rows, n_cols)}", path=path)
+    indptr = indptr.astype(np.int64)
+    if indptr[0] != 0:
+        raise InputError(f"{at} starts at {indptr[0]}, expected 0", path=path)
+    steps = np.diff(indptr)
+    if (steps < 0).any():
+        i = int(np.flatnonzero(steps < 0)[0])
+        raise InputError(f"{at} decreases at entry {i + 1} ({indptr[i]} -> {indptr[i + 1]})",
+                         path=path)
+    if len(data) != len(indices) or indptr[-1] != len(data):
+        raise InputError(f"{at} ends at {indptr[-1]} but {where}/data has {len(data)} and "
+                         f"{where}/indices {len(indices)} entries (all three must agree)", path=path)
+    if len(indices) and (indices.min() < 0 or indices.max() >= n_minor):
+        bad = int(np.flatnonzero((indices < 0) | (indices >= n_minor))[0])
+        axis = "column" if kind == "csr" else "row"
+        raise InputError(f"{where}/indices ({kind}) entry {bad} is {axis} {indices[bad]}, outside "
+                         f"0..{n_minor - 1}", path=path)
+    check_real_dtype(data.dtype, path, f"{where} values")
+    return kind, (n_rows, n_cols), data, indices, steps
 
 
 def _index_of(frame: h5py.HLObject) -> list[str]:
@@ -146,6 +155,22 @@ def _index_of(frame: h5py.HLObject) -> list[str]:
     return []
 
 
+def _columns(frame: h5py.HLObject) -> list[str]:
+    if isinstance(frame, h5py.Dataset):
+        return [n for n in frame.dtype.names or () if n != "index"]
+    index = _attr(frame, "_index") or "_index"
+    return [c for c in frame if c not in ("__categories", index)]
+
+
+def obs_columns(path: str | Path) -> list[str]:
+    """The column names of an ``.h5ad`` file's ``obs`` (empty when it has none)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return _columns(f["obs"]) if "obs" in f else []
+    except OSError:
+        return []
+
+
 def _column(f: h5py.File, frame_name: str, key: str, path: Path) -> list[str]:
     """One ``obs`` column as strings (categories decoded; a missing category is '')."""
     frame = f[frame_name]
@@ -153,16 +178,15 @@ def _column(f: h5py.File, frame_name: str, key: str, path: Path) -> list[str]:
         names = frame.dtype.names or ()
         if key not in names:
             raise InputError(f"obs has no column '{key}' (--obs-key); columns: "
-                             f"{', '.join(n for n in names if n != 'index')}", path=path)
+                             f"{', '.join(_columns(frame))}", path=path)
         raw = frame[key]
         cats_key = f"{key}_categories"
         if "uns" in f and cats_key in f["uns"]:
             return _decode(raw, _text(f["uns"][cats_key][()]))
         return _text(raw)
     if key not in frame or key == (_attr(frame, "_index") or "_index"):
-        cols = [c for c in frame if c not in ("__categories", _attr(frame, "_index") or "_index")]
-        raise InputError(f"obs has no column '{key}' (--obs-key); columns: {', '.join(cols)}",
-                         path=path)
+        raise InputError(f"obs has no column '{key}' (--obs-key); columns: "
+                         f"{', '.join(_columns(frame))}", path=path)
     node = frame[key]
     if isinstance(node, h5py.Group):  # anndata >= 0.8 categorical
         if "codes" not in node or "categories" not in node:
@@ -215,13 +239,6 @@ def read_h5ad(path: Path, options: ReadOptions) -> Samples:
 
 # ----------------------------------------------------------------------------------- writing
 
-def _dict_group(parent: h5py.Group, name: str) -> h5py.Group:
-    g = parent.create_group(name)
-    g.attrs["encoding-type"] = "dict"
-    g.attrs["encoding-version"] = "0.1.0"
-    return g
-
-
 def _string_array(parent: h5py.Group, name: str, values: Sequence[str]) -> None:
     ds = parent.create_dataset(name, data=np.asarray(list(values), dtype=object), dtype=STR)
     ds.attrs["encoding-type"] = "string-array"
@@ -256,7 +273,8 @@ def _dataframe(parent: h5py.Group, name: str, index: Sequence[str],
 
 def write_embeddings_h5ad(path: str | Path, embeddings: np.ndarray, ids: Sequence[str],
                           labels: Sequence[str] | None = None, label_key: str | None = None,
-                          info: Mapping[str, Any] | None = None) -> None:
+                          info: Mapping[str, Any] | None = None,
+                          extra_obs: Mapping[str, Sequence[str]] | None = None) -> None:
     """Write embeddings ``(N, D) float32`` as AnnData: ``obsm['X_diffaug']``, ``obs_names`` =
     ``ids``, ``obs[label_key]`` (categorical) when labels are given, ``uns['diffaug']`` = ``info``
     (strings and numbers). Callers wrap this in ``atomic_output``."""
@@ -270,29 +288,50 @@ def write_embeddings_h5ad(path: str | Path, embeddings: np.ndarray, ids: Sequenc
     columns = {}
     if labels is not None:
         columns[label_key or "label"] = list(labels)
+    for name, values in (extra_obs or {}).items():
+        columns.setdefault(name, list(values))
     with create_hdf5(path) as f:
         f.attrs["encoding-type"] = "anndata"
         f.attrs["encoding-version"] = "0.1.0"
         _dataframe(f, "obs", list(ids), columns)
         _dataframe(f, "var", [], {})
-        obsm = _dict_group(f, "obsm")
-        ds = obsm.create_dataset(OBSM_KEY, data=emb)
-        ds.attrs["encoding-type"] = "array"
-        ds.attrs["encoding-version"] = "0.2.0"
         for name in ("varm", "obsp", "varp", "layers"):
             _dict_group(f, name)
-        uns = _dict_group(f, "uns")
-        meta = _dict_group(uns, UNS_KEY)
-        for key, value in (info or {}).items():
-            if value is None:
-                continue
-            if isinstance(value, str):
-                d = meta.create_dataset(key, data=value, dtype=STR)
-                d.attrs["encoding-type"] = "string"
-            else:
-                d = meta.create_dataset(key, data=value)
-                d.attrs["encoding-type"] = "numeric-scalar"
-            d.attrs["encoding-version"] = "0.2.0"
+        add_embeddings(f, emb, info or {})
+
+
+def _dict_group(parent: h5py.Group, name: str) -> h5py.Group:
+    """The ``dict`` group ``name`` of ``parent``, made when missing."""
+    g = parent.require_group(name)
+    if "encoding-type" not in g.attrs:
+        g.attrs["encoding-type"] = "dict"
+        g.attrs["encoding-version"] = "0.1.0"
+    return g
+
+
+def add_embeddings(f: h5py.File, emb: np.ndarray, info: Mapping[str, Any]) -> None:
+    """Put ``obsm['X_diffaug'] = emb`` and ``uns['diffaug'] = info`` (strings and numbers;
+    None left out) into an open AnnData file (current layout), replacing earlier ones."""
+    obsm = _dict_group(f, "obsm")
+    if OBSM_KEY in obsm:
+        del obsm[OBSM_KEY]
+    ds = obsm.create_dataset(OBSM_KEY, data=emb)
+    ds.attrs["encoding-type"] = "array"
+    ds.attrs["encoding-version"] = "0.2.0"
+    uns = _dict_group(f, "uns")
+    if UNS_KEY in uns:
+        del uns[UNS_KEY]
+    meta = _dict_group(uns, UNS_KEY)
+    for key, value in info.items():
+        if value is None:
+            continue
+        if isinstance(value, str):
+            d = meta.create_dataset(key, data=value, dtype=STR)
+            d.attrs["encoding-type"] = "string"
+        else:
+            d = meta.create_dataset(key, data=value)
+            d.attrs["encoding-type"] = "numeric-scalar"
+        d.attrs["encoding-version"] = "0.2.0"
 
 
 def is_embeddings_h5ad(path: str | Path) -> bool:

@@ -58,6 +58,8 @@ class EncodedChunk:
         onehot: ``(n, L, 4) uint8``, channels A, C, G, T.
         ids: n row ids (record ids, or ``id:start-end`` for windows).
         lengths: ``(n,) int32`` positions holding the record's own sequence.
+        starts: ``(n,) int64`` 0-based position in its record of a row's first base: the row
+            covers ``record[start:start + length]``.
         record_ids: n ids of the record each row came from (equal to ``ids`` unless windows).
         records: input records that started in this chunk.
         padded, cropped: rows shorter / longer than L before padding / cropping.
@@ -69,6 +71,7 @@ class EncodedChunk:
     ids: list[str]
     lengths: np.ndarray
     record_ids: list[str] = field(default_factory=list)
+    starts: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     records: int = 0
     padded: int = 0
     cropped: int = 0
@@ -117,6 +120,7 @@ class _Batch:
         self.ids: list[str] = []
         self.record_ids: list[str] = []
         self.lengths: list[int] = []
+        self.starts: list[int] = []
         self.records = self.padded = self.cropped = self.windows = 0
 
     @property
@@ -132,6 +136,7 @@ class _Batch:
         lengths = np.asarray(self.lengths, dtype=np.int32)
         chunk = EncodedChunk(
             onehot=onehot, ids=self.ids, lengths=lengths, record_ids=self.record_ids,
+            starts=np.asarray(self.starts, dtype=np.int64),
             records=self.records, padded=self.padded, cropped=self.cropped,
             windows=self.windows, n_bases=int(lengths.sum()),
             n_ambiguous=len(joined.translate(None, _NOT_AMBIGUOUS)))
@@ -190,6 +195,7 @@ def encode_records(records: Iterable[tuple[str, bytes]], length: int, policy: st
                 batch.ids.extend(f"{rid}:{s}-{s + L}" for s in sel.tolist())
                 batch.record_ids.extend([rid] * take)
                 batch.lengths.extend([L] * take)
+                batch.starts.extend(sel.tolist())
                 batch.windows += take
                 i += take
                 if batch.n >= cap:
@@ -202,12 +208,12 @@ def encode_records(records: Iterable[tuple[str, bytes]], length: int, policy: st
             else:
                 row = seq.ljust(L, _PAD)
             batch.padded += n < L
-            kept = n
+            kept, first = n, 0
         else:
             start = (n - L) // 2 if policy == "center" else 0
             row = seq[start:start + L]
             batch.cropped += 1
-            kept = L
+            kept, first = L, start
         if policy == "window":
             batch.ids.append(f"{rid}:0-{n}")
             batch.windows += 1
@@ -216,6 +222,7 @@ def encode_records(records: Iterable[tuple[str, bytes]], length: int, policy: st
         batch.pieces.append(row)
         batch.record_ids.append(rid)
         batch.lengths.append(kept)
+        batch.starts.append(first)
         if batch.n >= cap:
             yield batch.flush()
     if batch.n:

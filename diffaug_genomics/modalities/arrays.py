@@ -9,10 +9,7 @@ stores the fitted state as JSON in the run directory (:data:`PREPROCESS_FILE`), 
 and ``generate`` apply exactly the same transform, and ``generate`` maps generated rows back
 to the data's units (``inverse``).
 
-``embed`` writes an ``embeddings/1`` HDF5 file (``/embeddings``, ``/ids``, ``/labels`` from
-``--label-column`` or image sub-folders); when the input was an ``.h5ad``, an AnnData file
-with ``obsm['X_diffaug']`` instead (labels from ``--obs-key`` in ``obs``), as scanpy users
-expect.
+``embed`` writes what the output's name asks for (:mod:`diffaug_genomics.embeddings_out`).
 
 ``generate`` maps positives back to the input's units with the run's stored preprocessing
 (pixel values in the input's range and dtype, unscaled features) and writes them, K per source
@@ -41,7 +38,7 @@ import torch
 from diffaug_genomics.errors import ConfigError, InputError
 from diffaug_genomics.guards import require_finite
 from diffaug_genomics.io.atomic import atomic_output, create_hdf5
-from diffaug_genomics.io.h5 import STR_DTYPE, write_embeddings
+from diffaug_genomics.io.h5 import STR_DTYPE
 from diffaug_genomics.io.samples import ReadOptions, Samples, table_suffix
 from diffaug_genomics.modalities.detect import detect_modality
 from diffaug_genomics.modalities.interface import (
@@ -52,6 +49,7 @@ from diffaug_genomics.modalities.interface import (
     Sampling,
     TrainingData,
 )
+from diffaug_genomics.output_formats import HDF5, NPY, OutputFormat
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -60,7 +58,6 @@ if TYPE_CHECKING:
 
 PREPROCESS_FILE = "preprocess.json"
 PREPROCESS_FORMAT = "diffaug-genomics/preprocess/1"
-OUTPUT_SUFFIXES = (".npy", ".h5", ".hdf5")
 
 
 def read_samples(modality: Modality, source: str | Path, options: ReadOptions) -> Samples:
@@ -176,20 +173,13 @@ class SampleGenerateSummary:
                 f"{per_k:.1f} s per 1000 samples")
 
 
-def check_sample_output(output: str | Path) -> None:
-    """Images and tables are written to ``.npy`` or HDF5, never to standard output."""
-    if str(output) == "-" or Path(output).suffix.lower() not in OUTPUT_SUFFIXES:
-        raise InputError("image and tabular runs write generated samples to a .npy or .h5 file "
-                         "(-o positives.npy)", path=output)
-
-
 class ArrayPositives(PositivesWriter):
     """Generated positives kept in memory, mapped back to the input's units and written as one
     ``.npy`` or HDF5 array when the ``with`` block ends (module docstring)."""
 
     def __init__(self, run: FinishedRun, inp: RunInput, source: str | Path, output: str | Path,
-                 sampling: Sampling, force: bool, inputs: tuple) -> None:
-        self.run, self.inp, self.source, self.output = run, inp, source, output
+                 fmt: OutputFormat, sampling: Sampling, force: bool, inputs: tuple) -> None:
+        self.run, self.inp, self.source, self.output, self.fmt = run, inp, source, output, fmt
         self.sampling, self.force, self.inputs = sampling, force, inputs
         self.parts: list[np.ndarray] = []
         self.sq_sum, self.count, self.n_written = 0.0, 0, 0
@@ -216,7 +206,7 @@ class ArrayPositives(PositivesWriter):
         self.n_written = len(values)
         source_index = np.repeat(np.arange(len(rows)), s.per_sequence)
         with atomic_output(output, self.force, self.inputs) as tmp:
-            if Path(output).suffix.lower() == ".npy":
+            if self.fmt.name == "npy":
                 with open(tmp, "wb") as fh:
                     np.save(fh, values)
             else:
@@ -264,26 +254,12 @@ class SampleIO(ModalityIO):
     def embedding_attrs(self, run: FinishedRun) -> dict[str, Any]:
         return {"modality": run.modality.name}
 
-    def write_embeddings(self, path: Path, emb: np.ndarray, ids: list[str],
-                         labels: list[str] | None, attrs: dict[str, Any],
-                         inp: RunInput) -> str | None:
-        samples = inp.info["samples"]  # what was read: its format and label key
-        if samples.source_format == "h5ad":
-            from diffaug_genomics.io.h5ad import write_embeddings_h5ad
-
-            write_embeddings_h5ad(path, emb, ids, labels, samples.label_key,
-                                  {**attrs, "label_key": samples.label_key})
-            return "AnnData .h5ad with obsm['X_diffaug']"
-        write_embeddings(path, emb, ids, labels, attrs)
-        return "embeddings HDF5"
-
-    def check_positives_output(self, output: str | Path) -> None:
-        check_sample_output(output)
+    positives_formats = (NPY, HDF5)
 
     def positives_writer(self, run: FinishedRun, inp: RunInput, source: str | Path,
-                         output: str | Path, sampling: Sampling, force: bool,
+                         output: str | Path, fmt: OutputFormat, sampling: Sampling, force: bool,
                          inputs: tuple) -> PositivesWriter:
-        return ArrayPositives(run, inp, source, output, sampling, force, inputs)
+        return ArrayPositives(run, inp, source, output, fmt, sampling, force, inputs)
 
     def raw_features(self, modality: Modality, path: Path, options: ReadOptions
                      ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from diffaug_genomics.io.samples import ReadOptions
+from diffaug_genomics.output_formats import Format, OutputFormat
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -31,8 +32,9 @@ class Chunk:
     """A block of input rows in the run's stored layout: ``rows (n, ...)`` (sequences: one-hot
     ``(n, L, 4) uint8``; images / tables: preprocessed ``float32`` rows), ids, labels (or None).
 
-    Sequences also carry each record's own length (``lengths (n,)``) and the policy that
-    placed it in its row (``center`` rows start at ``(L - length)//2``).
+    Sequences also carry each record's own length (``lengths (n,)``), the policy that
+    placed it in its row (``center`` rows start at ``(L - length)//2``) and, where known,
+    where each row begins in its record (``starts (n,)``) and that record's id.
     """
 
     rows: np.ndarray
@@ -40,6 +42,8 @@ class Chunk:
     labels: list[str] | None
     lengths: np.ndarray | None = None
     policy: str = "pad"
+    starts: np.ndarray | None = None
+    record_ids: list[str] | None = None
 
     @property
     def onehot(self) -> np.ndarray:
@@ -48,9 +52,11 @@ class Chunk:
 
     def slice(self, lo: int, hi: int) -> Chunk:
         """Rows ``[lo, hi)`` of this chunk."""
-        return Chunk(self.rows[lo:hi], self.ids[lo:hi],
-                     None if self.labels is None else self.labels[lo:hi],
-                     None if self.lengths is None else self.lengths[lo:hi], self.policy)
+        def part(values: Any) -> Any:
+            return None if values is None else values[lo:hi]
+
+        return Chunk(self.rows[lo:hi], self.ids[lo:hi], part(self.labels), part(self.lengths),
+                     self.policy, part(self.starts), part(self.record_ids))
 
 
 @dataclass
@@ -137,22 +143,16 @@ class ModalityIO(ABC):
         """Attributes of the embeddings file beyond the run, config hash, checkpoint, source."""
         return {}
 
-    @abstractmethod
-    def write_embeddings(self, path: Path, emb: np.ndarray, ids: list[str],
-                         labels: list[str] | None, attrs: dict[str, Any],
-                         inp: RunInput) -> str | None:
-        """Write ``emb (N, D) float32`` at ``path``; returns the output format's name for the
-        summary (None: the default ``embeddings/1`` HDF5, not named)."""
-
-    def check_positives_output(self, output: str | Path) -> None:  # noqa: B027 - optional hook
-        """Refuse an output ``generate`` cannot write for this modality."""
+    positives_formats: tuple[Format, ...] = ()
+    """The formats ``generate`` writes for this modality; the output's name picks one
+    (:func:`~diffaug_genomics.output_formats.output_format`)."""
 
     @abstractmethod
     def positives_writer(self, run: FinishedRun, inp: RunInput, source: str | Path,
-                         output: str | Path, sampling: Sampling, force: bool,
+                         output: str | Path, fmt: OutputFormat, sampling: Sampling, force: bool,
                          inputs: tuple) -> PositivesWriter:
-        """The writer of ``generate`` 's positives to ``output`` (``-``: standard output where
-        the modality allows it)."""
+        """The writer of ``generate`` 's positives to ``output`` in ``fmt`` (one of
+        :attr:`positives_formats`; ``-``: standard output where the format allows it)."""
 
     @abstractmethod
     def raw_features(self, modality: Modality, path: Path, options: ReadOptions

@@ -24,11 +24,11 @@ from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.io.fasta import read_fasta
 from diffaug_genomics.io.h5 import (
+    OneHotWriter,
     is_hdf5,
     open_onehot,
     read_embeddings,
     read_strings,
-    write_embeddings,
 )
 from diffaug_genomics.io.onehot import encode_records
 from diffaug_genomics.io.samples import ReadOptions
@@ -40,7 +40,9 @@ from diffaug_genomics.modalities.interface import (
     Sampling,
     TrainingData,
 )
+from diffaug_genomics.output_formats import FASTA, HDF5, OutputFormat, open_text_output
 from diffaug_genomics.progress import LOG
+from diffaug_genomics.record_changes import RecordChanges, row_region
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -51,10 +53,12 @@ READ_ROWS = 4096
 
 
 def iter_chunks(source: str | Path, length: int | None = None, policy: str = "center",
-                stride: int | None = None, rows: int = READ_ROWS) -> Iterator[Chunk]:
+                stride: int | None = None, rows: int = READ_ROWS,
+                changes: RecordChanges | None = None) -> Iterator[Chunk]:
     """Stream ``source`` (HDF5 from ``diffaug encode``, FASTA path, or ``-`` for stdin) in chunks.
 
-    FASTA is encoded to ``length`` bp with ``policy``; HDF5 rows are returned as stored.
+    FASTA is encoded to ``length`` bp with ``policy`` (empty records skipped); what that
+    changed is counted in ``changes``. HDF5 rows are returned as stored.
     """
     if str(source) != "-" and is_hdf5(source):
         with open_onehot(source) as f:
@@ -64,13 +68,39 @@ def iter_chunks(source: str | Path, length: int | None = None, policy: str = "ce
             for start in range(0, n, rows):
                 stop = min(start + rows, n)
                 labels = read_strings(f["labels"], start, stop) if has_labels else None
+                starts = f["starts"][start:stop] if "starts" in f else None
                 yield Chunk(f["onehot"][start:stop], read_strings(f["ids"], start, stop),
-                            labels, f["lengths"][start:stop], stored_policy)
+                            labels, f["lengths"][start:stop], stored_policy, starts)
         return
     if length is None:
         raise InputError("FASTA input needs a sequence length (the run's data.length)", path=source)
-    for enc in encode_records(read_fasta(source), length, policy, stride, chunk_records=rows):
-        yield Chunk(enc.onehot, list(enc.ids), None, np.asarray(enc.lengths), policy)
+    stats = changes.stats if changes is not None else None
+    records = read_fasta(source, stats=stats, skip_empty=True)
+    for enc in encode_records(records, length, policy, stride, chunk_records=rows):
+        if changes is not None:
+            changes.add(enc)
+        yield Chunk(enc.onehot, list(enc.ids), None, np.asarray(enc.lengths), policy,
+                    enc.starts, list(enc.record_ids))
+
+
+def chunk_regions(chunk: Chunk) -> list[str]:
+    """The part of its record each row of a sequence chunk covers (``id:start-end``,
+    0-based half-open; the row id where that cannot be known: :func:`row_region`)."""
+    out = []
+    length = chunk.rows.shape[1]
+    for i, row_id in enumerate(chunk.ids):
+        own = int(chunk.lengths[i])
+        if chunk.starts is not None:
+            start: int | None = int(chunk.starts[i])
+        elif chunk.policy in ("pad", "crop") or own < length:
+            start = 0  # these keep the record's first bases, or all of it
+        else:
+            start = None
+        record = chunk.record_ids[i] if chunk.record_ids is not None else None
+        if chunk.policy == "window" and record is None and chunk.starts is not None:
+            record = row_id.rsplit(":", 1)[0]
+        out.append(row_region(row_id, record, start, own, chunk.policy) or row_id)
+    return out
 
 
 def count_rows(source: str | Path, length: int | None, policy: str, stride: int | None) -> int:
@@ -107,24 +137,35 @@ class GenerateSummary:
                 f"{self.gc_source:.3f}), {per_k:.1f} s per 1000 sequences")
 
 
-class FastaPositives(PositivesWriter):
-    """Generated positives as FASTA (``-``: standard output), K per source in input order, each
-    cut to its source's own bases; keeps the mean identity to the source and GC contents."""
+class SequencePositives(PositivesWriter):
+    """Generated positives, K per source in input order, each cut to its source's own bases:
+    FASTA (``-``: standard output; ``.gz`` / ``.bgz`` compressed) or one-hot HDF5
+    (``onehot/1``, ids ``{id}|pos{k}``, each row placed as its source's). Every record names
+    the part of its source record it covers (``source=ID:START-END``). Keeps the mean
+    identity to the source and GC contents."""
 
     def __init__(self, run: FinishedRun, source: str | Path, output: str | Path,
-                 sampling: Sampling, force: bool, inputs: tuple) -> None:
+                 fmt: OutputFormat, sampling: Sampling, force: bool, inputs: tuple) -> None:
         self.length, self.source, self.sampling = run.sample_shape[-1], source, sampling
         self._stack = ExitStack()
-        if str(output) == "-":
-            self.out: TextIO = sys.stdout
+        self.out: TextIO | None = None
+        self.h5: OneHotWriter | None = None
+        if fmt.stdout:
+            self.out = sys.stdout
         else:
             tmp = self._stack.enter_context(atomic_output(output, force, inputs))
-            self.out = self._stack.enter_context(open(tmp, "w"))
+            if fmt.name == "hdf5":
+                self.h5 = self._stack.enter_context(OneHotWriter(tmp, self.length, {
+                    "policy": run.config.data.policy, "source": str(source),
+                    "generated_by": str(Path(run.run_dir).resolve()), "steps": sampling.steps,
+                    "strength": sampling.strength, "per_sequence": sampling.per_sequence}))
+            else:
+                self.out = self._stack.enter_context(open_text_output(tmp, fmt.compression))
         self.n_sources = self.n_generated = 0
         self.identity = self.gc_generated = self.gc_source = 0.0
 
     def __exit__(self, *exc: object) -> bool | None:
-        if exc[0] is None:
+        if exc[0] is None and self.out is not None:
             self.out.flush()
         return self._stack.__exit__(*exc)
 
@@ -136,8 +177,10 @@ class FastaPositives(PositivesWriter):
     def add(self, chunk: Chunk, lo: int, hi: int, sources: torch.Tensor,
             samples: torch.Tensor) -> None:
         k, s = self.sampling.per_sequence, self.sampling
-        seqs = decode(samples.permute(0, 2, 1).cpu().numpy())  # (n*K, L, 4) scores
+        scores = samples.permute(0, 2, 1).cpu().numpy()  # (n*K, L, 4)
+        seqs = decode(scores)
         sources_text = decode(chunk.rows[lo:hi])
+        regions = chunk_regions(chunk.slice(lo, hi))
         for i in range(hi - lo):
             sid, own = chunk.ids[lo + i], int(chunk.lengths[lo + i])
             off = row_offset(chunk.policy, self.length, own)
@@ -145,13 +188,32 @@ class FastaPositives(PositivesWriter):
             gc_src = _gc(src)
             for j in range(k):
                 seq = seqs[i * k + j][off:off + own]
-                self.out.write(f">{sid}|pos{j} source={sid} steps={s.steps} "
-                               f"strength={s.strength:g}\n{seq}\n")
+                if self.out is not None:
+                    self.out.write(f">{sid}|pos{j} source={regions[i]} steps={s.steps} "
+                                   f"strength={s.strength:g}\n{seq}\n")
                 self.identity += _identity(seq, src)
                 self.gc_generated += _gc(seq)
                 self.gc_source += gc_src
                 self.n_generated += 1
+        if self.h5 is not None:
+            self._add_rows(chunk, lo, hi, scores, regions)
         self.n_sources += hi - lo
+
+    def _add_rows(self, chunk: Chunk, lo: int, hi: int, scores: np.ndarray,
+                  regions: list[str]) -> None:
+        """One-hot rows of the positives, zero where their source row is padding."""
+        k = self.sampling.per_sequence
+        rows = np.zeros(scores.shape, np.uint8)
+        np.put_along_axis(rows, scores.argmax(axis=2)[..., None], 1, axis=2)
+        lengths = np.repeat(np.asarray(chunk.lengths[lo:hi], np.int32), k)
+        for r, own in enumerate(lengths):
+            off = row_offset(chunk.policy, self.length, int(own))
+            rows[r, :off] = 0
+            rows[r, off + int(own):] = 0
+        ids = [f"{chunk.ids[lo + i]}|pos{j}" for i in range(hi - lo) for j in range(k)]
+        starts = np.zeros(len(ids), np.int64)  # each positive is a record of its own
+        self.h5.append(rows, ids, lengths, starts=starts)  # type: ignore[union-attr]
+        del regions
 
     def summary(self, seconds: float) -> GenerateSummary:
         n = max(self.n_generated, 1)
@@ -169,6 +231,14 @@ def _identity(a: str, b: str) -> float:
 def _gc(s: str) -> float:
     called = sum(s.count(c) for c in "ACGT")
     return (s.count("G") + s.count("C")) / called if called else 0.0
+
+
+def _known_rows(source: str | Path) -> int | None:
+    """Rows of an HDF5 input (known without reading it; FASTA: None)."""
+    if str(source) != "-" and is_hdf5(source):
+        with open_onehot(source) as f:
+            return int(f["onehot"].shape[0])
+    return None
 
 
 def prepare_data(source: str | Path, run_dir: Path, cfg: Config, reuse: bool = False) -> Path:
@@ -209,24 +279,23 @@ class SequenceIO(ModalityIO):
             rows = f["onehot"][()]
         return TrainingData(rows, path, f"{len(rows)} sequences of {rows.shape[1]} bp")
 
+    positives_formats = (FASTA, HDF5)
+
     def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
-        data = run.config.data
-        return RunInput(iter_chunks(source, run.sample_shape[-1], data.policy, data.stride))
+        data, length = run.config.data, run.sample_shape[-1]
+        name = "<stdin>" if str(source) == "-" else str(source)
+        changes = RecordChanges(name, length, data.policy)
+        return RunInput(iter_chunks(source, length, data.policy, data.stride, changes=changes),
+                        total=_known_rows(source), info={"changes": changes})
 
     def count_rows(self, run: FinishedRun, source: str | Path) -> int:
         data = run.config.data
         return count_rows(source, run.sample_shape[-1], data.policy, data.stride)
 
-    def write_embeddings(self, path: Path, emb: np.ndarray, ids: list[str],
-                         labels: list[str] | None, attrs: dict[str, Any],
-                         inp: RunInput) -> str | None:
-        write_embeddings(path, emb, ids, labels, attrs)
-        return None
-
     def positives_writer(self, run: FinishedRun, inp: RunInput, source: str | Path,
-                         output: str | Path, sampling: Sampling, force: bool,
+                         output: str | Path, fmt: OutputFormat, sampling: Sampling, force: bool,
                          inputs: tuple) -> PositivesWriter:
-        return FastaPositives(run, source, output, sampling, force, inputs)
+        return SequencePositives(run, source, output, fmt, sampling, force, inputs)
 
     def raw_features(self, modality: Modality, path: Path, options: ReadOptions
                      ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from diffaug_genomics.errors import InputError
+from diffaug_genomics.input_kinds import require_run
+from diffaug_genomics.output_formats import HTML, output_format
 from diffaug_genomics.report import verdicts
 from diffaug_genomics.report.html import Page, esc, img, table
 from diffaug_genomics.report.state import RunState, read_run
@@ -91,7 +93,8 @@ def _check_figures_folder(folder: Path, force: bool) -> None:
 def build_report(run_dir: str | Path, output: str | Path | None = None, *,
                  embeddings: str | Path | None = None, labels: str | Path | None = None,
                  input_path: str | Path | None = None, max_points: int = 5000,
-                 force: bool = False, tsne: bool = False, seed: int = 0) -> ReportSummary:
+                 force: bool = False, tsne: bool = False, seed: int = 0,
+                 label_key: str | None = None) -> ReportSummary:
     """Write the report of ``run_dir`` to ``output`` (default ``run_dir/report.html``) and its
     figures to the folder of the same name; see the module docstring."""
     t0 = time.perf_counter()
@@ -99,6 +102,10 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *,
     if max_points < 10:
         raise InputError(f"--max-points must be at least 10 (got {max_points})")
     root = Path(run_dir)
+    require_run(root, "report")
+    if output is not None:
+        output_format(output, (HTML,), "report", {"html": "one HTML page"},
+                      (root, embeddings, labels, input_path))
     state = read_run(root)  # a non-run, an empty or truncated metrics.csv: exit 2 here
     html_path = Path(output) if output is not None else root / "report.html"
     folder = check_outputs(html_path, force, inputs=(root, embeddings, labels, input_path))
@@ -107,7 +114,8 @@ def build_report(run_dir: str | Path, output: str | Path | None = None, *,
     from diffaug_genomics.report import data, figures
 
     points = data.collect_points(state, input_path=input_path, embeddings=embeddings,
-                                 labels=labels, max_points=max_points, seed=seed)
+                                 labels=labels, max_points=max_points, seed=seed,
+                                 label_key=label_key)
     page = Page(f"diffaug run report: {state.root}")
     figs: list[figures.Figure] = []
     page.add("run", "1. The run", _run_section(state))
@@ -269,7 +277,8 @@ def _positives_section(state: RunState, points: Any) -> tuple[str, Any]:
             block = positives.pair_markup(p.src_bases[i], p.pos_bases[i, 0], p.called[i])
             ident = p.identity[i * k]
             pairs.append(f"<p><b>{esc(points.ids[i])}</b>: identity {ident:.2f} (differences "
-                         f"in red)</p><pre class=\"pair\">{block}</pre>")
+                         f"in red; '.' padding, N an uncalled base)</p>"
+                         f"<pre class=\"pair\">{block}</pre>")
         summary = (f"<p>Mean identity to the source {p.identity.mean():.3f}; mean GC "
                    f"{p.gc_pos.mean():.3f} (sources {p.gc_src.mean():.3f}).</p>")
         return intro + summary + img(fig) + "<h3>Source / positive pairs</h3>" + \
@@ -323,6 +332,8 @@ def _scores_section(state: RunState, points: Any, seed: int) -> str:
            f"N = {report['n']}, {len(report['classes'])} classes, chance "
            f"{report['chance']:.3f}) on the embedding (D = {d}) and on the same-size PCA "
            "reference (PCA fitted on the training folds only).</p>")
+    if reference is not None:
+        out += f"<p class=\"note\">{esc(data.reference_note(state, reference, report))}</p>"
     out += table(["protocol", "embedding accuracy", "embedding macro-F1",
                   f"{ref_name} accuracy", f"{ref_name} macro-F1"], rows)
     if note:

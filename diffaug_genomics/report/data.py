@@ -86,16 +86,18 @@ def _read_dna(path: Path, state: RunState, max_points: int, seed: int
     return onehot[idx], [ids[i] for i in idx], None, idx, len(ids)
 
 
-def _read_samples(path: Path, state: RunState, max_points: int, seed: int
+def _read_samples(path: Path, state: RunState, max_points: int, seed: int,
+                  label_key: str | None = None
                   ) -> tuple[np.ndarray, list[str], list[str] | None, np.ndarray, int]:
-    """Images / tables: read with the run's modality and stored preprocessing."""
+    """Images / tables: read with the run's modality and stored preprocessing; labels from
+    ``label_key`` (``--obs-key`` / ``--label-column``), else the run's label column."""
     from diffaug_genomics.io.samples import ReadOptions
     from diffaug_genomics.modalities.arrays import load_preprocess, read_samples
     from diffaug_genomics.modalities.registry import get_modality
 
     modality = get_modality(state.modality)
     record = load_preprocess(state.root)
-    key = record.get("label_key")
+    key = label_key or record.get("label_key")
     fmt = record.get("source_format")
     options = ReadOptions(label_column=key if fmt in ("csv", "tsv") else None,
                           obs_key=key if fmt == "h5ad" else None)
@@ -134,7 +136,7 @@ def load_encoder(state: RunState, sample_shape: tuple[int, ...]):  # noqa: ANN20
 
 def collect_points(state: RunState, *, input_path: str | Path | None,
                    embeddings: str | Path | None, labels: str | Path | None,
-                   max_points: int, seed: int = 0) -> PointSet:
+                   max_points: int, seed: int = 0, label_key: str | None = None) -> PointSet:
     """The rows the embedding map and the scores use (see :class:`PointSet`)."""
     from diffaug_genomics.modalities.registry import get_modality
 
@@ -167,8 +169,11 @@ def collect_points(state: RunState, *, input_path: str | Path | None,
             except InputError as exc:
                 sources["rows"] = f"not read ({exc})"
     elif data_path is not None:
-        reader = _read_dna if state.modality == "dna" else _read_samples
-        rows, ids, file_labels, index, total = reader(data_path, state, max_points, seed)
+        if state.modality == "dna":
+            rows, ids, file_labels, index, total = _read_dna(data_path, state, max_points, seed)
+        else:
+            rows, ids, file_labels, index, total = _read_samples(data_path, state, max_points,
+                                                                 seed, label_key)
         if file_labels is not None:
             label_source = f"/labels of {data_path}"
         sources["rows"] = str(data_path)
@@ -320,6 +325,22 @@ def raw_features(state: RunState, rows: np.ndarray) -> tuple[np.ndarray, str]:
 
         return baseline_features(rows, "kmer", 6), "6-mer frequencies"
     return rows.reshape(len(rows), -1).astype(np.float32), "raw (preprocessed) features"
+
+
+def reference_note(state: RunState, reference: dict[str, Any], report: dict[str, Any]) -> str:
+    """How the report's PCA reference relates to ``diffaug evaluate``'s: which features, which
+    rows, so that the two figures can be told apart."""
+    n, d = report["n"], reference["dim"]
+    if state.modality == "dna":
+        same = f"diffaug evaluate INPUT --features kmer:6 --pca {d}"
+        return (f"The reference is PCA-{d} of the 6-mer frequencies of these {n} rows, as "
+                f"`{same}` computes on the same rows; on all rows of another input its "
+                "figure differs.")
+    return (f"The reference is PCA-{d} of the run's preprocessed features (scaled as the "
+            f"encoder sees them) of these {n} rows. `diffaug evaluate INPUT --pca {d}` starts "
+            "from the input's unscaled values and uses every row, so its figure can differ by "
+            "a few points: it answers what PCA gives on the raw data, this one what it gives "
+            "on the encoder's own input.")
 
 
 def scores(state: RunState, points: PointSet, folds: int = 5, seed: int = 0

@@ -145,18 +145,24 @@ def table_features(real: np.ndarray, positives: np.ndarray, round_: int,
 
 def pair_markup(src: np.ndarray, pos: np.ndarray, called: np.ndarray, width: int = 100) -> str:
     """A source and its positive as aligned blocks of ``width`` bases (HTML for a ``<pre>``),
-    the positions where they differ in ``<b>``; positions the source does not call are N."""
+    the positions where they differ in ``<b>``. Positions the source does not call are
+    padding (``.``) when they lie before its first or after its last called base, N inside:
+    padding is not sequence, and the positive's bases there are not shown."""
     def cell(base: str, differs: bool) -> str:
         return f"<b>{base}</b>" if differs else base
 
+    where = np.flatnonzero(called)
+    first, last = (int(where[0]), int(where[-1])) if len(where) else (len(src), -1)
     lines = []
     for start in range(0, len(src), width):
         stop = min(start + width, len(src))
         s_line, p_line = [], []
-        for a, b, c in zip(src[start:stop], pos[start:stop], called[start:stop], strict=True):
+        for i in range(start, stop):
+            a, b, c = src[i], pos[i], called[i]
             differs = bool(c) and a != b
-            s_line.append(cell(BASES[a] if c else "N", differs))
-            p_line.append(cell(BASES[b] if c else "N", differs))
+            blank = "." if i < first or i > last else "N"
+            s_line.append(cell(BASES[a] if c else blank, differs))
+            p_line.append(cell(BASES[b] if c else blank, differs))
         lines.append(f"source   {start + 1:>5} {''.join(s_line)}")
         lines.append(f"positive {start + 1:>5} {''.join(p_line)}\n")
     return "\n".join(lines).rstrip("\n")

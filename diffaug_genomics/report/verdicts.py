@@ -65,6 +65,10 @@ def positives_verdict(m: Metrics, has_generator: bool) -> str:
     b = m.rows(m.phase == "bank")
     src = _last(b["pos_identity_source"])
     if math.isnan(src):
+        if len(b["pos_identity_source"]):  # refreshed, but not measured (not DNA)
+            return (f"positives: the bank was refreshed {len(b['pos_identity_source'])} "
+                    "time(s) (section 5 shows the last); identity to the source is measured "
+                    "for DNA runs only")
         return "positives: no bank refresh has been measured yet"
     near = _last(b["pos_identity_nearest"])
     l1 = _last(b["pos_kmer3_l1"])

@@ -38,8 +38,8 @@ class MetricsFile:
         if unknown:
             raise ValueError(f"unknown metrics column(s) {sorted(unknown)}")
 
-        def cell(value: float | None, fmt: str) -> str:
-            return "" if value is None else format(value, fmt)
+        def cell(value: float | None, fmt: str) -> str:  # None, NaN (not measured): empty
+            return "" if value is None or value != value else format(value, fmt)
 
         new = not self.paths.metrics.exists()
         with open(self.paths.metrics, "a", newline="") as fh:

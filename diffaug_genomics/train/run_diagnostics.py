@@ -142,7 +142,8 @@ class RunDiagnostics:
         """One log line per stage: how its diagnostic moved over the stage's units."""
         ends = values[:1] if len(values) == 1 else [values[0], values[-1]]
         digits = 3 if stage.kind == "generator" else 1
-        trail = " -> ".join(f"{v:.{digits}f}" for v in ends)
+        trail = " -> ".join(f"{v + 0.0:.{digits}f}".lstrip("-") if round(v, digits) == 0
+                            else f"{v:.{digits}f}" for v in ends)  # never "-0.000"
         if stage.kind == "generator":
             LOG.log(self._info, "generator r%d: cond_gain %s (0 = the condition is ignored)",
                     stage.round, trail)
