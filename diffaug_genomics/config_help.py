@@ -43,6 +43,16 @@ MEANINGS: dict[str, str] = {
     "modality": "The kind of data: dna, image, tabular or a plugin's name (detected from the "
                 "input when not set).",
     "log_every": "Training steps between rows of metrics.csv.",
+    "symmetry.mode": "auto: measure which letter maps (with or without reversal) the training "
+                     "rows obey and use them; none: skip the discovery.",
+    "symmetry.gap_ratio": "... when every other candidate scores at least this x its score.",
+    "symmetry.kmer_k": "DNA: length of the k-mers whose distribution the discovery compares.",
+    "export.choose": "best: export the encoder state the criterion scores highest (the start "
+                     "or a stage's end); final: the last state.",
+    "export.criterion": "The label-free score of an encoder state (feature_agreement: nearest "
+                        "neighbours shared with the encoder's own input features).",
+    "encoder.position_dims": "spectrum: starting directions that read the position profile "
+                             "(null: measured from the data's position frame).",
     "data.length": "Positions per row in bp (null: the longest record of the input).",
     "data.policy": "How records longer or shorter than data.length become rows: crop/pad at "
                    "the end, around the centre, or tile windows.",

@@ -203,7 +203,7 @@ class SymmetryConfig:
     a noise floor measured on the same rows and accepts the ones the data obeys; ``none`` skips
     it. Nothing in it names a particular map."""
 
-    mode: str = "auto"  # auto | none
+    mode: str = "auto"  # auto: accept the maps the training rows obey (measured); none: skip
     accept_ratio: float = 1.5  # accept a candidate scoring at most this x the noise floor
     gap_ratio: float = 3.0  # ... when every other one scores at least this x its score
     max_rows: int = 20000  # training rows scored (a seeded sample when there are more)
@@ -218,8 +218,11 @@ class ExportConfig:
     candidates; ``best`` exports the one with the highest label-free ``criterion`` on the
     diagnostic rows, ``final`` the last one (:mod:`diffaug_genomics.train.export`)."""
 
-    choose: str = "best"  # best | final
-    criterion: str = "feature_agreement"  # feature_agreement | nbr_agreement | eff_rank | uniformity
+    choose: str = "best"  # best: the state the criterion scores highest; final: the last one
+    # The label-free score of a state (feature_agreement: the embedding's nearest neighbours
+    # shared with those of the encoder's own input features; nbr_agreement: with the kNN
+    # space's; eff_rank; uniformity).
+    criterion: str = "feature_agreement"
 
 
 @dataclass

@@ -283,6 +283,12 @@ def require_run(run_dir: str | Path, command: str) -> Kind:
         hint = (f"the run directory comes first: diffaug {command} RUN_DIR INPUT -o OUTPUT"
                 if command != "report" else "give the -o directory of `diffaug fit`")
     if kind.name in (UNFINISHED_RUN, FAILED_RUN) and kind.name not in accepted:
+        from diffaug_genomics.errors import Busy
+        from diffaug_genomics.run_lock import current_writer, still_training
+
+        writer = current_writer(run_dir)  # a fit training it right now: exit 75, try later
+        if writer is not None:
+            raise Busy(still_training(run_dir, writer))
         raise InputError(f"is {kind.phrase}; {command} needs a finished run (with encoder.pt)",
                          path=run_dir)
     return require(kind, accepted, f"{command} needs a run directory written by `diffaug fit`",

@@ -101,6 +101,12 @@ def lease_from_env() -> float:
     return value
 
 
+def still_training(run_dir: str | Path, writer: Holder) -> str:
+    """The message of a reader refused (exit 75) because ``writer`` is training ``run_dir``."""
+    return (f"{run_dir}: no finished run here yet: the run is in progress, being written by "
+            f"{writer.describe()}; run this again when it has finished")
+
+
 def lock_path(target: str | Path) -> Path:
     """``runs/exp1`` -> ``/abs/runs/.exp1.lock`` (symbolic links resolved: one lock per path,
     however it is spelled)."""

@@ -17,7 +17,7 @@ from diffaug_genomics.modalities.base import Modality
 from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.progress import LOG
-from diffaug_genomics.run_lock import current_writer
+from diffaug_genomics.run_lock import current_writer, still_training
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train.precision import resolve_precision, wrap
 
@@ -71,8 +71,7 @@ def load_run(run_dir: str | Path, device: torch.device, with_generator: bool = F
     writer = current_writer(root)  # a fit writing the run right now
     if not enc_path.exists():
         if writer is not None:
-            raise Busy(f"{root}: no finished run here yet: the run is in progress, being written "
-                       f"by {writer.describe()}; run this again when it has finished")
+            raise Busy(still_training(root, writer))
         hint = " (training has not finished: resume it with diffaug fit --resume)" \
             if (root / "checkpoints" / "latest.pt").exists() else ""
         raise InputError(f"no finished run here: encoder.pt is missing{hint}", path=root)
