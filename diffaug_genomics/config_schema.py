@@ -291,4 +291,4 @@ EXECUTION_KEYS = ("precision", "compile", "checkpoint_every_s")
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
 RECORD_KEYS = ("versions", "world_size", "global_batch_size", "resolved_precision", "preset",
                "input", "input_bytes", "input_sha256", "label_column", "obs_key",
-               "discovered_symmetry", "exported")
+               "discovered_symmetry", "start", "exported")

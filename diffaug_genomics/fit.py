@@ -341,7 +341,8 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
             trainer = Trainer(cfg, modality, rows, run_dir, dev, ctx,
                               should_stop=lambda: stop["requested"])
             if ctx.is_main:
-                _add_to_record(paths.config, discovered_symmetry=trainer.symmetry.to_record())
+                _add_to_record(paths.config, discovered_symmetry=trainer.symmetry.to_record(),
+                               start=getattr(trainer.encoder, "start_record", None) or None)
             if resume:
                 try:
                     trainer.resume()

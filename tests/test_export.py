@@ -67,8 +67,10 @@ def test_fit_exports_the_best_scored_state_and_records_every_candidate(example_f
     state = torch.load(tmp_path / "best" / "checkpoints" / name, weights_only=True)
     for key, value in state["encoder"].items():  # the chosen state's weights, exactly
         assert torch.equal(saved["encoder"][key], value), key
-    # the discovery is recorded beside it: the example is real DHS, strand-symmetric
+    # the discovery is recorded beside it: the example is real DHS, strand-symmetric, and the
+    # start (no position frame in DHS: every direction reads the spectrum)
     assert record["discovered_symmetry"]["accepted"] == ["reversed, ACGT->TGCA"]
+    assert record["start"]["profile_dims"] == 0 and "no position frame" in record["start"]["reason"]
     pytest.importorskip("matplotlib")
     from diffaug_genomics.report.build import build_report
 
