@@ -27,6 +27,7 @@ from diffaug_genomics.io.h5 import (
     is_hdf5,
     open_onehot,
     read_embeddings,
+    read_onehot,
     read_strings,
     write_embeddings,
 )
@@ -64,7 +65,8 @@ def iter_chunks(source: str | Path, length: int | None = None, policy: str = "ce
             for start in range(0, n, rows):
                 stop = min(start + rows, n)
                 labels = read_strings(f["labels"], start, stop) if has_labels else None
-                yield Chunk(f["onehot"][start:stop], read_strings(f["ids"], start, stop),
+                yield Chunk(read_onehot(f, source, start, stop),
+                            read_strings(f["ids"], start, stop),
                             labels, f["lengths"][start:stop], stored_policy)
         return
     if length is None:
@@ -206,7 +208,7 @@ class SequenceIO(ModalityIO):
                       options: ReadOptions, reuse: bool) -> TrainingData:
         path = prepare_data(source, run_dir, cfg, reuse=reuse)
         with open_onehot(path) as f:  # the rows only: fit needs no ids or labels
-            rows = f["onehot"][()]
+            rows = read_onehot(f, path)
         return TrainingData(rows, path, f"{len(rows)} sequences of {rows.shape[1]} bp")
 
     def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:

@@ -266,14 +266,13 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         Distributed: each rank embeds its share of the rows, then all ranks gather them."""
         model.eval()
         lo, hi = self.ctx.shard(self.n)
-        out = []
-        with torch.no_grad():
+        local = torch.empty((hi - lo, self.cfg.encoder.embed_dim), device=self.device)
+        with torch.no_grad():  # filled in place: no second copy of the (N, D) result
             for start in range(lo, hi, batch_size):
-                out.append(model(self._x(np.arange(start, min(start + batch_size, hi)))))
+                stop = min(start + batch_size, hi)
+                local[start - lo:stop - lo] = model(self._x(np.arange(start, stop)))
         if not self.ctx.distributed:
-            return torch.cat(out)
-        local = torch.cat(out) if out else torch.empty((0, self.cfg.encoder.embed_dim),
-                                                       device=self.device)
+            return local
         return dist.all_gather_rows(local, self.ctx, self.n)
 
     def _unit_generator(self, seed: int) -> torch.Generator:
