@@ -35,7 +35,6 @@ from diffaug_genomics._version import __version__
 from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_yaml, resolve_config
 from diffaug_genomics.errors import DiffaugError, InputError
 from diffaug_genomics.progress import LOG
-from diffaug_genomics.train.precision import resolve_precision
 
 if TYPE_CHECKING:
     import torch
@@ -297,11 +296,13 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         rows, data_path, what = data.rows, data.path, data.what
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)
-        per_rank = min(cfg.optim.batch_size, len(rows) // ctx.world_size)
+        from diffaug_genomics.train.autotune import tune
+
+        tuned = tune(cfg, modality, rows, dev, ctx, saved_record if resume else None)
+        per_rank = min(tuned.config.optim.batch_size, len(rows) // ctx.world_size)
         record = {"input": str(source), "preset": preset, "versions": versions(),
                   "world_size": ctx.world_size,
-                  "global_batch_size": per_rank * ctx.world_size,
-                  "resolved_precision": resolve_precision(cfg.precision, dev), **fingerprint,
+                  "global_batch_size": per_rank * ctx.world_size, **tuned.record, **fingerprint,
                   "label_column": options.label_column, "obs_key": options.obs_key}
         if resume:  # the input was checked to be the original: keep what was recorded
             record.update({k: saved_record[k] for k in ("input", "preset")
@@ -323,8 +324,8 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGUSR1)}
         try:
-            trainer = Trainer(cfg, modality, rows, run_dir, dev, ctx,
-                              should_stop=lambda: stop["requested"])
+            trainer = Trainer(tuned.config, modality, rows, run_dir, dev, ctx,
+                              should_stop=lambda: stop["requested"], precision=tuned.precision)
             if resume:
                 try:
                     trainer.resume()

@@ -76,17 +76,20 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
     ``rows`` are the stored samples (DNA: ``(N, L, 4) uint8``); the modality turns a block of
     rows into model tensors. ``should_stop`` is polled after every step: when it returns True the
     trainer writes a checkpoint and raises :class:`StopRequested`. With ``ctx.world_size > 1``
-    the caller has initialised the process group (see the module docstring).
+    the caller has initialised the process group (see the module docstring). ``precision``
+    (``fp32`` | ``bf16``) overrides what ``cfg.precision`` resolves to.
     """
 
     def __init__(self, cfg: Config, modality: Modality, rows: np.ndarray, run_dir: Path,
                  device: torch.device, ctx: DistContext = SINGLE,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 precision: str | None = None) -> None:
         self.cfg, self.modality, self.rows = cfg, modality, rows
         self.paths = RunPaths(Path(run_dir))
         self.device, self.ctx = device, ctx
         self.should_stop = should_stop or (lambda: False)
-        self.precision = resolve_precision(cfg.precision, device)
+        # fit decides ``precision: auto`` by measurement (train/autotune); alone, the rule
+        self.precision = precision or resolve_precision(cfg.precision, device)
         configure_matmul(device, self.precision)
         LOG.log(self._info, "precision: %s (%s on %s)%s", self.precision, cfg.precision,
                 device.type, "; compiling the models (torch.compile)" if cfg.compile else "")
