@@ -197,7 +197,8 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 (diffaug_genomics.train.precision)
     compile: bool = False  # torch.compile the models' forward passes (falls back when it fails)
-    # auto: on a GPU, batches (and learning rates) scaled to the device (train/autotune); off
+    # auto: on a GPU, batches (and learning rates) scaled to the device (train/autotune);
+    # fixed: the configured batches
     batch_scaling: str = "auto"
     checkpoint_every_s: float = 60.0  # seconds between unit-boundary checkpoints (0: every unit)
     augment: str = "diffaug"

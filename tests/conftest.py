@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,10 @@ REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "resources" / "examples"
 
 os.environ.setdefault("DIFFAUG_NO_BAR", "1")
+# precision: auto keeps the seconds per step it measured in a per-machine file: the tests' own,
+# not the user's (train/autotune)
+os.environ.setdefault("DIFFAUG_TUNING_CACHE",
+                      os.path.join(tempfile.gettempdir(), "diffaug-tests-tuning.json"))
 
 
 @pytest.fixture(scope="session")

@@ -29,7 +29,7 @@ sample, and results stay what they were. On a GPU ``m`` is the largest power of 
 configured batch fits in :data:`BATCH_MEMORY_SHARE` of the device's free memory, and the
 encoder still takes at least :data:`MIN_STEPS_PER_EPOCH` steps per epoch (so small datasets
 keep their batch). ``m`` and the batches it gives are written to ``config.yaml``
-(``resolved_batch_scaling``) and reused on resume. ``batch_scaling: off`` keeps the configured batches.
+(``resolved_batch_scaling``) and reused on resume. ``batch_scaling: fixed`` keeps the configured batches.
 """
 
 from __future__ import annotations
@@ -100,7 +100,13 @@ def tune(cfg: Config, modality: Modality, rows: np.ndarray, device: torch.device
 
 def _decide(cfg: Config, modality: Modality, rows: np.ndarray, device: torch.device,
             ctx: DistContext, saved: dict[str, Any]) -> dict[str, Any]:
-    multiplier, why = _batch_multiplier(cfg, modality, rows, device, ctx, saved)
+    if "resolved_batch_scaling" in saved:
+        multiplier = int(saved["resolved_batch_scaling"]["multiplier"])
+        why = "kept from the run's config.yaml (resumed)"
+    elif "resolved_precision" in saved:
+        multiplier, why = 1, "a run started before batch scaling (resumed)"
+    else:
+        multiplier, why = _batch_multiplier(cfg, modality, rows, device, ctx)
     scaled = scale_batches(cfg, multiplier)
     batching = {"multiplier": multiplier, "reason": why,
                 "optim.batch_size": scaled.optim.batch_size, "optim.lr": scaled.optim.lr,
@@ -144,14 +150,10 @@ def scale_batches(cfg: Config, multiplier: int) -> Config:
 
 
 def _batch_multiplier(cfg: Config, modality: Modality, rows: np.ndarray, device: torch.device,
-                      ctx: DistContext, saved: dict[str, Any]) -> tuple[int, str]:
-    if "resolved_batch_scaling" in saved:
-        return (int(saved["resolved_batch_scaling"]["multiplier"]),
-                "kept from the run's config.yaml (resumed)")
-    if "resolved_precision" in saved:  # a run of a version before batch scaling
-        return 1, "a run started before batch scaling"
-    if cfg.batch_scaling == "off":
-        return 1, "batch_scaling: off"
+                      ctx: DistContext) -> tuple[int, str]:
+    """The batch multiplier of a new run, and why."""
+    if cfg.batch_scaling == "fixed":
+        return 1, "batch_scaling: fixed"
     if device.type != "cuda":
         return 1, f"{device.type}: compute-bound, a larger batch is not faster per sample"
     per_rank = len(rows) // ctx.world_size
