@@ -124,9 +124,7 @@ def test_a_scaled_batch_stops_and_resumes_bit_for_bit(example_rows, tmp_path):
     assert reference.batch == 64 and reference.steps_per_epoch == 2
     for poll, kind in ((1, "stop"), (5, "stop"), (12, "stop"), (6, "kill"), (11, "kill")):
         run_dir = tmp_path / f"{kind}{poll}"
-        calls = {"n": 0}
-
-        def stop(poll: int = poll) -> bool:
+        def stop(poll: int = poll, calls: dict = {"n": 0}) -> bool:  # noqa: B006 - per run
             calls["n"] += 1
             return calls["n"] == poll
 
