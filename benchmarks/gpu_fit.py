@@ -75,6 +75,9 @@ def main() -> int:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--quick", action="store_true", help="the short CPU version")
+    parser.add_argument("--compile-mode", default=None,
+                        help="fit with compile: true in this torch.compile mode (e.g. "
+                             "reduce-overhead: CUDA graphs), to compare with an eager fit")
     parser.add_argument("--time-limit", type=float, default=None,
                         help="stop the fit (checkpoint, signal) after this many seconds")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
@@ -87,6 +90,9 @@ def main() -> int:
 
     device = torch.device(args.device)
     overrides = [f"precision={args.precision}", *(QUICK if args.quick else [])]
+    if args.compile_mode:
+        os.environ["DIFFAUG_COMPILE_MODE"] = args.compile_mode
+        overrides.append("compile=true")
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
         data, made = input_file(args, tmp_path)
@@ -95,7 +101,7 @@ def main() -> int:
         figures = fit_and_measure(data, overrides, tmp_path, device, args.time_limit,
                                   turns=1 if args.quick else 3)
     figures.update({"precision": args.precision, "quick": args.quick, "n": args.n,
-                    "data_seconds": round(made, 1)})
+                    "data_seconds": round(made, 1), "compile_mode": args.compile_mode})
     print(summary(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1))
