@@ -79,8 +79,9 @@ def neighbour_features(onehot_blocks: OneHotSource | None, space: str, *, kmer_k
         pca_dim: PCA components for ``"onehot-pca"`` (capped by the fitting rows and ``L * 4``).
         seed: seed of the PCA subsample and solver.
         embeddings: ``(N, D)`` array, required for ``"embedding"``.
-        compact: features for the approximate search of many rows
-            (:mod:`~diffaug_genomics.positives.neighbour_search`): float16, and for ``"kmer"``
+        compact: features for the approximate cosine search of many rows
+            (:mod:`~diffaug_genomics.positives.neighbour_search`): float16 rows of unit
+            length (cosines unchanged), and for ``"kmer"``
             computed chunk by chunk without a float32 copy of the whole matrix and, when
             ``4**kmer_k`` exceeds :data:`COMPACT_DIM`, projected onto :data:`COMPACT_DIM`
             seeded Gaussian directions (Johnson-Lindenstrauss: cosines kept within a few
@@ -112,7 +113,7 @@ def neighbour_features(onehot_blocks: OneHotSource | None, space: str, *, kmer_k
         return feats
     if space == "onehot-pca":
         feats = _onehot_pca(onehot_blocks, pca_dim, seed)
-        return feats.astype(np.float16) if compact else feats
+        return _unit(feats).astype(np.float16) if compact else feats
     raise ValueError(f"unknown neighbour space {space!r}; choose from {', '.join(SPACES)}")
 
 
@@ -135,7 +136,7 @@ def _chunks(source: OneHotSource, chunk_rows: int = 4096) -> Iterator[np.ndarray
 def _compact_kmer(source: OneHotSource, kmer_k: int, seed: int) -> np.ndarray:
     """The ``"kmer"`` features (Hellinger coordinates, centred) as float16, chunk by chunk,
     projected onto :data:`COMPACT_DIM` seeded Gaussian directions when ``4**kmer_k`` is more
-    (centring commutes with the projection)."""
+    (centring commutes with the projection), rows scaled to unit length (cosines unchanged)."""
     width = 4**kmer_k
     proj = None
     if width > COMPACT_DIM:
@@ -159,8 +160,14 @@ def _compact_kmer(source: OneHotSource, kmer_k: int, seed: int) -> np.ndarray:
         out = np.concatenate(parts) if parts else np.zeros((0, dim), np.float16)
     mean = (total / max(pos, 1)).astype(np.float32)
     for lo in range(0, pos, 65_536):
-        out[lo:lo + 65_536] = out[lo:lo + 65_536].astype(np.float32) - mean
+        out[lo:lo + 65_536] = _unit(out[lo:lo + 65_536].astype(np.float32) - mean)
     return out
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero)."""
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
 
 def _onehot_pca(source: OneHotSource, pca_dim: int, seed: int) -> np.ndarray:

@@ -16,7 +16,8 @@ of :data:`TREES` randomised principal-direction trees, searched exactly inside e
 
 Every split is at a median, so no leaf is larger than :data:`LEAF_ROWS` whatever the data
 (duplicates included), and the result is a function of ``seed``. Memory: the features (float16
-is enough), two ``(N, k)`` arrays and one leaf's scores. What it costs in quality, against the
+is enough; unit-length float16 rows are used without a copy), three ``(N, k)`` arrays and
+one leaf's scores. What it costs in quality, against the
 exact search: ``benchmarks/results/scale.md`` (recall of the true 10 nearest neighbours and
 their mean similarity, measured by ``benchmarks/bench_scale.py --recall``).
 """
@@ -88,8 +89,8 @@ def approximate_knn(features: np.ndarray, k: int, *, seed: int = 0, device: str 
     leaf_rows = max(leaf_rows, 4 * (k + 1))
     with torch.inference_mode():
         x = _unit_rows(features, dev)
-        best_s = torch.full((n, 0), -torch.inf, device=dev)
-        best_i = torch.zeros((n, 0), dtype=torch.int64, device=dev)
+        best_s = torch.empty((n, k), device=dev)
+        best_i = torch.empty((n, k), dtype=torch.int64, device=dev)
         for tree in range(trees):
             rng = np.random.default_rng([seed, 0x5EA, tree])
             cand_s = torch.empty((n, k), device=dev)
@@ -101,20 +102,38 @@ def approximate_knn(features: np.ndarray, k: int, *, seed: int = 0, device: str 
                 s.fill_diagonal_(-torch.inf)
                 s, pos = _block_topk(s, k)
                 cand_s[leaf], cand_i[leaf] = s, leaf[pos]
-            best_s, best_i = _merge_distinct(torch.cat([best_s, cand_s], 1),
-                                             torch.cat([best_i, cand_i], 1), k)
+            for lo in range(0, n, _BLOCK_ROWS):  # merged block by block: bounded temporaries
+                rows = slice(lo, lo + _BLOCK_ROWS)
+                scores, idx = cand_s[rows], cand_i[rows]
+                if tree > 0:
+                    scores = torch.cat([best_s[rows], scores], 1)
+                    idx = torch.cat([best_i[rows], idx], 1)
+                best_s[rows], best_i[rows] = _merge_distinct(scores, idx, k)
         return best_i.cpu().numpy()
 
 
 def _unit_rows(features: np.ndarray, dev: torch.device) -> torch.Tensor:
-    """The rows scaled to unit length (all-zero rows stay zero), in the features' dtype
-    (float16 or float32) on ``dev``, block by block."""
+    """The rows at unit length (all-zero rows stay zero) in the features' dtype (float16 or
+    float32) on ``dev``: float16 rows already at unit length (as ``neighbour_features(...,
+    compact=True)`` makes them) are used as they are, without a copy; others are scaled into
+    a copy, block by block."""
+    if features.dtype == np.float16 and dev.type == "cpu" and _unit_length(features):
+        return torch.from_numpy(features)
     dtype = torch.float16 if features.dtype == np.float16 else torch.float32
     out = torch.empty(features.shape, dtype=dtype, device=dev)
     for lo in range(0, len(features), _BLOCK_ROWS):
         block = torch.from_numpy(np.asarray(features[lo:lo + _BLOCK_ROWS], np.float32)).to(dev)
         out[lo:lo + len(block)] = torch.nn.functional.normalize(block, dim=1).to(dtype)
     return out
+
+
+def _unit_length(features: np.ndarray) -> bool:
+    """Whether every row has length 1 or 0 (within float16 rounding)."""
+    for lo in range(0, len(features), _BLOCK_ROWS):
+        norms = np.linalg.norm(features[lo:lo + _BLOCK_ROWS].astype(np.float32), axis=1)
+        if not np.all((np.abs(norms - 1) < 1e-2) | (norms == 0)):
+            return False
+    return True
 
 
 def _leaves(x: torch.Tensor, leaf_rows: int, rng: np.random.Generator) -> list[torch.Tensor]:
