@@ -59,8 +59,8 @@ class EncoderPhase:
                 cached = find_neighbours(feats, min(self.cfg.knn.k, self.n - 1),
                                          seed=self.cfg.seed, device=str(self.device))
                 save_neighbours(path, cached, meta)
-                LOG.info("neighbours (%s, k=%d) for %d samples in %.1f s", space,
-                         self.cfg.knn.k, self.n, time.perf_counter() - t)
+                LOG.info("neighbours (%s, k=%d, %s search) for %d samples in %.1f s", space,
+                         self.cfg.knn.k, search_method(self.n), self.n, time.perf_counter() - t)
         if self.ctx.distributed:
             cached = dist.broadcast_array(cached if self.ctx.is_main else None)
         self.neighbours, self._neigh_tag = cached, tag
