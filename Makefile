@@ -13,7 +13,7 @@ EXAMPLE := resources/examples/dhs_example.fa
 EXAMPLE_LABELS := resources/examples/dhs_example_labels.tsv
 export DIFFAUG_NO_BAR ?=
 
-.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-lock bench-quality bench-quality-other gpu-check gpu-check-cpu gpu-check-bundle clean
+.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-lock bench-scale bench-quality bench-quality-other gpu-check gpu-check-cpu gpu-check-bundle clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -63,6 +63,14 @@ bench-fit: $(STAMP)
 bench-lock: $(STAMP)
 	$(BIN)/python benchmarks/bench_lock.py
 
+# encode / fit / embed on 10^4, 10^5, 10^6 resampled 200 bp sequences, one thread, a reduced
+# schedule: CPU seconds and peak memory of every per-row step (about an hour of one core at
+# 10^6), and the approximate neighbour search against the exact one
+SCALE_SIZES ?= 10000 100000 1000000
+bench-scale: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python benchmarks/bench_scale.py --sizes $(SCALE_SIZES) --recall \
+		--out benchmarks/results/scale.md --json benchmarks/results/scale.json
+
 # The prepared GPU check (benchmarks/gpu_check.sh; one log): on a GPU node, with the data (and,
 # on a machine without a package registry, the wheels) that `make gpu-check-bundle` writes.
 GPU_DATA ?= .gpu/dhs_train_10000.fa
@@ -70,7 +78,8 @@ GPU_LOG ?= gpu_check.log
 gpu-check: $(STAMP)
 	bash benchmarks/gpu_check.sh --python $(BIN)/python --data $(GPU_DATA) --log $(GPU_LOG)
 
-# Its 30-second CPU version (CI runs it): the same steps, the cuda tests skipping themselves.
+# Its CPU version (CI runs it; about a minute on an idle machine): the same steps, the cuda
+# tests skipping themselves, the large fit on 2,000 sequences.
 gpu-check-cpu: $(STAMP)
 	bash -n benchmarks/gpu_check.sh
 	bash benchmarks/gpu_check.sh --device cpu --python $(BIN)/python --log .gpu/gpu_check_cpu.log

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from diffaug_genomics.alphabet import one_hot
-from diffaug_genomics.config import resolve_config
+from diffaug_genomics.config import load_yaml, resolve_config
 from diffaug_genomics.diffusion import Diffusion
 from diffaug_genomics.io.h5 import OneHotWriter, load_rows
 from diffaug_genomics.modalities.registry import get_modality
@@ -59,6 +59,9 @@ def main() -> None:
     parser.add_argument("--precision", default="auto", help="auto | fp32 | bf16")
     parser.add_argument("--compile-check", action="store_true",
                         help="also time a short fit end to end with and without --compile")
+    parser.add_argument("--auto-check", action="store_true",
+                        help="only: a short default fit in fp32, bf16 and auto (measuring, "
+                             "then from the per-machine figures), CPU seconds of each")
     parser.add_argument("--set", dest="overrides", action="append", default=[],
                         help="a config override on top of the default preset, e.g. "
                              "encoder.backbone=conv1d (the earlier default encoder)")
@@ -69,6 +72,10 @@ def main() -> None:
     base = ["schedule.rounds=0", "schedule.warmup_epochs=1", *overrides]
     cfg = resolve_config("default", overrides=base)
     rows = example_rows(args.n)
+    if args.auto_check:
+        for line in auto_precision_check(example_rows(args.overhead_n), args.overrides, device):
+            print(f"precision auto  : {line}")
+        return
     dna = get_modality("dna")
     precision = resolve_precision(cfg.precision, device)
     print(f"torch {torch.__version__}, {args.threads} threads, {device}, precision {precision} "
@@ -438,6 +445,42 @@ def memory_per_batch(cfg, batch_sizes: tuple[int, ...] = (128, 256, 512, 1024), 
         lines.append(f"batch {b:5d}: encoder activations {e32:7.0f} MiB fp32 / {e16:7.0f} MiB "
                      f"bf16; generator {g32:7.0f} / {g16:7.0f} MiB ({length} bp)")
     return lines
+
+
+def auto_precision_check(rows: np.ndarray, overrides: list[str],
+                         device: torch.device) -> list[str]:
+    """CPU seconds (``time.process_time``) of a short ``default`` fit on ``rows`` (1 warm-up
+    epoch, one round of 50 generator steps, a bank refresh, 1 encoder epoch) in fp32, in bf16,
+    and with ``precision: auto`` twice: first measuring (an empty per-machine cache), then
+    deciding from the figures the first kept. One line each, then the verdict."""
+    import os
+
+    from diffaug_genomics.fit import fit
+    from diffaug_genomics.io.h5 import OneHotWriter
+
+    short = [*overrides, "schedule.warmup_epochs=1", "schedule.rounds=1",
+             "schedule.epochs_per_round=1", "generator.steps=50"]
+    out, seconds = [], {}
+    with tempfile.TemporaryDirectory() as tmp:
+        data = Path(tmp) / "rows.h5"
+        with OneHotWriter(data, rows.shape[1], {"policy": "center"}) as w:
+            w.append(rows, [f"s{i}" for i in range(len(rows))], np.full(len(rows), rows.shape[1]))
+        os.environ["DIFFAUG_TUNING_CACHE"] = str(Path(tmp) / "tuning.json")
+        for name, precision in (("fp32", "fp32"), ("bf16", "bf16"), ("auto, measuring", "auto"),
+                                ("auto, decided before", "auto")):
+            t = time.process_time()
+            fit(data, Path(tmp) / name.replace(" ", "_").replace(",", ""), preset="default",
+                overrides=[*short, f"precision={precision}"], device=str(device), seed=0)
+            seconds[name] = time.process_time() - t
+            record = load_yaml(Path(tmp) / name.replace(" ", "_").replace(",", "") / "config.yaml")
+            out.append(f"{name:22s} {seconds[name]:7.1f} CPU s ({record['resolved_precision']}; "
+                       f"{record['precision_decision']['reason'][:150]})")
+    best = min(seconds["fp32"], seconds["bf16"])
+    for name in ("auto, measuring", "auto, decided before"):
+        out.append(f"{name}: {seconds[name] / best:.3f}x the faster of fp32 / bf16 "
+                   f"({'at least as fast' if seconds[name] <= 1.03 * best else 'SLOWER'}, "
+                   "3 % tolerance for timing noise)")
+    return out
 
 
 def compile_end_to_end(rows: np.ndarray, overrides: list[str], tmp: Path,

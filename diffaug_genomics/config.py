@@ -66,6 +66,7 @@ __all__ = ["AUGMENTS", "BOUNDS", "CHOICES", "EXECUTION_KEYS", "LATER_KEYS", "LAT
 CHOICES: dict[str, tuple[str, ...]] = {
     "device": ("auto", "cpu", "cuda", "mps"),
     "precision": ("auto", "fp32", "bf16"),
+    "batch_scaling": ("auto", "fixed"),
     "augment": AUGMENTS,
     "data.policy": ("pad", "crop", "center", "window"),
     "loss.name": ("soft", "infonce"),

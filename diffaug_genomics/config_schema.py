@@ -233,6 +233,9 @@ class Config:
     device: str = "auto"  # auto | cpu | cuda | mps
     precision: str = "auto"  # auto | fp32 | bf16 (diffaug_genomics.train.precision)
     compile: bool = False  # torch.compile the models' forward passes (falls back when it fails)
+    # auto: on a GPU, batches (and learning rates) scaled to the device (train/autotune);
+    # fixed: the configured batches
+    batch_scaling: str = "auto"
     checkpoint_every_s: float = 60.0  # seconds between unit-boundary checkpoints (0: every unit)
     augment: str = "diffaug"
     modality: str = "dna"
@@ -285,10 +288,11 @@ LATER_KEYS = ("bank.discrete", "bank.per_sequence", "bank.both_views", "encoder.
               "generator.ema_warmup", "encoder.kmer_k", "encoder.position_weight",
               "encoder.pca_init", "encoder.position_dims")
 """Keys of 0.1.0's sections added since (see :meth:`Config.hash`)."""
-EXECUTION_KEYS = ("precision", "compile", "checkpoint_every_s")
+EXECUTION_KEYS = ("precision", "compile", "checkpoint_every_s", "batch_scaling")
 """Top-level keys left out of :meth:`Config.hash` (how a run computes, not what)."""
 
 # Keys written into config.yaml for the record (versions, world size); ignored when read back.
 RECORD_KEYS = ("versions", "world_size", "global_batch_size", "resolved_precision", "preset",
                "input", "input_bytes", "input_sha256", "label_column", "obs_key",
-               "discovered_symmetry", "start", "exported")
+               "discovered_symmetry", "start", "exported", "precision_decision",
+               "resolved_batch_scaling")

@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffaug_genomics.transfer import to_device
+
 if TYPE_CHECKING:
     from diffaug_genomics.config import GeneratorConfig
 
@@ -63,7 +65,7 @@ def _randn(shape: Sequence[int], generator: torch.Generator | None, like: Tensor
     """Standard normal noise drawn on the generator's device, then moved to ``like``'s."""
     device = generator.device if generator is not None else like.device
     out = torch.randn(tuple(shape), generator=generator, device=device, dtype=like.dtype)
-    return out.to(like.device)
+    return to_device(out, like.device)
 
 
 def _clip_limit(clip_x0: bool | float) -> float:
@@ -209,10 +211,11 @@ class Diffusion(nn.Module):
         n = x0.shape[0]
         gen_device = generator.device if generator is not None else x0.device
         rows = n if draw_rows is None else draw_rows
-        t = torch.randint(0, self.num_train_timesteps, (rows,), generator=generator,
-                          device=gen_device).to(x0.device)
+        t = to_device(torch.randint(0, self.num_train_timesteps, (rows,), generator=generator,
+                                    device=gen_device), x0.device)
         noise = _randn((rows, *x0.shape[1:]), generator, x0)
-        drop = (torch.rand(rows, generator=generator, device=gen_device) < p_uncond).to(x0.device)
+        drop = to_device(torch.rand(rows, generator=generator, device=gen_device) < p_uncond,
+                         x0.device)
         if draw_rows is not None:
             t, noise, drop = t[offset:offset + n], noise[offset:offset + n], drop[offset:offset + n]
         x_t = self.add_noise(x0, noise, t)

@@ -282,7 +282,6 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
 
     from diffaug_genomics.train.distributed import barrier
     from diffaug_genomics.train.loop import RunPaths, StopRequested, Trainer
-    from diffaug_genomics.train.precision import resolve_precision
 
     paths = RunPaths(run_dir)
     if ctx.is_main:
@@ -312,11 +311,13 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         rows, data_path, what = data.rows, data.path, data.what
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)
-        per_rank = min(cfg.optim.batch_size, len(rows) // ctx.world_size)
+        from diffaug_genomics.train.autotune import tune
+
+        tuned = tune(cfg, modality, rows, dev, ctx, saved_record if resume else None)
+        per_rank = min(tuned.config.optim.batch_size, len(rows) // ctx.world_size)
         record = {"input": str(source), "preset": preset, "versions": versions(),
                   "world_size": ctx.world_size,
-                  "global_batch_size": per_rank * ctx.world_size,
-                  "resolved_precision": resolve_precision(cfg.precision, dev), **fingerprint,
+                  "global_batch_size": per_rank * ctx.world_size, **tuned.record, **fingerprint,
                   "label_column": options.label_column, "obs_key": options.obs_key}
         if resume:  # the input was checked to be the original: keep what was recorded
             record.update({k: saved_record[k] for k in ("input", "preset")
@@ -338,8 +339,8 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
 
         previous = {s: signal.signal(s, request_stop) for s in (signal.SIGTERM, signal.SIGUSR1)}
         try:
-            trainer = Trainer(cfg, modality, rows, run_dir, dev, ctx,
-                              should_stop=lambda: stop["requested"])
+            trainer = Trainer(tuned.config, modality, rows, run_dir, dev, ctx,
+                              should_stop=lambda: stop["requested"], precision=tuned.precision)
             if ctx.is_main:
                 _add_to_record(paths.config, discovered_symmetry=trainer.symmetry.to_record(),
                                start=getattr(trainer.encoder, "start_record", None) or None)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,11 @@ if not os.environ.get("OMP_NUM_THREADS"):
     # starts), however busy the machine is: bit-for-bit comparisons between two runs need it,
     # and the automatic choice would follow the load (tests/test_threads.py tests that)
     os.environ.setdefault("DIFFAUG_THREADS", "1")
+
+# precision: auto keeps the seconds per step it measured in a per-machine file: the tests' own,
+# not the user's (train/autotune)
+os.environ.setdefault("DIFFAUG_TUNING_CACHE",
+                      os.path.join(tempfile.gettempdir(), "diffaug-tests-tuning.json"))
 
 
 @pytest.fixture(scope="session")

@@ -165,3 +165,26 @@ def test_torchrun_one_process_with_nccl(example_fasta, tmp_path):
     # and the project's own launch path: torchrun runs the CLI (one rank: no group needed)
     cli("fit", example_fasta, "-o", tmp_path / "cli-run", "--preset", "tiny", *MICRO_ARGS,
         "--device", "cuda", launcher=[*TORCHRUN, "--standalone", "--nproc-per-node", "1"])
+
+
+def test_auto_batch_scale_and_precision_are_decided_on_cuda(example_rows, monkeypatch,
+                                                            tmp_path):
+    """batch_scaling: auto keeps a small dataset's batch, scales by the measured step memory
+    when the rows allow it; precision: auto times both candidates on the device."""
+    from diffaug_genomics.train import autotune
+    from diffaug_genomics.train.distributed import SINGLE
+
+    monkeypatch.setenv("DIFFAUG_TUNING_CACHE", str(tmp_path / "tuning.json"))
+    dna = get_modality("dna")
+    cfg = resolve_config("tiny", overrides=MICRO)
+    m, why = autotune._batch_multiplier(cfg, dna, example_rows, CUDA, SINGLE)
+    assert m == 1 and "rows" in why
+    monkeypatch.setattr(autotune, "MIN_STEPS_PER_EPOCH", 1)  # 128 rows / 32: up to x4
+    m, why = autotune._batch_multiplier(cfg, dna, example_rows, CUDA, SINGLE)
+    assert m == 4 and "GiB free" in why
+    precision, decision = autotune.choose_precision(autotune.scale_batches(cfg, m), dna,
+                                                    example_rows, CUDA)
+    assert precision in ("fp32", "bf16")
+    per_step = decision["seconds_per_step"]
+    assert set(per_step) == {"fp32", "bf16"} and all(v > 0 for p in per_step.values()
+                                                     for v in p.values())

@@ -44,6 +44,18 @@ def final_state(trainer: Trainer) -> dict[str, torch.Tensor]:
     return state
 
 
+def stop_at_last_step_and_resume(cfg, rows, run_dir: Path) -> Trainer:
+    """A run stopped (checkpointed) before its last encoder step, resumed and finished."""
+    stopper = make_trainer(cfg, rows, run_dir,
+                           should_stop=lambda: stopper.enc_step == stopper.total_enc_steps - 1)
+    with pytest.raises(StopRequested):
+        stopper.run()
+    resumed = make_trainer(cfg, rows, run_dir)
+    assert resumed.resume()
+    resumed.run()
+    return resumed
+
+
 def assert_same(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key in a:
@@ -159,14 +171,8 @@ def test_several_positives_per_sequence_are_distinct_draws_and_all_used(micro_cf
     # the encoder trained differently from the one-positive reference
     assert not torch.equal(trainer.encoder.fc.weight, reference[0].encoder.fc.weight)
     # stop mid-encoder-phase and resume: the same weights
-    stopper = make_trainer(cfg, example_rows, tmp_path / "stopped",
-                           should_stop=lambda: stopper.enc_step == stopper.total_enc_steps - 1)
-    with pytest.raises(StopRequested):
-        stopper.run()
-    resumed = make_trainer(cfg, example_rows, tmp_path / "stopped")
-    assert resumed.resume()
-    resumed.run()
-    assert_same(final_state(resumed), final_state(trainer))
+    assert_same(final_state(stop_at_last_step_and_resume(cfg, example_rows, tmp_path / "stopped")),
+                final_state(trainer))
 
 
 def test_both_views_needs_two_positives_per_sequence():

@@ -281,6 +281,44 @@ def open_onehot(path: str | Path) -> h5py.File:
     return f
 
 
+READ_BLOCK_ROWS = 65_536
+"""Rows of ``/onehot`` read at a time by :func:`read_onehot`."""
+
+
+def read_onehot(f: h5py.File, path: str | Path, start: int = 0,
+                stop: int | None = None) -> np.ndarray:
+    """Rows ``start:stop`` (default: all) of an open ``onehot/1`` file's ``/onehot``,
+    ``(n, L, 4) uint8``, read :data:`READ_BLOCK_ROWS` rows at a time into one array (no
+    second copy). A block the HDF5 library cannot read (a damaged compressed chunk) is an
+    :class:`InputError` naming ``path`` and the rows."""
+    ds = f["onehot"]
+    stop = ds.shape[0] if stop is None else stop
+    out = np.empty((stop - start, *ds.shape[1:]), dtype=np.uint8)
+    for lo in range(start, stop, READ_BLOCK_ROWS):
+        hi = min(lo + READ_BLOCK_ROWS, stop)
+        try:
+            ds.read_direct(out, np.s_[lo:hi], np.s_[lo - start:hi - start])
+        except (OSError, ValueError, RuntimeError):
+            _raise_unreadable(ds, path, lo, hi, (start, stop))
+    return out
+
+
+def _raise_unreadable(ds: h5py.Dataset, path: str | Path, lo: int, hi: int,
+                      bounds: tuple[int, int]) -> None:
+    """Find the first unreadable HDF5 chunk among rows ``lo:hi`` and raise
+    :class:`InputError` naming its rows (within the rows asked for, ``bounds``)."""
+    step = ds.chunks[0] if ds.chunks else hi - lo
+    for first in range(lo - lo % step, hi, step):
+        rows = np.s_[max(first, bounds[0]):min(first + step, bounds[1])]
+        try:
+            ds[rows]
+        except (OSError, ValueError, RuntimeError) as exc:
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise InputError(f"corrupt: /onehot rows {rows.start}-{rows.stop - 1} cannot be "
+                             f"read ({why})", path=path) from None
+    raise InputError(f"corrupt: /onehot rows {lo}-{hi - 1} cannot be read", path=path)
+
+
 def read_strings(ds: h5py.Dataset, start: int = 0, stop: int | None = None) -> list[str]:
     """UTF-8 strings ``ds[start:stop]`` (default: all) as :class:`str`."""
     return [s.decode("utf-8") if isinstance(s, bytes) else str(s) for s in ds[start:stop]]

@@ -58,9 +58,11 @@ def _dna_handcrafted(cfg: Config) -> Augment:
 
 def _dna_knn_features(rows: Any, cfg: Config, seed: int) -> np.ndarray:
     from diffaug_genomics.positives.knn import neighbour_features
+    from diffaug_genomics.positives.neighbour_search import search_method
 
     return neighbour_features(rows, cfg.knn.space, kmer_k=cfg.knn.kmer_k,
-                              pca_dim=cfg.knn.pca_dim, seed=seed)
+                              pca_dim=cfg.knn.pca_dim, seed=seed,
+                              compact=search_method(len(rows)) != "exact")
 
 
 def _dna_to_discrete(x: torch.Tensor) -> torch.Tensor:

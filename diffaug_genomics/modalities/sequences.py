@@ -28,6 +28,7 @@ from diffaug_genomics.io.h5 import (
     is_hdf5,
     open_onehot,
     read_embeddings,
+    read_onehot,
     read_strings,
 )
 from diffaug_genomics.io.onehot import encode_records
@@ -69,7 +70,8 @@ def iter_chunks(source: str | Path, length: int | None = None, policy: str = "ce
                 stop = min(start + rows, n)
                 labels = read_strings(f["labels"], start, stop) if has_labels else None
                 starts = f["starts"][start:stop] if "starts" in f else None
-                yield Chunk(f["onehot"][start:stop], read_strings(f["ids"], start, stop),
+                yield Chunk(read_onehot(f, source, start, stop),
+                            read_strings(f["ids"], start, stop),
                             labels, f["lengths"][start:stop], stored_policy, starts)
         return
     if length is None:
@@ -276,7 +278,7 @@ class SequenceIO(ModalityIO):
                       options: ReadOptions, reuse: bool) -> TrainingData:
         path = prepare_data(source, run_dir, cfg, reuse=reuse)
         with open_onehot(path) as f:  # the rows only: fit needs no ids or labels
-            rows = f["onehot"][()]
+            rows = read_onehot(f, path)
         return TrainingData(rows, path, f"{len(rows)} sequences of {rows.shape[1]} bp")
 
     positives_formats = (FASTA, HDF5)

@@ -35,6 +35,9 @@ METRICS: tuple[str, ...] = ("cosine", "euclidean")
 PCA_FIT_ROWS: int = 20_000
 """Most rows used to fit the one-hot PCA (a seeded uniform subsample)."""
 
+COMPACT_DIM: int = 256
+"""Most columns of compact features (``neighbour_features(..., compact=True)``)."""
+
 OneHotSource = Callable[[], Iterator[np.ndarray]] | np.ndarray
 
 
@@ -44,7 +47,7 @@ OneHotSource = Callable[[], Iterator[np.ndarray]] | np.ndarray
 
 def neighbour_features(onehot_blocks: OneHotSource | None, space: str, *, kmer_k: int = 4,
                        pca_dim: int = 50, seed: int = 0,
-                       embeddings: np.ndarray | None = None) -> np.ndarray:
+                       embeddings: np.ndarray | None = None, compact: bool = False) -> np.ndarray:
     """Features in which to look for each sequence's neighbours.
 
     Args:
@@ -76,9 +79,16 @@ def neighbour_features(onehot_blocks: OneHotSource | None, space: str, *, kmer_k
         pca_dim: PCA components for ``"onehot-pca"`` (capped by the fitting rows and ``L * 4``).
         seed: seed of the PCA subsample and solver.
         embeddings: ``(N, D)`` array, required for ``"embedding"``.
+        compact: features for the approximate cosine search of many rows
+            (:mod:`~diffaug_genomics.positives.neighbour_search`): float16 rows of unit
+            length (cosines unchanged), and for ``"kmer"``
+            computed chunk by chunk without a float32 copy of the whole matrix and, when
+            ``4**kmer_k`` exceeds :data:`COMPACT_DIM`, projected onto :data:`COMPACT_DIM`
+            seeded Gaussian directions (Johnson-Lindenstrauss: cosines kept within a few
+            hundredths), so memory is at most ``N * COMPACT_DIM * 2`` bytes whatever ``k``.
 
     Returns:
-        ``(N, F) float32`` features, rows in input order.
+        ``(N, F) float32`` features (float16 when ``compact``), rows in input order.
     """
     if space == "embedding":
         if embeddings is None:
@@ -89,9 +99,12 @@ def neighbour_features(onehot_blocks: OneHotSource | None, space: str, *, kmer_k
         if isinstance(onehot_blocks, np.ndarray) and len(onehot_blocks) != len(emb):
             raise ValueError(f"{len(emb)} embeddings for {len(onehot_blocks)} sequences")
         norms = np.linalg.norm(emb, axis=1, keepdims=True)
-        return np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+        unit = np.divide(emb, norms, out=np.zeros_like(emb), where=norms > 0)
+        return unit.astype(np.float16) if compact else unit
     if onehot_blocks is None:
         raise ValueError(f"space {space!r} needs the one-hot sequences")
+    if space == "kmer" and compact:
+        return _compact_kmer(onehot_blocks, kmer_k, seed)
     if space == "kmer":
         parts = [kmer_counts(chunk, kmer_k) for chunk in _chunks(onehot_blocks)]
         feats = np.concatenate(parts) if parts else np.zeros((0, 4**kmer_k), np.float32)
@@ -99,7 +112,8 @@ def neighbour_features(onehot_blocks: OneHotSource | None, space: str, *, kmer_k
         feats -= feats.mean(axis=0, dtype=np.float64).astype(np.float32)
         return feats
     if space == "onehot-pca":
-        return _onehot_pca(onehot_blocks, pca_dim, seed)
+        feats = _onehot_pca(onehot_blocks, pca_dim, seed)
+        return _unit(feats).astype(np.float16) if compact else feats
     raise ValueError(f"unknown neighbour space {space!r}; choose from {', '.join(SPACES)}")
 
 
@@ -117,6 +131,43 @@ def _chunks(source: OneHotSource, chunk_rows: int = 4096) -> Iterator[np.ndarray
         elif chunk.shape[1] != length:
             raise ValueError(f"chunks of different lengths: {length} and {chunk.shape[1]}")
         yield chunk
+
+
+def _compact_kmer(source: OneHotSource, kmer_k: int, seed: int) -> np.ndarray:
+    """The ``"kmer"`` features (Hellinger coordinates, centred) as float16, chunk by chunk,
+    projected onto :data:`COMPACT_DIM` seeded Gaussian directions when ``4**kmer_k`` is more
+    (centring commutes with the projection), rows scaled to unit length (cosines unchanged)."""
+    width = 4**kmer_k
+    proj = None
+    if width > COMPACT_DIM:
+        rng = np.random.default_rng([seed, 0xC0DE])
+        proj = (rng.standard_normal((width, COMPACT_DIM)) / np.sqrt(COMPACT_DIM)).astype(np.float32)
+    dim = width if proj is None else COMPACT_DIM
+    total = np.zeros(dim, np.float64)
+    out = np.empty((len(source), dim), np.float16) if not callable(source) else None
+    parts, pos = [], 0
+    for chunk in _chunks(source):
+        feats = np.sqrt(kmer_counts(chunk, kmer_k))
+        if proj is not None:
+            feats = feats @ proj
+        total += feats.sum(axis=0, dtype=np.float64)
+        if out is not None:
+            out[pos:pos + len(feats)] = feats
+        else:
+            parts.append(feats.astype(np.float16))
+        pos += len(feats)
+    if out is None:
+        out = np.concatenate(parts) if parts else np.zeros((0, dim), np.float16)
+    mean = (total / max(pos, 1)).astype(np.float32)
+    for lo in range(0, pos, 65_536):
+        out[lo:lo + 65_536] = _unit(out[lo:lo + 65_536].astype(np.float32) - mean)
+    return out
+
+
+def _unit(rows: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (all-zero rows stay zero)."""
+    norms = np.linalg.norm(rows, axis=1, keepdims=True)
+    return np.divide(rows, norms, out=np.zeros_like(rows), where=norms > 0)
 
 
 def _onehot_pca(source: OneHotSource, pca_dim: int, seed: int) -> np.ndarray:

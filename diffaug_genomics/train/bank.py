@@ -13,6 +13,7 @@ from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.shards import shard_seed
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train import distributed as dist
+from diffaug_genomics.train.bank_store import DiskBank, bank_on_disk, bank_output
 from diffaug_genomics.train.schedule import Stage
 
 BANK_DEVICE_SHARE = 0.25
@@ -38,10 +39,14 @@ class BankPhase:
         gen = torch.Generator().manual_seed(gen_seed)
         self.ema.eval()
         lo, hi = self.ctx.shard(self.n)
-        out = torch.empty((hi - lo, b.per_sequence, *self.sample_shape), dtype=torch.float16)
+        shape = (hi - lo, b.per_sequence, *self.sample_shape)
+        on_disk = self._bank_on_disk()
         t = time.perf_counter()
         with progress(f"bank refresh (round {stage.round})", total=hi - lo, unit="seq",
-                      enabled=self.ctx.is_main) as bar:
+                      enabled=self.ctx.is_main) as bar, \
+                bank_output(on_disk, self.paths.bank_file, shape,
+                            self._load_bank() if on_disk and stage.round > 1
+                            and self.paths.bank_file.exists() else None) as out:
             for start in range(lo, hi, b.batch_size):
                 idx = np.arange(start, min(start + b.batch_size, hi))
                 x = self._x(idx)
@@ -55,6 +60,24 @@ class BankPhase:
                 out[start - lo:start - lo + len(idx)] = sample.view(
                     len(idx), b.per_sequence, *self.sample_shape).cpu().half()
                 bar.advance(len(idx))
+        if on_disk:
+            seconds, changed = time.perf_counter() - t, out.changed
+            self.bank = None  # the last round's bank leaves the GPU before placing this one
+            self.bank = self._place_bank(self._load_bank())
+        else:
+            seconds, changed = self._keep_bank(out, stage, t)
+        stats = self._bank_diagnostics()
+        LOG.info("bank refreshed: %d positives in %.1f s (%.2f s per 1000); changed vs previous "
+                 "round: %s%s", self.n, seconds, 1000 * seconds / self.n,
+                 "n/a" if math.isnan(changed) else f"{changed:.3f}",
+                 "".join(f"; {k} {v:.3f}" for k, v in stats.items()))
+        self._log_metric("bank", stage.round, 0, self.gen_step, changed, 0.0, self.n / seconds,
+                         **stats)
+        return seconds
+
+    def _keep_bank(self, out: torch.Tensor, stage: Stage, t: float) -> tuple[float, float]:
+        """A bank refreshed in memory: gathered from the ranks, saved, compared with the
+        previous round's, placed. Returns (seconds since ``t``, fraction changed)."""
         out = dist.all_gather_rows(out, self.ctx, self.n)
         previous = self.bank
         if previous is None and stage.round > 1 and self.paths.bank.exists():  # resumed run
@@ -67,33 +90,37 @@ class BankPhase:
             (previous.to(out.device) != out).float().mean())
         previous = self.bank = None  # the last round's bank leaves the GPU before placing this one
         self.bank = self._place_bank(out)
-        stats = self._bank_diagnostics()
-        LOG.info("bank refreshed: %d positives in %.1f s (%.2f s per 1000); changed vs previous "
-                 "round: %s%s", self.n, seconds, 1000 * seconds / self.n,
-                 "n/a" if math.isnan(changed) else f"{changed:.3f}",
-                 "".join(f"; {k} {v:.3f}" for k, v in stats.items()))
-        self._log_metric("bank", stage.round, 0, self.gen_step, changed, 0.0, self.n / seconds,
-                         **stats)
-        return seconds
+        return seconds, changed
 
-    def _place_bank(self, bank: torch.Tensor) -> torch.Tensor:
+    def _bank_on_disk(self) -> bool:
+        """Whether this run's bank lives in ``cache/bank.npy`` (:mod:`.bank_store`)."""
+        return bank_on_disk(self.n, self.cfg.bank.per_sequence, self.sample_shape,
+                            self.ctx.distributed)
+
+    def _place_bank(self, bank: torch.Tensor | DiskBank) -> torch.Tensor | DiskBank:
         """The bank in GPU memory when the device is CUDA and it takes at most
         :data:`BANK_DEVICE_SHARE` of the free memory (what the driver has free plus what
-        PyTorch's allocator holds unused), else in host memory (pinned)."""
+        PyTorch's allocator holds unused), else in host memory (pinned), or left in its file
+        (a :class:`~.bank_store.DiskBank`)."""
         if self.device.type != "cuda":
             return bank
-        size = bank.numel() * bank.element_size()
+        size = 2 * math.prod(bank.shape)
         free = torch.cuda.mem_get_info(self.device)[0] + (
             torch.cuda.memory_reserved(self.device) - torch.cuda.memory_allocated(self.device))
         if size <= BANK_DEVICE_SHARE * free:
             LOG.log(self._info, "bank of positives on %s: %.1f MiB", self.device, size / 2**20)
             return bank.to(self.device)
-        LOG.log(self._info, "bank of positives in host memory: %.1f MiB (%.1f MiB free on %s)",
-                size / 2**20, free / 2**20, self.device)
-        return bank.pin_memory()
+        LOG.log(self._info, "bank of positives in %s: %.1f MiB (%.1f MiB free on %s)",
+                "its file" if isinstance(bank, DiskBank) else "host memory", size / 2**20,
+                free / 2**20, self.device)
+        return bank if isinstance(bank, DiskBank) else bank.pin_memory()
 
-    def _load_bank(self) -> torch.Tensor:
+    def _load_bank(self) -> torch.Tensor | DiskBank:
         """The saved bank, ``(N, per_sequence, *sample_shape)`` float16 (a bank written
-        before ``bank.per_sequence`` existed, ``(N, *sample_shape)``, gains the draw axis)."""
+        before ``bank.per_sequence`` existed, ``(N, *sample_shape)``, gains the draw axis);
+        a bank too large for host memory stays in its file (:class:`~.bank_store.DiskBank`)."""
+        if self._bank_on_disk():
+            return DiskBank(self.paths.bank_file,
+                            (self.n, self.cfg.bank.per_sequence, *self.sample_shape))
         bank = ckpt.load(self.paths.bank, "diffaug-genomics/bank/1")["bank"]
         return bank.unsqueeze(1) if bank.dim() == len(self.sample_shape) + 1 else bank

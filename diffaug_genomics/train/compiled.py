@@ -5,10 +5,16 @@ first call compiles it. When compiling fails (no C++ compiler on a CPU node, an 
 compiler does not support, an old GPU), one warning line is logged and that module runs eagerly
 from then on: a run never fails because of ``--compile``. The wrapped module keeps its own
 parameters and ``state_dict`` keys, so checkpoints are the same with and without compiling.
+
+``$DIFFAUG_COMPILE_MODE`` names ``torch.compile``'s ``mode`` (e.g. ``reduce-overhead``: CUDA
+graphs, which remove the kernel-launch cost of small steps on a GPU); unset, PyTorch's default.
+Not measured on a GPU yet (``benchmarks/gpu_fit.py --compile-mode`` measures it), so nothing
+sets it by default.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import torch
@@ -37,7 +43,8 @@ class Compiled(ModuleWrapper):
         self.module, self.name = module, name
         _compile_backward_with_forward()
         # kept out of the submodules: its parameters are ``module``'s
-        self.__dict__["_compiled"] = torch.compile(module)
+        mode = os.environ.get("DIFFAUG_COMPILE_MODE") or None
+        self.__dict__["_compiled"] = torch.compile(module, mode=mode)
         self.failed = False
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:

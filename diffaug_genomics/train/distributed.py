@@ -250,6 +250,17 @@ def mean_over_ranks(value: torch.Tensor) -> float:
     return t.item() / dist.get_world_size()
 
 
+def mean_over_ranks_all(values: torch.Tensor) -> list[float]:
+    """:func:`mean_over_ranks` of each element of a 1-d tensor, in one collective (one host
+    sync) for all of them."""
+    dist = _dist()
+    if dist is None:
+        return values.tolist()
+    t = values.detach().reshape(-1).to(_comm_device(), torch.float64)
+    dist.all_reduce(t)
+    return [v / dist.get_world_size() for v in t.tolist()]
+
+
 def average_gradients(params: Sequence[torch.nn.Parameter]) -> None:
     """Replace each parameter's gradient by its mean over ranks (no-op when single).
 

@@ -36,11 +36,14 @@ class EncoderPhase:
         tag = f"{space}-r{stage.round}" if space == "embedding" else space
         if getattr(self, "_neigh_tag", None) == tag:
             return
-        from diffaug_genomics.positives.knn import knn_indices, load_neighbours, save_neighbours
+        from diffaug_genomics.positives.knn import load_neighbours, save_neighbours
+        from diffaug_genomics.positives.neighbour_search import find_neighbours, search_method
 
         meta = {"space": space, "k": self.cfg.knn.k, "n": self.n, "kmer_k": self.cfg.knn.kmer_k,
                 "pca_dim": self.cfg.knn.pca_dim, "seed": self.cfg.seed,
                 "data": _rows_digest(self.rows)}
+        if search_method(self.n) != "exact":  # exact searches keep the caches they had
+            meta["search"] = search_method(self.n)
         path = self.paths.neighbours(tag)
         # rank 0 decides (cache or search) and broadcasts; the embeddings are a collective
         cached = load_neighbours(path, meta) if self.ctx.is_main and path.exists() else None
@@ -54,11 +57,11 @@ class EncoderPhase:
             if self.ctx.is_main:
                 if feats is None:
                     feats = self.modality.knn_features(self.rows, self.cfg, self.cfg.seed)
-                cached = knn_indices(feats, min(self.cfg.knn.k, self.n - 1), metric="cosine",
-                                     device=str(self.device))
+                cached = find_neighbours(feats, min(self.cfg.knn.k, self.n - 1),
+                                         seed=self.cfg.seed, device=str(self.device))
                 save_neighbours(path, cached, meta)
-                LOG.info("neighbours (%s, k=%d) for %d samples in %.1f s", space,
-                         self.cfg.knn.k, self.n, time.perf_counter() - t)
+                LOG.info("neighbours (%s, k=%d, %s search) for %d samples in %.1f s", space,
+                         self.cfg.knn.k, search_method(self.n), self.n, time.perf_counter() - t)
         if self.ctx.distributed:
             cached = dist.broadcast_array(cached if self.ctx.is_main else None)
         self.neighbours, self._neigh_tag = cached, tag

@@ -79,17 +79,20 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
     ``rows`` are the stored samples (DNA: ``(N, L, 4) uint8``); the modality turns a block of
     rows into model tensors. ``should_stop`` is polled after every step: when it returns True the
     trainer writes a checkpoint and raises :class:`StopRequested`. With ``ctx.world_size > 1``
-    the caller has initialised the process group (see the module docstring).
+    the caller has initialised the process group (see the module docstring). ``precision``
+    (``fp32`` | ``bf16``) overrides what ``cfg.precision`` resolves to.
     """
 
     def __init__(self, cfg: Config, modality: Modality, rows: np.ndarray, run_dir: Path,
                  device: torch.device, ctx: DistContext = SINGLE,
-                 should_stop: Callable[[], bool] | None = None) -> None:
+                 should_stop: Callable[[], bool] | None = None,
+                 precision: str | None = None) -> None:
         self.cfg, self.modality, self.rows = cfg, modality, rows
         self.paths = RunPaths(Path(run_dir))
         self.device, self.ctx = device, ctx
         self.should_stop = should_stop or (lambda: False)
-        self.precision = resolve_precision(cfg.precision, device)
+        # fit decides ``precision: auto`` by measurement (train/autotune); alone, the rule
+        self.precision = precision or resolve_precision(cfg.precision, device)
         configure_matmul(device, self.precision)
         LOG.log(self._info, "precision: %s (%s on %s)%s", self.precision, cfg.precision,
                 device.type, "; compiling the models (torch.compile)" if cfg.compile else "")
@@ -298,14 +301,13 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         Distributed: each rank embeds its share of the rows, then all ranks gather them."""
         model.eval()
         lo, hi = self.ctx.shard(self.n)
-        out = []
-        with torch.no_grad():
+        local = torch.empty((hi - lo, self.cfg.encoder.embed_dim), device=self.device)
+        with torch.no_grad():  # filled in place: no second copy of the (N, D) result
             for start in range(lo, hi, batch_size):
-                out.append(model(self._x(np.arange(start, min(start + batch_size, hi)))))
+                stop = min(start + batch_size, hi)
+                local[start - lo:stop - lo] = model(self._x(np.arange(start, stop)))
         if not self.ctx.distributed:
-            return torch.cat(out)
-        local = torch.cat(out) if out else torch.empty((0, self.cfg.encoder.embed_dim),
-                                                       device=self.device)
+            return local
         return dist.all_gather_rows(local, self.ctx, self.n)
 
     def _unit_generator(self, seed: int) -> torch.Generator:

@@ -46,3 +46,8 @@ class RunPaths:
     @property
     def bank(self) -> Path:
         return self.root / "cache" / "bank.pt"
+
+    @property
+    def bank_file(self) -> Path:
+        """The bank when it is too large for host memory (:mod:`.bank_store`)."""
+        return self.root / "cache" / "bank.npy"

@@ -11,7 +11,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffaug_genomics.diagnostics import COLLAPSE_FRACTION, condition_gain, effective_rank
+from diffaug_genomics.diagnostics import (
+    COLLAPSE_FRACTION,
+    condition_gain,
+    diagnostic_sample,
+    effective_rank,
+)
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.train.schedule import Stage
 
@@ -20,6 +25,11 @@ COND_GAIN_ROWS = 128
 (at most one generator batch)."""
 POSITIVE_STATS_ROWS = 512
 """Generated positives per bank refresh whose statistics are computed."""
+REFERENCE_ROWS = 65_536
+"""Most training rows the positives are compared with (``pos_identity_nearest``: the nearest
+*other* row): every row up to this many, else a fixed seeded sample of this many whose first
+rows are the positives' sources (at least :data:`POSITIVE_STATS_ROWS`), so the diagnostic's
+cost does not grow with N."""
 
 
 class RunDiagnostics:
@@ -136,7 +146,12 @@ class RunDiagnostics:
             return {}
         idx = self.diag_idx[:POSITIVE_STATS_ROWS]
         bank = self.bank[torch.from_numpy(idx).to(self.bank.device), 0].cpu()
-        return self.modality.positive_stats(self.rows, idx, bank)
+        rows, at = self.rows, idx
+        size = max(REFERENCE_ROWS, len(idx))
+        if self.n > size:  # the sample's first rows are idx (diag_idx is a prefix of it)
+            reference = np.sort(diagnostic_sample(self.n, self.cfg.seed, size))
+            rows, at = self.rows[reference], np.searchsorted(reference, idx)
+        return self.modality.positive_stats(rows, at, bank)
 
     def _log_stage_diagnostics(self, stage: Stage, values: list[float]) -> None:
         """One log line per stage: how its diagnostic moved over the stage's units."""
