@@ -222,7 +222,7 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
             "unit_generator": self.unit_gen_state,
             "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
             "enc_opt": self.enc_opt.state_dict(), "rng": ckpt.rng_state(),
-            "export": self.export.state_dict(),
+            "export": self.export.state_dict(), "symmetry_group": self.symmetry.group,
         }
         if self.denoiser is not None:
             state.update(denoiser=self.denoiser.state_dict(), ema=self.ema.state_dict(),
@@ -245,6 +245,13 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
         self.enc_opt.load_state_dict(state["enc_opt"])
         if "export" in state:  # a checkpoint from before the export choice: final state only
             self.export.load_state_dict(state["export"])
+        group = [int(g) for g in state.get("symmetry_group", [0])]
+        if group != self.symmetry.group:  # a run started before the discovery: it keeps none
+            LOG.warning("%s was written before symmetries were learned from the data: the run "
+                        "continues without one", self.paths.latest)
+            self.symmetry.group = group
+            self.symmetry.accepted = []
+            self.symmetry.reason = "none: the run was started by a version without the discovery"
         if self.denoiser is not None:
             self.denoiser.load_state_dict(state["denoiser"])
             self.ema.load_state_dict(state["ema"])
