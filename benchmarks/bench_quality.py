@@ -355,15 +355,17 @@ def main() -> None:
                 f"{r['method']} seed {r['seed']}: {r['exported_state']}" for r in exported)
                 + "."]
         if (ds, "diffaug") in run_dirs:
+            from diffaug_genomics.train.export import CRITERIA
+
             lines += ["", "DiffAug seed 0, every encoder state it kept, probed on the "
                       "evaluation set (labels only here; the run chose among them without "
-                      "labels):", "", "| state | linear | kNN | eff_rank | uniformity | "
-                      "nbr_agreement |", "|---|---|---|---|---|---|"]
+                      "labels, by `export.criterion`):", "",
+                      "| state | linear | kNN | " + " | ".join(CRITERIA) + " |",
+                      "|---|---|---|" + "---|" * len(CRITERIA)]
             for st in state_probes(splits[ds], run_dirs[(ds, "diffaug")]):
                 lines.append(f"| {st['state']} | {st['linear_accuracy']:.3f} | "
-                             f"{st['knn_accuracy']:.3f} | {st.get('eff_rank', float('nan')):.1f}"
-                             f" | {st.get('uniformity', float('nan')):.3f} | "
-                             f"{st.get('nbr_agreement', float('nan')):.3f} |")
+                             f"{st['knn_accuracy']:.3f} | " + " | ".join(
+                                 f"{st.get(c, float('nan')):.3f}" for c in CRITERIA) + " |")
         if ds in stats:
             lines += ["", "Generated positives (DiffAug seed 0, 300 training sequences, the run's "
                       "sampler settings):", ""]
