@@ -158,7 +158,7 @@ def differences(old: Any, new: Any, where: str = "") -> list[str]:
                 out += differences(old[k], new[k], f"{where}/{k}")
         return out
     if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
-        return [d for i, (a, b) in enumerate(zip(old, new)) for d in differences(a, b, f"{where}[{i}]")]
+        return [d for i, (a, b) in enumerate(zip(old, new, strict=True)) for d in differences(a, b, f"{where}[{i}]")]
     return [] if old == new else [f"{where}: {str(old)[:80]} -> {str(new)[:80]}"]
 
 

@@ -68,6 +68,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from diffaug_genomics.errors import Busy, DiffaugError, InputError
 from diffaug_genomics.io.atomic import DiskFull, guard_commits, is_disk_full, signals_raise
 from diffaug_genomics.progress import LOG
+from diffaug_genomics.run_files import lock_break_path, lock_path
 
 if TYPE_CHECKING:
     from diffaug_genomics.train.distributed import DistContext
@@ -105,15 +106,6 @@ def still_training(run_dir: str | Path, writer: Holder) -> str:
     """The message of a reader refused (exit 75) because ``writer`` is training ``run_dir``."""
     return (f"{run_dir}: no finished run here yet: the run is in progress, being written by "
             f"{writer.describe()}; run this again when it has finished")
-
-
-def lock_path(target: str | Path) -> Path:
-    """``runs/exp1`` -> ``/abs/runs/.exp1.lock`` (symbolic links resolved: one lock per path,
-    however it is spelled)."""
-    resolved = Path(target).resolve()
-    if not resolved.name:
-        raise InputError("cannot lock the root of the file system", path=target)
-    return resolved.with_name(f".{resolved.name}.lock")
 
 
 # ------------------------------------------------------------------------------- this machine
@@ -465,7 +457,7 @@ class Lock:
     def _remove_if(self, seen: Holder, mine: Path, now: float) -> bool:
         """Remove the lock record if it is still ``seen`` and still stale, under
         ``.NAME.lock.break``; False when another process is clearing it or it changed."""
-        guard = self.path.with_name(self.path.name + ".break")
+        guard = lock_break_path(self.path)
         if not _place(mine, guard):
             other = read_holder(guard)
             if other is None or not _left_behind(other, now):

@@ -165,7 +165,8 @@ def read_run(run_dir: str | Path) -> RunState:
     import yaml
 
     from diffaug_genomics.config import config_from_dict
-    from diffaug_genomics.train.loop import RunPaths, plan
+    from diffaug_genomics.run_files import RunPaths
+    from diffaug_genomics.train.schedule import plan
 
     root = Path(run_dir)
     if not root.is_dir():
