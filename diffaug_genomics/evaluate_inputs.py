@@ -77,7 +77,7 @@ def read_for_evaluation(path: str | Path, options: ReadOptions, features: str | 
         return read_embeddings(p)
     # not embeddings: the input's modality gives its raw features or says why not
     modality = get_modality(detect_modality(p))
-    return modality.data_io.raw_features(modality, p, options)
+    return modality.io.raw_features(modality.name, p, options)
 
 
 def parse_features(spec: str) -> tuple[str, int]:

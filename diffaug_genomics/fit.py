@@ -290,12 +290,12 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         _check_same_input(source, run_dir, saved_record, fingerprint)
     handler = _attach_log(run_dir) if ctx.is_main else None
     try:
-        io = modality.data_io  # rank 0 prepares (encodes FASTA, fits the preprocessing) first
+        io = modality.io  # rank 0 prepares (encodes FASTA, fits the preprocessing) first
         if ctx.is_main:
-            data = io.training_data(modality, source, run_dir, cfg, options, reuse=resume)
+            data = io.training_data(modality.name, source, run_dir, cfg, options, reuse=resume)
         barrier()  # the others read the data.h5 / preprocess.json rank 0 wrote
         if not ctx.is_main:
-            data = io.training_data(modality, source, run_dir, cfg, options, reuse=True)
+            data = io.training_data(modality.name, source, run_dir, cfg, options, reuse=True)
         rows, data_path, what = data.rows, data.path, data.what
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)

@@ -71,7 +71,7 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
         load_backbone(backbone)
     run = load_run(run_dir, dev, with_generator=True)
     cfg = run.config
-    io = run.modality.data_io
+    io = run.modality.io
     require_input_for(source, run.modality.name, "generate", run_dir)
     fmt = output_format(output, io.positives_formats, "generate", POSITIVES_WHAT,
                         (source, run_dir))
@@ -101,18 +101,19 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
         sampling = Sampling(per_sequence, b.steps if steps is None else steps,
                             b.strength if strength is None else strength,
                             b.guidance_scale if guidance_scale is None else guidance_scale, seed)
-        inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
+        inp = io.open_input(run.trained, source, ReadOptions(label_column, obs_key))
         diffusion = Diffusion.from_config(cfg.generator).to(dev)
         gen = torch.Generator().manual_seed(seed)
         chunks = inp.chunks
         if sharded:
-            total = io.count_rows(run, source)
+            total = io.count_rows(run.trained, source)
             row_lo, row_hi = shard.rows(total)
             chunks = slice_chunks(chunks, row_lo, row_hi)
             sidecar_path(output).unlink(missing_ok=True)  # the shard is complete once it is back
             LOG.info("shard %s: rows %d-%d of %d -> %s", shard, row_lo, row_hi, total, output)
         step = max(1, batch_size // per_sequence)
-        writer = io.positives_writer(run, inp, source, output, fmt, sampling, force, inputs)
+        writer = io.positives_writer(run.trained, inp, source, output, fmt, sampling, force,
+                                     inputs)
         with writer, progress("generate", total=inp.total, unit=io.progress_unit[1]) as bar:
             for chunk in chunks:
                 writer.check(chunk)

@@ -137,17 +137,18 @@ def _anndata_shape(f: object) -> tuple[object, object]:
 
 
 def _run_kind(path: Path) -> Kind | None:
-    markers = [name for name in ("config.yaml", "encoder.pt", "checkpoints", "log.txt",
-                                 "metrics.csv") if (path / name).exists()]
-    if not markers:
+    from diffaug_genomics.run_files import MARKERS, RunPaths
+
+    if not any((path / name).exists() for name in MARKERS):
         return None
-    if (path / "encoder.pt").is_file():
+    paths = RunPaths(path)
+    if paths.encoder.is_file():
         return Kind(RUN, "a run directory of `diffaug fit`")
-    if (path / "checkpoints" / "latest.pt").is_file():
+    if paths.latest.is_file():
         return Kind(UNFINISHED_RUN, "an unfinished run directory (checkpoints/latest.pt, no "
                     "encoder.pt: stopped or still training; continue it with `diffaug fit "
                     "INPUT -o RUN --resume`)")
-    last = last_log_line(path / "log.txt")
+    last = last_log_line(paths.log)
     said = f"; its log.txt ends: {last}" if last else ""
     return Kind(FAILED_RUN, "the run directory of a fit that failed or was killed before its "
                 f"first checkpoint (no checkpoints/latest.pt, no encoder.pt{said}); fit again "

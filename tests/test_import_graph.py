@@ -10,8 +10,9 @@ Read from the source with :mod:`ast` (and every module imported once), the graph
   it is dropped (Python initialises the package first whatever the module says);
 - **the library never imports the command line** (``diffaug_genomics_cli``, ``cli``);
 - **``diffaug_genomics/io/`` imports nothing above it**: besides ``diffaug_genomics.io.*`` only
-  the leaf modules in :data:`IO_MAY_IMPORT` (errors, the DNA alphabet, the version, and
-  ``guards`` for :func:`require_finite`), each of which imports no other
+  the leaf modules in :data:`IO_MAY_IMPORT` (errors, the DNA alphabet, the version,
+  ``guards`` for :func:`require_finite`, and ``run_files``, the run directory's file names),
+  each of which imports no other
   ``diffaug_genomics`` module but ``errors``.
 """
 
@@ -26,7 +27,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "diffaug_genomics"
 PACKAGE = "diffaug_genomics"
 IO_MAY_IMPORT = {"diffaug_genomics.errors", "diffaug_genomics.alphabet",
-                 "diffaug_genomics._version", "diffaug_genomics.guards"}
+                 "diffaug_genomics._version", "diffaug_genomics.guards",
+                 "diffaug_genomics.run_files"}
 CLI_NAMES = ("diffaug_genomics_cli", "cli")
 
 

@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from diffaug_genomics.errors import DiffaugError, InputError, Terminated
+from diffaug_genomics.run_files import is_run_input
 
 T = TypeVar("T")
 
@@ -79,17 +80,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-FOLDER_INPUT_FILES = ("encoder.pt", "generator.pt", "config.yaml", "preprocess.json", "data.h5",
-                      "metrics.csv", "log.txt")
-"""Files of a run directory (an input of ``embed`` / ``generate``) that no output may replace;
-``checkpoints/`` and ``cache/`` too, and the images of an image folder."""
 FOLDER_INPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""The images of an image folder (an input of ``embed`` / ``generate``), which no output may
+replace; nor a run directory's own files (:func:`~diffaug_genomics.run_files.is_run_input`)."""
 
 
 def _part_of_folder_input(relative: Path) -> bool:
-    return (relative.as_posix() in FOLDER_INPUT_FILES
-            or relative.parts[0] in ("checkpoints", "cache")
-            or relative.suffix.lower() in FOLDER_INPUT_SUFFIXES)
+    return is_run_input(relative) or relative.suffix.lower() in FOLDER_INPUT_SUFFIXES
 
 
 def refuse_inputs(out: Path, inputs: Iterable[str | Path | None]) -> None:

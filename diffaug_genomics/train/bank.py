@@ -58,9 +58,10 @@ def refresh_bank(setup: Setup, models: Models, progress: Progress, stage: Stage,
             idx = np.arange(start, min(start + b.batch_size, hi))
             x = setup.x(idx)
             sample = generated_positives(
-                models.diffusion, models.sample_with, setup.modality, b, x,
+                models.diffusion, models.sample_with, b, setup.modality.to_diffusion(x),
                 progress.cond[start:start + len(idx)], b.per_sequence, steps=b.steps,
-                strength=b.strength, guidance_scale=b.guidance_scale, generator=gen)
+                strength=b.strength, guidance_scale=b.guidance_scale, generator=gen,
+                clip_x0=setup.modality.clip_x0)
             sample = setup.modality.from_diffusion(sample)
             if b.discrete:
                 sample = setup.modality.to_discrete(sample)

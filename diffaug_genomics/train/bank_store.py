@@ -54,17 +54,17 @@ class DiskBank:
     per_sequence, *sample_shape)`` float16 CPU tensor of those rows, read with one ``pread``
     per row (the file's pages stay in the page cache, not in the process's memory);
     ``bank[idx, j]`` the ``j``-th positive of each. Raises :class:`InputError` naming the file
-    when it is not such a bank of ``shape``.
+    when it is not such a bank of ``shape`` (None: of the shape it says it has).
     """
 
     device = torch.device("cpu")
     dtype = torch.float16
 
-    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
-        self.path, self.shape = Path(path), tuple(shape)
+    def __init__(self, path: Path, shape: tuple[int, ...] | None) -> None:
+        self.path = Path(path)
         self._fd = os.open(self.path, os.O_RDONLY)
         try:
-            self._offset = bank_data_offset(self.path, self._fd, self.shape)[0]
+            self._offset, self.shape = bank_data_offset(self.path, self._fd, shape)
         except BaseException:
             self.close()
             raise
