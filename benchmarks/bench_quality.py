@@ -89,47 +89,44 @@ BASELINES = ("random", "knn-mixup", "handcrafted", "evoaug")
 """Learned baselines with DiffAug's encoder, data and encoder budget."""
 
 
-def against_targets(table: dict, datasets: list[str]) -> list[str]:
-    """Markdown: DiffAug against the targets of the "beat PCA" issue, in linear-probe points.
+REFERENCE_MARGIN = {"dhs": 1.0, "splice": 2.0}
+"""Points the exported DiffAug embedding may lie below the best same-size reference (issue
+"never worse than the best training-free reference": its Must)."""
 
-    Must: DiffAug beats the best learned baseline (untrained encoder, kNN-mixup, hand-designed,
-    EvoAug) by >= 2 points and by more than the seed spread, and closes at least half of the
-    gap between that baseline and the best same-size PCA reference."""
+
+def against_targets(table: dict, datasets: list[str]) -> list[str]:
+    """Markdown: DiffAug against the targets, in linear-probe points (mean over seeds).
+
+    Must: at or above the best same-size label-free reference minus :data:`REFERENCE_MARGIN`,
+    and not below any learned baseline's mean by more than the seed spread. Moonshot: 2 points
+    or more above every learned baseline and every same-size reference."""
     if not any((ds, "diffaug") in table for ds in datasets):
         return []
     lines = ["## Against the targets", "",
              "DiffAug minus each reference, linear-probe accuracy points (mean over seeds; "
-             "'spread' is the larger of the two seed sds). 'Best baseline' is the best learned "
-             "method with the same encoder and budget; 'best same-size reference' the best "
-             "label-free PCA of the raw sequence features reduced to the embedding's size.", "",
-             "| dataset | reference | difference | spread | target | met |",
-             "|---|---|---|---|---|---|"]
+             "'spread' is the larger of the two seed sds). Learned baselines use the same "
+             "encoder, data and budget; the same-size references are label-free PCA of the raw "
+             "sequence features reduced to the embedding's size.", "",
+             "| dataset | reference | difference | spread | Must | met | Moonshot (>= +2) |",
+             "|---|---|---|---|---|---|---|"]
     for ds in datasets:
         if (ds, "diffaug") not in table:
             continue
         mean, sd = table[(ds, "diffaug")]["linear"]
-        base = [m for m in BASELINES if (ds, m) in table]
-        refs = [m for (d, m) in table if d == ds and table[(d, m)].get("reference")]
-        best_base = max(base, key=lambda m: table[(ds, m)]["linear"][0])
-        b_mean, b_sd = table[(ds, best_base)]["linear"]
-        diff, spread = 100 * (mean - b_mean), 100 * max(sd, b_sd)
-        lines.append(f"| {ds} | best baseline ({best_base}) | {diff:+.1f} | {spread:.1f} | "
-                     f">= +2, > spread | {'yes' if diff >= 2 and diff > spread else '**no**'} |")
-        if refs:
-            best_ref = max(refs, key=lambda m: table[(ds, m)]["linear"][0])
-            r_mean = table[(ds, best_ref)]["linear"][0]
-            gap = r_mean - b_mean
-            closed = (mean - b_mean) / gap if gap > 0 else float("nan")
-            lines.append(f"| {ds} | best same-size reference ({best_ref}) | "
-                         f"{100 * (mean - r_mean):+.1f} | - | closes >= 50 % of the "
-                         f"{100 * gap:.1f}-point gap | {100 * closed:.0f} % closed: "
-                         f"{'yes' if closed >= 0.5 else '**no**'} |")
-        for ref in base + refs:
-            if ref == best_base:
-                continue
+        for ref in [m for m in BASELINES if (ds, m) in table]:
             r_mean, r_sd = table[(ds, ref)]["linear"]
-            lines.append(f"| {ds} | {ref} | {100 * (mean - r_mean):+.1f} | "
-                         f"{100 * max(sd, r_sd):.1f} | - | - |")
+            diff, spread = 100 * (mean - r_mean), 100 * max(sd, r_sd)
+            lines.append(f"| {ds} | {ref} | {diff:+.1f} | {spread:.1f} | >= -spread | "
+                         f"{'yes' if diff >= -spread - 1e-9 else '**no**'} | "
+                         f"{'yes' if diff >= 2 else 'no'} |")
+        same_size = [m for (d, m) in table if d == ds and table[(d, m)].get("reference")
+                     and table[(d, m)].get("pca_dim")]
+        margin = REFERENCE_MARGIN.get(ds, 1.0)
+        for ref in sorted(same_size, key=lambda m: -table[(ds, m)]["linear"][0]):
+            diff = 100 * (mean - table[(ds, ref)]["linear"][0])
+            lines.append(f"| {ds} | {ref} | {diff:+.1f} | - | >= -{margin:g} | "
+                         f"{'yes' if diff >= -margin - 1e-9 else '**no**'} | "
+                         f"{'yes' if diff >= 2 else 'no'} |")
     return lines + [""]
 
 
@@ -144,7 +141,8 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str], dict]:
         table[key] = {"n": len(rs), "linear": (lin.mean(), lin.std(ddof=1) if len(rs) > 1 else 0.0),
                       "knn": (knn.mean(), knn.std(ddof=1) if len(rs) > 1 else 0.0),
                       "seconds": float(np.mean([r["fit_seconds"] for r in rs])),
-                      "chance": rs[0]["chance"], "reference": bool(rs[0].get("reference"))}
+                      "chance": rs[0]["chance"], "reference": bool(rs[0].get("reference")),
+                      "pca_dim": rs[0].get("pca_dim")}
     return table
 
 
@@ -357,15 +355,17 @@ def main() -> None:
                 f"{r['method']} seed {r['seed']}: {r['exported_state']}" for r in exported)
                 + "."]
         if (ds, "diffaug") in run_dirs:
+            from diffaug_genomics.train.export import CRITERIA
+
             lines += ["", "DiffAug seed 0, every encoder state it kept, probed on the "
                       "evaluation set (labels only here; the run chose among them without "
-                      "labels):", "", "| state | linear | kNN | eff_rank | uniformity | "
-                      "nbr_agreement |", "|---|---|---|---|---|---|"]
+                      "labels, by `export.criterion`):", "",
+                      "| state | linear | kNN | " + " | ".join(CRITERIA) + " |",
+                      "|---|---|---|" + "---|" * len(CRITERIA)]
             for st in state_probes(splits[ds], run_dirs[(ds, "diffaug")]):
                 lines.append(f"| {st['state']} | {st['linear_accuracy']:.3f} | "
-                             f"{st['knn_accuracy']:.3f} | {st.get('eff_rank', float('nan')):.1f}"
-                             f" | {st.get('uniformity', float('nan')):.3f} | "
-                             f"{st.get('nbr_agreement', float('nan')):.3f} |")
+                             f"{st['knn_accuracy']:.3f} | " + " | ".join(
+                                 f"{st.get(c, float('nan')):.3f}" for c in CRITERIA) + " |")
         if ds in stats:
             lines += ["", "Generated positives (DiffAug seed 0, 300 training sequences, the run's "
                       "sampler settings):", ""]

@@ -186,27 +186,37 @@ def summarise(rows: list[dict]) -> dict[tuple[str, str], dict[str, tuple[float, 
                 for m, v in cell.items()} for k, cell in table.items()}
 
 
+PCA_MARGIN = {"pbmc68k": 1.0, "digits": 0.0}
+"""Points the exported DiffAug embedding may lie below the raw same-size PCA (Must of the issue
+"never worse than the best training-free reference": PBMC within 1 point, digits at or above)."""
+
+
 def target_lines(s: dict) -> list[str]:
-    """The targets, checked: DiffAug at least 2 points above knn-mixup and handcrafted, and at or
-    above the same-size raw PCA (the moonshot of the "beat PCA" issue), mean over seeds."""
+    """The targets, checked on the linear probe (mean over seeds): Must, DiffAug at or above the
+    same-size raw PCA minus :data:`PCA_MARGIN`; Moonshot, 2 points above kNN-mixup, the
+    hand-designed views and the PCA. kNN is shown beside."""
     lines = ["## Against the target", "",
              "DiffAug minus each reference, in accuracy points (mean over seeds):", "",
-             "| dataset | reference | linear | kNN | target | met |", "|---|---|---|---|---|---|"]
+             "| dataset | reference | linear | kNN | Must (linear) | met | Moonshot (>= +2) |",
+             "|---|---|---|---|---|---|---|"]
     for dataset in DATASETS:
         diff = s.get((dataset, "diffaug"))
         if diff is None:
             continue
-        refs = [("knn-mixup", 2.0), ("handcrafted", 2.0), ("raw-pca", 0.0)]
-        for ref, need in refs:
+        for ref in ("knn-mixup", "handcrafted", "raw-pca"):
             other = s.get((dataset, ref))
             if other is None:
                 continue
             d = [100 * (diff[m][0] - other[m][0]) for m in ("linear", "knn")]
-            target = f">= +{need:.0f}" if need else "> 0"
-            met = all((x >= need) if need else (x > 0) for x in d)
             label = f"raw PCA-{other['dim'][0]:.0f}" if ref == "raw-pca" else ref
-            lines.append(f"| {dataset} | {label} | {d[0]:+.1f} | {d[1]:+.1f} | {target} | "
-                         f"{'yes' if met else '**no**'} |")
+            if ref == "raw-pca":
+                margin = PCA_MARGIN.get(dataset, 0.0)
+                must = f">= -{margin:g}" if margin else ">= 0"
+                met = "yes" if d[0] >= -margin - 1e-9 else "**no**"
+            else:
+                must, met = "-", "-"
+            lines.append(f"| {dataset} | {label} | {d[0]:+.1f} | {d[1]:+.1f} | {must} | {met} | "
+                         f"{'yes' if d[0] >= 2 else 'no'} |")
     return [*lines, ""]
 
 

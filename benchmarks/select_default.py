@@ -78,6 +78,7 @@ CANDIDATES: dict[str, tuple[str, list[str]]] = {
     "handcrafted-nosym": ("handcrafted", ["symmetry.mode=none"]),
     "diffaug-r4": ("diffaug", ["schedule.rounds=4"]),
     "diffaug-r4-long": ("diffaug", ["schedule.rounds=4", "schedule.epochs_per_round=12"]),
+    "diffaug-head1024": ("diffaug", ["encoder.proj_hidden=1024"]),
 }
 
 

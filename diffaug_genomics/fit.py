@@ -329,10 +329,6 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         try:
             trainer = Trainer(tuned.config, modality, rows, run_dir, dev, ctx,
                               should_stop=lambda: stop["requested"], precision=tuned.precision)
-            if ctx.is_main:
-                _add_to_record(paths.config,
-                               discovered_symmetry=trainer.progress.symmetry.to_record(),
-                               start=getattr(trainer.models.encoder, "start_record", None) or None)
             if resume:
                 try:
                     trainer.resume()
@@ -343,6 +339,10 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
 
                     raise InputError(f"does not fit this run ({describe(exc)})",
                                      path=paths.latest) from None
+            if ctx.is_main:  # after resume: a run from before the discovery keeps none
+                _add_to_record(paths.config,
+                               discovered_symmetry=trainer.progress.symmetry.to_record(),
+                               start=getattr(trainer.models.encoder, "start_record", None) or None)
             try:
                 trainer.run()
                 if ctx.is_main:

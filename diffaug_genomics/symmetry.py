@@ -149,9 +149,9 @@ def _decide(report: SymmetryReport, cands: SymmetryCandidates) -> None:
     within = [i for i in range(1, len(scores)) if scores[i] <= threshold]
     if not within:
         best = min(range(1, len(scores)), key=scores.__getitem__)
+        times = f"{scores[best] / report.floor:.1f} x" if report.floor > 0 else "above a zero floor"
         report.reason = (f"every candidate scores above {report.accept_ratio:g} x the floor "
-                         f"(the closest, {cands.names[best]!r}, at "
-                         f"{scores[best] / report.floor:.1f} x)")
+                         f"(the closest, {cands.names[best]!r}, at {times})")
         return
     rest = [scores[i] for i in range(1, len(scores)) if i not in within]
     worst = max(scores[i] for i in within)

@@ -155,11 +155,13 @@ def test_new_config_sections_keep_old_hashes():
     """image / tabular sections and keys added to 0.1.0 sections (bank.discrete,
     bank.per_sequence, bank.both_views) enter the hash only when changed, so 0.1.0 DNA runs
     resume."""
-    from diffaug_genomics.config import EXECUTION_KEYS, LATER_KEYS, Config
+    from diffaug_genomics.config import EXECUTION_KEYS, LATER_KEYS, LATER_SECTIONS, Config
 
     base = resolve_config("tiny")
     data = base.to_dict()
-    del data["image"], data["tabular"]
+    assert {"image", "tabular", "symmetry", "export"} <= set(LATER_SECTIONS)
+    for name in LATER_SECTIONS:  # sections added after 0.1.0, at their defaults
+        del data[name]
     for name in EXECUTION_KEYS:  # how a run computes (precision, ...): never in the hash
         del data[name]
     assert {"bank.discrete", "encoder.kmer_k", "encoder.pca_init"} <= set(LATER_KEYS)
@@ -176,6 +178,8 @@ def test_new_config_sections_keep_old_hashes():
     for key in ("encoder.recalibrate_bn", "generator.ema_warmup"):
         assert resolve_config("tiny", overrides=[f"{key}=false"]).hash() != base.hash()
     assert resolve_config("tiny", overrides=["bank.per_sequence=2"]).hash() != base.hash()
+    for change in ("symmetry.mode=none", "export.choose=final"):
+        assert resolve_config("tiny", overrides=[change]).hash() != base.hash()
 
 
 def test_discrete_bank_needs_discrete_data():

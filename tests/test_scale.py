@@ -217,7 +217,9 @@ def test_fit_reports_a_damaged_chunk_in_one_line(example_rows, tmp_path):
                            str(tmp_path / "run"), "--preset", "tiny"],
                           capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 2, proc.stderr
-    assert proc.stderr.strip().count("\n") == 0 and "rows 0-" in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("diffaug: error")]
+    assert len(errors) == 1 and "rows 0-" in errors[0], proc.stderr  # one line, no traceback
+    assert "Traceback" not in proc.stderr
     assert "Traceback" not in proc.stderr
 
 

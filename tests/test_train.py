@@ -276,3 +276,34 @@ def test_spectrum_encoder_run_stops_and_resumes_bit_for_bit(example_rows, tmp_pa
     assert resumed.resume()
     resumed.run()
     assert_same(final_state(resumed), final_state(ref))
+
+
+def test_a_checkpoint_from_before_the_discovery_resumes_without_a_symmetry(example_fasta,
+                                                                          tmp_path):
+    """A run started by a version without symmetry discovery (its checkpoint has no group and
+    its spectrum encoder no ``symmetry`` buffer) resumes as it was started: no symmetry,
+    neither in the encoder nor in the positives, and says so."""
+    from conftest import read_example_rows
+
+    example_rows = read_example_rows(example_fasta)  # all 500: enough rows to measure
+    cfg = resolve_config("tiny", overrides=MICRO + ["encoder.backbone=spectrum",
+                                                    "encoder.kmer_k=3"])
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] == 6
+
+    with pytest.raises(StopRequested):
+        make_trainer(cfg, example_rows, tmp_path, should_stop=stop).run()
+    latest = tmp_path / "checkpoints" / "latest.pt"
+    state = torch.load(latest, weights_only=True)
+    del state["symmetry_group"], state["encoder"]["symmetry"]  # as an older version wrote it
+    torch.save(state, latest)
+    resumed = make_trainer(cfg, example_rows, tmp_path)
+    assert resumed.progress.symmetry.group == [0, 47]  # the rows are strand-symmetric DHS...
+    assert resumed.resume()
+    assert resumed.progress.symmetry.group == [0]  # ...the run keeps none
+    assert resumed.models.encoder.group == [0]
+    assert "without the discovery" in resumed.progress.symmetry.to_record()["reason"]
+    resumed.run()

@@ -91,7 +91,7 @@ def symmetry_verdict(record: dict | None) -> str:
     if record.get("mode") == "none" or not record.get("scores"):
         return f"symmetry: none accepted ({record.get('reason', 'not measured')})"
     scores = record["scores"]
-    floor = record.get("floor") or math.nan
+    floor = record.get("floor") or math.nan  # nan: a zero floor (identical rows) has no ratio
     accepted = record.get("accepted") or []
     if accepted:
         found = ", ".join(f"'{a}' (score {scores[a]:.4f}, {scores[a] / floor:.1f} x the noise "

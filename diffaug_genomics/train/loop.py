@@ -216,7 +216,8 @@ class Trainer:
                 "progress": {**p.counters(), "metric_rows": self.setup.metrics.rows},
                 "unit_generator": p.unit_gen_state,
                 **{k: weights.pop(k) for k in ("encoder", "head", "enc_opt")},
-                "rng": ckpt.rng_state(), "export": p.export.state_dict(), **weights}
+                "rng": ckpt.rng_state(), "export": p.export.state_dict(),
+                "symmetry_group": p.symmetry.group, **weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         if state.get("config_hash") != self.setup.cfg.hash():
@@ -232,6 +233,13 @@ class Trainer:
         self.models.load_state_dict(state)
         if "export" in state:  # a checkpoint from before the export choice: final state only
             p.export.load_state_dict(state["export"])
+        group = [int(g) for g in state.get("symmetry_group", [0])]
+        if group != p.symmetry.group:  # a run started before the discovery: it keeps none
+            LOG.warning("%s was written before symmetries were learned from the data: the run "
+                        "continues without one", self.setup.paths.latest)
+            p.symmetry.group = group
+            p.symmetry.accepted = []
+            p.symmetry.reason = "none: the run was started by a version without the discovery"
         ckpt.set_rng_state(state["rng"])
 
     def save_checkpoint(self) -> None:
