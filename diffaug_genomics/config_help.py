@@ -5,7 +5,7 @@ The keys come from the dataclasses (:func:`~diffaug_genomics.config_keys.iter_ke
 key someone adds appears here by itself. Its meaning is, in order: the field's
 ``metadata["help"]``, :data:`MEANINGS`, else the comment beside or above the field in
 :mod:`diffaug_genomics.config_schema` (a comment that only lists choices does not count). Its
-range: ``config.CHOICES``, ``config.BOUNDS``, else the field's type.
+range: the field's choices or bound (``config.CHOICES``, ``config.BOUNDS``), else its type.
 """
 
 from __future__ import annotations
