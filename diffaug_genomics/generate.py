@@ -21,6 +21,11 @@ from diffaug_genomics.input_kinds import require_input_for, require_run
 from diffaug_genomics.io.atomic import check_output
 from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.arrays import SampleGenerateSummary
+from diffaug_genomics.modalities.fasta_shards import (
+    fasta_shard_state,
+    sidecar_path,
+    write_fasta_sidecar,
+)
 from diffaug_genomics.modalities.interface import Sampling
 from diffaug_genomics.modalities.registry import load_backbone
 from diffaug_genomics.modalities.sequences import GenerateSummary
@@ -29,14 +34,7 @@ from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.record_changes import report_changes
 from diffaug_genomics.run_lock import output_lock
 from diffaug_genomics.runs import load_run
-from diffaug_genomics.shards import (
-    Shard,
-    fasta_shard_state,
-    shard_seed,
-    sidecar_path,
-    slice_chunks,
-    write_fasta_sidecar,
-)
+from diffaug_genomics.shards import Shard, shard_seed, slice_chunks
 from diffaug_genomics.train.distributed import resolve_device
 
 __all__ = ["GenerateSummary", "SampleGenerateSummary", "generate"]
