@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.io.atomic import atomic_output, check_output, cleanup_on_signals
+from diffaug_genomics.io.atomic import atomic_output, check_output
 from diffaug_genomics.io.bed import open_genome, region_sequences
 from diffaug_genomics.io.fasta import ReadStats, read_fasta
 from diffaug_genomics.io.onehot import (
@@ -29,6 +29,7 @@ from diffaug_genomics.io.onehot import (
     check_policy,
     encode_records,
 )
+from diffaug_genomics.io.signals import cleanup_on_signals
 from diffaug_genomics.output_formats import HDF5, output_format
 from diffaug_genomics.progress import progress
 from diffaug_genomics.record_changes import RecordChanges, read_parts

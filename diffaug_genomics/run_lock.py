@@ -66,7 +66,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from diffaug_genomics.errors import Busy, DiffaugError, InputError
-from diffaug_genomics.io.atomic import DiskFull, guard_commits, is_disk_full, signals_raise
+from diffaug_genomics.io.atomic import DiskFull, guard_commits, is_disk_full
+from diffaug_genomics.io.signals import signals_raise
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.run_files import lock_break_path, lock_path
 

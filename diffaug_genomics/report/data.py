@@ -326,7 +326,7 @@ def same_size_pca_reference(features: np.ndarray, labels: list[str] | np.ndarray
 def raw_features(state: RunState, rows: np.ndarray) -> tuple[np.ndarray, str]:
     """Training-free features of the rows for the PCA reference, and their name."""
     if state.modality == "dna":
-        from diffaug_genomics.evaluate import baseline_features
+        from diffaug_genomics.kmers import baseline_features
 
         return baseline_features(rows, "kmer", 6), "6-mer frequencies"
     return rows.reshape(len(rows), -1).astype(np.float32), "raw (preprocessed) features"

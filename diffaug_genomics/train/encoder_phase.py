@@ -41,9 +41,12 @@ def find_neighbours(setup: Setup, encoder: torch.nn.Module, tag: str) -> np.ndar
     """kNN indices ``(N, k)`` of every row in the space of ``tag``, from the run's cache when it
     holds them for these rows and settings, else searched and cached. Rank 0 decides and
     searches, every rank gets them (the embeddings are a collective)."""
-    from diffaug_genomics.positives.knn import load_neighbours, save_neighbours
     from diffaug_genomics.positives.neighbour_search import find_neighbours as search
-    from diffaug_genomics.positives.neighbour_search import search_method
+    from diffaug_genomics.positives.neighbour_search import (
+        load_neighbours,
+        save_neighbours,
+        search_method,
+    )
 
     cfg, n, ctx = setup.cfg, setup.n, setup.ctx
     space = cfg.knn.space
