@@ -5,8 +5,10 @@ generate) and a shortened ``default`` fit of the DHS example (one warm-up epoch,
 one epoch, 20 generator steps, 2 bank sampler steps), on one thread, then writes a fingerprint
 of everything they wrote: SHA-256 of every tensor in every ``.pt`` file, every dataset in every
 HDF5 file and every FASTA byte, the ``metrics.csv`` values without its timing column, and the
-``config.yaml`` records without times, threads and host. ``compare`` runs the same commands on
-the code checked out now and lists every difference against a recorded fingerprint (exit 1).
+``config.yaml`` records without times, threads and host; it keeps one digest of each file's
+fingerprint (``--detail``: the fingerprints themselves, tensor by tensor). ``compare`` runs the
+same commands on the code checked out now and lists every difference against a recorded
+fingerprint (exit 1): the files that differ, and with a ``--detail`` record where in them.
 
     python benchmarks/run_identity.py record  benchmarks/results/run_identity.json
     python benchmarks/run_identity.py compare benchmarks/results/run_identity.json
@@ -148,6 +150,11 @@ def fingerprint(out: Path) -> dict[str, Any]:
     return found
 
 
+def digest_of(fingerprint: Any) -> str:
+    """One digest of a file's fingerprint (what a record without ``--detail`` keeps)."""
+    return _digest(json.dumps(fingerprint, sort_keys=True, default=str).encode())
+
+
 def differences(old: Any, new: Any, where: str = "") -> list[str]:
     """Where two fingerprints differ (paths into them)."""
     if isinstance(old, dict) and isinstance(new, dict):
@@ -167,6 +174,8 @@ def main() -> int:
     parser.add_argument("mode", choices=["record", "compare"])
     parser.add_argument("fingerprint", type=Path)
     parser.add_argument("--keep", type=Path, help="run in this directory and keep it")
+    parser.add_argument("--detail", action="store_true",
+                        help="record: keep every file's fingerprint, not only its digest")
     parser.add_argument("--no-run", action="store_true",
                         help="fingerprint what an earlier --keep left, without running")
     args = parser.parse_args()
@@ -175,12 +184,19 @@ def main() -> int:
         out.mkdir(parents=True, exist_ok=True)
         if not args.no_run:
             run_all(out)
-        found = fingerprint(out)
+        found = json.loads(json.dumps(fingerprint(out), default=str))
     if args.mode == "record":
-        args.fingerprint.write_text(json.dumps(found, indent=1, sort_keys=True, default=str) + "\n")
+        kept = {"detail": found} if args.detail else {
+            "digests": {rel: digest_of(fp) for rel, fp in found.items()}}
+        args.fingerprint.write_text(json.dumps(kept, indent=1, sort_keys=True) + "\n")
         print(f"recorded {len(found)} files -> {args.fingerprint}")
         return 0
-    diffs = differences(json.loads(args.fingerprint.read_text()), found)
+    recorded = json.loads(args.fingerprint.read_text())
+    if "digests" in recorded:
+        recorded, found = recorded["digests"], {rel: digest_of(fp) for rel, fp in found.items()}
+    else:
+        recorded = recorded["detail"]
+    diffs = differences(recorded, found)
     for line in diffs:
         print(line)
     print(f"{len(found)} files compared: {'identical' if not diffs else f'{len(diffs)} differences'}")
