@@ -24,7 +24,8 @@ import torch
 from diffaug_genomics.alphabet import one_hot
 from diffaug_genomics.config import load_yaml, resolve_config
 from diffaug_genomics.diffusion import Diffusion
-from diffaug_genomics.io.h5 import OneHotWriter, load_rows
+from diffaug_genomics.io.h5 import load_rows
+from diffaug_genomics.io.onehot_writer import OneHotWriter
 from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.train import bank as bank_phase
 from diffaug_genomics.train import loop, run_diagnostics

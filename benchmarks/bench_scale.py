@@ -129,7 +129,7 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-    import diffaug_genomics.io.h5 as h5
+    import diffaug_genomics.io.onehot_writer as h5
 
     h5.WRITER_THREADS = 1
 

@@ -153,7 +153,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
 
 
 def _validate(cfg: Config) -> None:
-    flat = _flatten(cfg.to_dict())
+    flat = flatten(cfg.to_dict())
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise ConfigError(f"config key '{key}': {flat[key]!r} is not one of {', '.join(allowed)}")
@@ -178,11 +178,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("config key 'bank.steps': must not exceed generator.num_train_timesteps")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested sections as dotted keys."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

@@ -78,7 +78,7 @@ def _write(chunks: Iterable[EncodedChunk], tmp: Path, summary: EncodeSummary,
            labels_path: str | Path | None, on_chunk: Callable[[], None],
            final_attrs: Callable[[], Mapping[str, object]]) -> None:
     """Append every chunk (and its labels) to a new ``onehot/1`` file at ``tmp``."""
-    from diffaug_genomics.io.h5 import OneHotWriter
+    from diffaug_genomics.io.onehot_writer import OneHotWriter
 
     with OneHotWriter(tmp, summary.length, attrs) as writer:
         for chunk in chunks:

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING
 from diffaug_genomics._version import __version__
 from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_yaml, resolve_config
 from diffaug_genomics.errors import DiffaugError, InputError
+from diffaug_genomics.fit_lock import one_writer, ranks_agree
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.run_cleanup import remove_new_run_dir
 from diffaug_genomics.run_files import INPUT_FILES, RunPaths
-from diffaug_genomics.run_lock import one_writer, ranks_agree
 
 if TYPE_CHECKING:
     import torch

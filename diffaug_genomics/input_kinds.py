@@ -285,7 +285,7 @@ def require_run(run_dir: str | Path, command: str) -> Kind:
                 if command != "report" else "give the -o directory of `diffaug fit`")
     if kind.name in (UNFINISHED_RUN, FAILED_RUN) and kind.name not in accepted:
         from diffaug_genomics.errors import Busy
-        from diffaug_genomics.run_lock import current_writer, still_training
+        from diffaug_genomics.lock_holder import current_writer, still_training
 
         writer = current_writer(run_dir)  # a fit training it right now: exit 75, try later
         if writer is not None:

@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from diffaug_genomics.errors import Busy, InputError
+from diffaug_genomics.lock_holder import current_writer
 from diffaug_genomics.modalities.fasta_shards import verify_fasta_shard
-from diffaug_genomics.run_lock import current_writer
 from diffaug_genomics.shards import SHARD_ATTRS, Shard, shard_path
 
 

@@ -16,6 +16,7 @@ from torch import nn
 from diffaug_genomics.config import Config, config_from_dict
 from diffaug_genomics.errors import Busy, InputError
 from diffaug_genomics.guards import require_finite
+from diffaug_genomics.lock_holder import current_writer, still_training
 from diffaug_genomics.modalities.arrays import load_preprocess
 from diffaug_genomics.modalities.base import Modality
 from diffaug_genomics.modalities.interface import TrainedRun
@@ -23,7 +24,6 @@ from diffaug_genomics.modalities.registry import get_modality
 from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.run_files import PREPROCESS, RunPaths
-from diffaug_genomics.run_lock import current_writer, still_training
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train.precision import resolve_precision, wrap
 

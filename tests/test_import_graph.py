@@ -139,7 +139,7 @@ LAYERS = [
                                 "diagnostics"]),
     ("models", ["models", "diffusion", "losses", "positives"]),
     ("modalities", ["modalities", "shards"]),
-    ("training", ["train", "run_lock", "run_cleanup"]),
+    ("training", ["train", "lock_holder", "run_lock", "fit_lock", "run_cleanup"]),
     ("commands", ["fit", "runs", "embed", "embeddings_out", "generate", "merge", "input_kinds",
                   "inspect", "evaluate_inputs", "evaluate_files", "report"]),
 ]

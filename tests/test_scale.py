@@ -17,7 +17,8 @@ from conftest import EXAMPLES, REPO, read_example_rows
 from test_train import assert_same, final_state, make_trainer, stop_at_last_step_and_resume
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.io.h5 import OneHotWriter, open_onehot, read_onehot
+from diffaug_genomics.io.h5 import open_onehot, read_onehot
+from diffaug_genomics.io.onehot_writer import OneHotWriter
 from diffaug_genomics.positives import neighbour_search
 from diffaug_genomics.positives.knn import knn_indices, neighbour_features
 from diffaug_genomics.positives.neighbour_search import approximate_knn, find_neighbours

@@ -24,7 +24,6 @@ from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.io.fasta import read_fasta
 from diffaug_genomics.io.h5 import (
-    OneHotWriter,
     is_hdf5,
     open_onehot,
     read_embeddings,
@@ -32,6 +31,7 @@ from diffaug_genomics.io.h5 import (
     read_strings,
 )
 from diffaug_genomics.io.onehot import encode_records
+from diffaug_genomics.io.onehot_writer import OneHotWriter
 from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.interface import (
     Chunk,

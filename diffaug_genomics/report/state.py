@@ -18,9 +18,9 @@ from typing import Any
 import numpy as np
 
 from diffaug_genomics.errors import Busy, InputError
+from diffaug_genomics.lock_holder import Holder, lock_state
 from diffaug_genomics.metrics import BASE_FIELDS, DIAGNOSTIC_FIELDS
 from diffaug_genomics.run_files import RunPaths
-from diffaug_genomics.run_lock import Holder, lock_state
 
 NUMERIC_FIELDS = [f for f in BASE_FIELDS + DIAGNOSTIC_FIELDS if f != "phase"]
 PHASES = ("init", "warmup", "encoder", "generator", "bank")
