@@ -13,7 +13,7 @@ EXAMPLE := resources/examples/dhs_example.fa
 EXAMPLE_LABELS := resources/examples/dhs_example_labels.tsv
 export DIFFAUG_NO_BAR ?=
 
-.PHONY: install test test-slurm lint demo check-install bench-encode bench-fit bench-lock bench-scale bench-quality bench-quality-other gpu-check gpu-check-cpu gpu-check-bundle clean
+.PHONY: install test test-slurm lint demo check-install check-identity bench-encode bench-fit bench-lock bench-scale bench-quality bench-quality-other gpu-check gpu-check-cpu gpu-check-bundle clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -62,6 +62,11 @@ bench-fit: $(STAMP)
 # What the one-writer lock costs: its share of a fit, and how fast a second fit is refused.
 bench-lock: $(STAMP)
 	$(BIN)/python benchmarks/bench_lock.py
+
+# Are runs bit-identical to the recorded ones (make demo's encode / fit / embed / generate and a
+# short default fit, one thread: every tensor, metrics value and record)? On the recording machine.
+check-identity: $(STAMP)
+	$(BIN)/python benchmarks/run_identity.py compare benchmarks/results/run_identity.json
 
 # encode / fit / embed on 10^4, 10^5, 10^6 resampled 200 bp sequences, one thread, a reduced
 # schedule: CPU seconds and peak memory of every per-row step (about an hour of one core at

@@ -9,7 +9,7 @@ in its own subprocess, which reports its wall time and peak RSS (``ru_maxrss``):
 * ``reference``: the ~30-line straightforward encoder below (lines, numpy lookup table, chunked
   writes to an HDF5 dataset with the same codec), on the same 100 MB file;
 * ``naive``: Biopython ``SeqIO`` + a per-base Python loop, on a 5 MB slice;
-* ``--codecs``: the codec / chunk-size sweep behind :data:`diffaug_genomics.io.h5.COMPRESSION`
+* ``--codecs``: the codec / chunk-size sweep behind :data:`diffaug_genomics.io.onehot_writer.COMPRESSION`
   (20 MB slice: encode time, file size, full read and random 64-row batch reads).
 
 Usage: ``python benchmarks/bench_encode.py [--size-mb 100] [--codecs] [--skip-naive]``.
@@ -86,7 +86,7 @@ def case_reference(inp: Path, out: Path) -> dict:
     """The straightforward encoder: lines, numpy lookup table, chunked compressed writes."""
     import h5py
 
-    from diffaug_genomics.io.h5 import COMPRESSION
+    from diffaug_genomics.io.onehot_writer import COMPRESSION
 
     table = np.zeros((256, 4), np.uint8)
     for i, base in enumerate(b"ACGT"):
@@ -150,7 +150,7 @@ def case_codec(inp: Path, out: Path, spec: str) -> dict:
     """Encode with one codec/chunk setting, then time full and random batch reads."""
     import h5py
 
-    import diffaug_genomics.io.h5 as h5
+    import diffaug_genomics.io.onehot_writer as h5
 
     codec, rows, kib = spec.split("/")
     h5.CHUNK_ROWS, h5.CHUNK_BYTES = int(rows), int(kib) << 10

@@ -24,10 +24,17 @@ import torch
 from diffaug_genomics.alphabet import one_hot
 from diffaug_genomics.config import load_yaml, resolve_config
 from diffaug_genomics.diffusion import Diffusion
-from diffaug_genomics.io.h5 import OneHotWriter, load_rows
+from diffaug_genomics.io.h5 import load_rows
+from diffaug_genomics.io.onehot_writer import OneHotWriter
 from diffaug_genomics.modalities.registry import get_modality
+from diffaug_genomics.train import bank as bank_phase
+from diffaug_genomics.train import loop, run_diagnostics
+from diffaug_genomics.train.bank import place_bank
+from diffaug_genomics.train.encoder_phase import encoder_epoch, encoder_loss, positives
+from diffaug_genomics.train.generator_phase import generator_block
 from diffaug_genomics.train.loop import Trainer
 from diffaug_genomics.train.precision import autocast, resolve_precision, wrap
+from diffaug_genomics.train.run_diagnostics import encoder_diagnostics, generator_diagnostics
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "resources" / "examples" / "dhs_example.fa"
 
@@ -87,18 +94,19 @@ def main() -> None:
         (run / "checkpoints").mkdir()
         (run / "cache").mkdir()
         trainer = Trainer(cfg, dna, rows, run, device)
-        trainer._ensure_neighbours(0)
-        stage = trainer.stages[0]
+        trainer._prepare_stage(0)
+        setup, models, progress = trainer.setup, trainer.models, trainer.progress
+        stage = setup.stages[0]
         gen = torch.Generator().manual_seed(0)
         idx = np.arange(cfg.optim.batch_size)
 
         def enc_step() -> None:
-            x = trainer._x(idx)
-            a, b = trainer._positives(stage, idx, x, gen)
-            loss = trainer._loss(a, b)
-            trainer.enc_opt.zero_grad()
+            x = setup.x(idx)
+            a, b = positives(setup, models, progress, stage, idx, x, gen)
+            loss = encoder_loss(setup, models, a, b)
+            models.enc_opt.zero_grad()
             loss.backward()
-            trainer.enc_opt.step()
+            models.enc_opt.step()
 
         s = timed(enc_step, 5, device)
         print(f"encoder phase   : {cfg.optim.batch_size / s:8.1f} pairs/s  ({s:.3f} s per step of {cfg.optim.batch_size})")
@@ -162,8 +170,8 @@ def main() -> None:
             (d / "checkpoints").mkdir()
             (d / "cache").mkdir()
             tr = Trainer(epoch_cfg, dna, data, d, device)
-            tr._ensure_neighbours(0)
-            tr._encoder_epoch(tr.stages[0], 0)
+            tr._prepare_stage(0)
+            encoder_epoch(tr.setup, tr.models, tr.progress, tr.setup.stages[0], 0)
             sync(device)
             return time.perf_counter() - t
 
@@ -287,20 +295,21 @@ def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
     (run / "checkpoints").mkdir(parents=True)
     (run / "cache").mkdir()
     trainer = Trainer(cfg, dna, rows, run, device)
-    precision = trainer.precision
+    setup, models, progress = trainer.setup, trainer.models, trainer.progress
+    precision = setup.precision
     x_all = dna.to_model(rows).to(device)
     positives = x_all.roll(1, dims=-1)  # stand-in generated positives, the bank's layout
-    trainer.bank = trainer._place_bank(positives.unsqueeze(1).half().cpu())
-    trainer._ensure_neighbours(0)
-    trainer.cond = torch.randn(len(rows), cfg.encoder.embed_dim, device=device)
-    steps = trainer.steps_per_epoch
+    progress.bank = place_bank(setup, positives.unsqueeze(1).half().cpu())
+    trainer._prepare_stage(0)
+    progress.cond = torch.randn(len(rows), cfg.encoder.embed_dim, device=device)
+    steps = setup.steps_per_epoch
     t = time.perf_counter()
     trainer.save_checkpoint()
     write = time.perf_counter() - t
 
     # the bare loops
     bare = BareModels(cfg, x_all, device)
-    batch = trainer.batch
+    batch = setup.batch
     perm = torch.randperm(len(rows)).to(device)
     g = cfg.generator
     block = min(g.steps_per_checkpoint, g.steps)
@@ -317,7 +326,7 @@ def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
         for _ in range(block):
             idx = torch.randint(len(rows), (min(g.batch_size, len(rows)),), generator=gen)
             idx = idx.to(device)
-            bare.step(bare.generator_loss(x0_all[idx], trainer.cond[idx], precision, gen),
+            bare.step(bare.generator_loss(x0_all[idx], progress.cond[idx], precision, gen),
                       bare.gopt)
         sync(device)
 
@@ -329,15 +338,15 @@ def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
                                                      "bare", "gen", "bare_gen")}
     for e in range(epochs):
         t0 = time.perf_counter()
-        trainer._encoder_epoch(enc_stage, e)
+        encoder_epoch(setup, models, progress, enc_stage, e)
         sync(device)
         t1 = time.perf_counter()
-        trainer._encoder_diagnostics("encoder", 1, e)
+        encoder_diagnostics(setup, models, progress, "encoder", 1, e)
         t2 = time.perf_counter()
         if trainer._checkpoint_due():  # what run() does at a unit end inside a stage
             trainer.save_checkpoint()
         t3 = time.perf_counter()
-        trainer.step_in_unit = 0
+        progress.step_in_unit = 0
         bare_epoch()
         t4 = time.perf_counter()
         for key, value in (("epoch", t1 - t0), ("diagnostics", t2 - t1),
@@ -345,11 +354,11 @@ def loop_overhead(rows: np.ndarray, overrides: list[str], tmp: Path,
             turns[key].append(value / steps)
     for e in range(epochs):
         t0 = time.perf_counter()
-        trainer._generator_block(gen_stage, e)
-        trainer._generator_diagnostics(gen_stage)
+        generator_block(setup, models, progress, gen_stage, e)
+        generator_diagnostics(setup, models, progress, gen_stage)
         if trainer._checkpoint_due():
             trainer.save_checkpoint()
-        trainer.step_in_unit = 0
+        progress.step_in_unit = 0
         sync(device)
         t1 = time.perf_counter()
         bare_block()
@@ -373,8 +382,9 @@ def diagnostics_overhead(tmp: Path, device: torch.device = torch.device("cpu")) 
     diagnostics and the batch-norm recalibration passes, relative to the rest of the run: every
     method that computes them is timed in the same process."""
     spent = {"s": 0.0}
-    originals = {name: getattr(Trainer, name) for name in
-                 ("_sample_embeddings", "_generator_diagnostics", "_bank_diagnostics")}
+    where = ((run_diagnostics, "sample_embeddings"), (loop, "generator_diagnostics"),
+             (bank_phase, "bank_diagnostics"))  # each where the loop calls it
+    originals = {(module, name): getattr(module, name) for module, name in where}
 
     def timed_method(fn):  # noqa: ANN001, ANN202
         def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
@@ -391,14 +401,14 @@ def diagnostics_overhead(tmp: Path, device: torch.device = torch.device("cpu")) 
     (d / "checkpoints").mkdir(parents=True)
     (d / "cache").mkdir()
     try:
-        for name, fn in originals.items():
-            setattr(Trainer, name, timed_method(fn))
+        for (module, name), fn in originals.items():
+            setattr(module, name, timed_method(fn))
         t = time.perf_counter()
         Trainer(cfg, get_modality("dna"), rows, d, device).run()
         total = time.perf_counter() - t
     finally:
-        for name, fn in originals.items():
-            setattr(Trainer, name, fn)
+        for (module, name), fn in originals.items():
+            setattr(module, name, fn)
     return spent["s"] / (total - spent["s"])
 
 

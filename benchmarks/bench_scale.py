@@ -46,7 +46,7 @@ sequence, where the preset's 10 guided steps make 14) and one encoder epoch; the
 preset's models, batches and everything else. Chosen so that the 10^6-row fit takes well under
 an hour of one CPU core."""
 
-PHASES = {  # Trainer method (or "loading") -> the row of the table
+PHASES = {  # the loop's phase function (or "loading") -> the row of the table
     "loading": "loading the rows (HDF5)",
     "_ensure_neighbours": "neighbour search (features + kNN)",
     "warmup": "warm-up epoch (kNN-mixup)",
@@ -57,8 +57,9 @@ PHASES = {  # Trainer method (or "loading") -> the row of the table
     "diagnostics": "diagnostics (and batch-norm recalibration)",
     "save_checkpoint": "checkpoints",
 }
-DIAGNOSTICS = ("_encoder_diagnostics", "_recalibrate", "_generator_diagnostics",
-               "_bank_diagnostics")
+DIAGNOSTICS = (("loop", "encoder_diagnostics"), ("loop", "recalibrate"),
+               ("loop", "generator_diagnostics"), ("bank", "bank_diagnostics"))
+"""The diagnostics functions, each where the loop calls it (module of ``train``, name)."""
 ORDER = ["encode", *PHASES, "fit", "embed"]
 LABELS = {"encode": "`diffaug encode` (FASTA -> HDF5)", **PHASES, "fit": "`fit`, whole",
           "embed": "`diffaug embed`"}
@@ -128,7 +129,7 @@ def _one_thread() -> None:
     import torch
 
     torch.set_num_threads(1)
-    import diffaug_genomics.io.h5 as h5
+    import diffaug_genomics.io.onehot_writer as h5
 
     h5.WRITER_THREADS = 1
 
@@ -144,17 +145,21 @@ def child_encode(fasta: str, h5: str) -> dict:
 def child_fit(h5: str, run: str) -> dict:
     from diffaug_genomics.fit import fit
     from diffaug_genomics.modalities.sequences import SequenceIO
-    from diffaug_genomics.train.loop import Trainer
+    from diffaug_genomics.train import bank, loop, state
 
     clock = PhaseClock(RssWatch())
     SequenceIO.training_data = clock.wrap(SequenceIO.training_data, lambda *a, **k: "loading")
-    for name in ("_ensure_neighbours", "_generator_block", "_embed_all", "_refresh_bank",
-                 "save_checkpoint"):
-        setattr(Trainer, name, clock.wrap(getattr(Trainer, name), lambda *a, n=name, **k: n))
-    Trainer._encoder_epoch = clock.wrap(Trainer._encoder_epoch,
-                                        lambda self, stage, seed: stage.kind)
-    for name in DIAGNOSTICS:
-        setattr(Trainer, name, clock.wrap(getattr(Trainer, name), lambda *a, **k: "diagnostics"))
+    for owner, name, key in ((loop, "find_neighbours", "_ensure_neighbours"),
+                             (loop, "generator_block", "_generator_block"),
+                             (state.Setup, "embed_all", "_embed_all"),
+                             (loop, "refresh_bank", "_refresh_bank"),
+                             (loop.Trainer, "save_checkpoint", "save_checkpoint")):
+        setattr(owner, name, clock.wrap(getattr(owner, name), lambda *a, k=key, **kw: k))
+    loop.encoder_epoch = clock.wrap(loop.encoder_epoch, lambda *a: a[3].kind)  # (.., stage, seed)
+    modules = {"loop": loop, "bank": bank}
+    for module, name in DIAGNOSTICS:
+        owner = modules[module]
+        setattr(owner, name, clock.wrap(getattr(owner, name), lambda *a, **k: "diagnostics"))
     key, t, wall = clock.watch.begin(), time.process_time(), time.perf_counter()
     result = fit(h5, run, preset="default", overrides=REDUCED, device="cpu", seed=0)
     seconds, peak = time.process_time() - t, clock.watch.end(key)

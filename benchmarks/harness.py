@@ -27,9 +27,10 @@ from diffaug_genomics.config import (
 from diffaug_genomics.datasets import fetch
 from diffaug_genomics.embed import embed
 from diffaug_genomics.encode import encode_fasta
-from diffaug_genomics.evaluate import baseline_features, evaluate_embeddings
+from diffaug_genomics.evaluate import evaluate_embeddings
 from diffaug_genomics.fit import fit
 from diffaug_genomics.io.h5 import load_rows, read_embeddings
+from diffaug_genomics.kmers import baseline_features
 from diffaug_genomics.modalities.registry import choose_modality
 
 # name -> (labels of the splits in the fetched cache: training, evaluation)

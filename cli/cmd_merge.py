@@ -16,8 +16,8 @@ def merge(
 
     Embeddings (HDF5) must come from the same run and input; FASTA shards are concatenated.
     """
+    from diffaug_genomics.merge import merge as run_merge
     from diffaug_genomics.progress import LOG, configure_logging
-    from diffaug_genomics.shards import merge as run_merge
 
     configure_logging()
     LOG.info("%s", run_merge(output, list(shards or []), force=force).line())

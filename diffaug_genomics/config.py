@@ -17,19 +17,17 @@ imported or executed. An unknown key or a value of the wrong type is a :class:`C
 from __future__ import annotations
 
 import dataclasses
-import math
 import re
 import types
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from diffaug_genomics.config_keys import unknown_key_message
+from diffaug_genomics.config_keys import iter_keys, unknown_key_message
 from diffaug_genomics.config_schema import (  # re-exported: the schema's names import from here
     AUGMENTS,
     EXECUTION_KEYS,
@@ -38,6 +36,7 @@ from diffaug_genomics.config_schema import (  # re-exported: the schema's names 
     PRESETS,
     RECORD_KEYS,
     BankConfig,
+    Bound,
     Config,
     DataConfig,
     EncoderConfig,
@@ -63,130 +62,17 @@ __all__ = ["AUGMENTS", "BOUNDS", "CHOICES", "EXECUTION_KEYS", "LATER_KEYS", "LAT
            "parse_override", "preset_dict", "preset_layers", "resolve_config"]
 
 
-CHOICES: dict[str, tuple[str, ...]] = {
-    "device": ("auto", "cpu", "cuda", "mps"),
-    "precision": ("auto", "fp32", "bf16"),
-    "batch_scaling": ("auto", "fixed"),
-    "augment": AUGMENTS,
-    "data.policy": ("pad", "crop", "center", "window"),
-    "loss.name": ("soft", "infonce"),
-    "knn.space": ("onehot-pca", "kmer", "pca", "embedding"),
-    "tabular.scaling": ("standard", "minmax", "none"),
-    "generator.beta_schedule": ("cosine", "linear"),
-    "generator.prediction_type": ("epsilon", "v_prediction"),
-    "bank.sampler": ("ddim", "ddpm"),
-    "optim.lr_schedule": ("cosine", "constant"),
-    "symmetry.mode": ("auto", "none"),
-    "export.choose": ("best", "final"),
-    "export.criterion": ("nbr_agreement", "feature_agreement", "eff_rank", "uniformity"),
-}
-
-@dataclass(frozen=True)
-class Bound:
-    """The valid values of a numeric config key: ``lo`` / ``hi`` (None: unbounded), each
-    inclusive unless ``lo_open`` / ``hi_open``. A list key (``channels``, ``[lo, hi]`` pairs)
-    bounds every item."""
-
-    lo: float | None = None
-    hi: float | None = None
-    lo_open: bool = False
-    hi_open: bool = False
-
-    def contains(self, value: float) -> bool:
-        if not math.isfinite(value):  # NaN, .inf
-            return False
-        if self.lo is not None and (value < self.lo or (self.lo_open and value == self.lo)):
-            return False
-        return not (self.hi is not None
-                    and (value > self.hi or (self.hi_open and value == self.hi)))
-
-    def describe(self) -> str:
-        lo = None if self.lo is None else f"{'>' if self.lo_open else '>='} {self.lo:g}"
-        hi = None if self.hi is None else f"{'<' if self.hi_open else '<='} {self.hi:g}"
-        return " and ".join(p for p in (lo, hi) if p) or "a finite number"
-
-
-POSITIVE_INT = Bound(1)
-COUNT = Bound(0)  # epochs, rounds, steps: 0 allowed
-PROBABILITY = Bound(0.0, 1.0)
-POSITIVE_REAL = Bound(0.0, lo_open=True)
-NON_NEGATIVE_REAL = Bound(0.0)
-
-BOUNDS: dict[str, Bound] = {
-    "seed": Bound(0, 2**63 - 1),
-    "log_every": POSITIVE_INT,
-    "checkpoint_every_s": Bound(0),
-    "data.length": POSITIVE_INT,
-    "data.stride": POSITIVE_INT,
-    "encoder.width": POSITIVE_INT,
-    "encoder.n_blocks": POSITIVE_INT,
-    "encoder.stem_kernel": POSITIVE_INT,
-    "encoder.block_kernel": POSITIVE_INT,
-    "encoder.embed_dim": POSITIVE_INT,
-    "encoder.proj_hidden": POSITIVE_INT,
-    "encoder.proj_dim": POSITIVE_INT,
-    "encoder.kmer_k": Bound(1, 8),
-    "encoder.position_weight": NON_NEGATIVE_REAL,
-    "loss.temperature": POSITIVE_REAL,
-    "loss.nu_z": POSITIVE_REAL,
-    "loss.nu_y": POSITIVE_REAL,
-    "knn.k": POSITIVE_INT,
-    "knn.kmer_k": Bound(1, 12),
-    "knn.pca_dim": POSITIVE_INT,
-    "knn.alpha_min": PROBABILITY,
-    "knn.alpha_max": PROBABILITY,
-    "handcrafted.mutation_rate": PROBABILITY,
-    "handcrafted.rc_prob": PROBABILITY,
-    "handcrafted.max_shift": COUNT,
-    "handcrafted.indel_prob": PROBABILITY,
-    "handcrafted.indel_size": POSITIVE_INT,
-    "image.crop_scale": Bound(0.0, 1.0, lo_open=True),
-    "image.crop_ratio": POSITIVE_REAL,
-    "image.flip_prob": PROBABILITY,
-    "image.jitter_prob": PROBABILITY,
-    "image.brightness": NON_NEGATIVE_REAL,
-    "image.contrast": NON_NEGATIVE_REAL,
-    "image.saturation": NON_NEGATIVE_REAL,
-    "image.grayscale_prob": PROBABILITY,
-    "image.blur_prob": PROBABILITY,
-    "image.blur_sigma": POSITIVE_REAL,
-    "tabular.corruption_rate": PROBABILITY,
-    "tabular.noise_std": NON_NEGATIVE_REAL,
-    "generator.channels": POSITIVE_INT,
-    "generator.time_dim": Bound(2),
-    "generator.num_train_timesteps": Bound(2),
-    "generator.cond_dropout": PROBABILITY,
-    "generator.ema_decay": Bound(0.0, 1.0, hi_open=True),
-    "generator.lr": POSITIVE_REAL,
-    "generator.batch_size": POSITIVE_INT,
-    "generator.steps": COUNT,
-    "generator.steps_per_checkpoint": POSITIVE_INT,
-    "bank.fraction": PROBABILITY,
-    "bank.steps": POSITIVE_INT,
-    "bank.strength": PROBABILITY,
-    "bank.guidance_scale": NON_NEGATIVE_REAL,
-    "bank.eta": PROBABILITY,
-    "bank.batch_size": POSITIVE_INT,
-    "bank.per_sequence": POSITIVE_INT,
-    "schedule.warmup_epochs": COUNT,
-    "schedule.rounds": COUNT,
-    "schedule.epochs_per_round": COUNT,
-    "optim.lr": POSITIVE_REAL,
-    "optim.weight_decay": NON_NEGATIVE_REAL,
-    "optim.batch_size": POSITIVE_INT,
-    "optim.min_lr_ratio": PROBABILITY,
-    "encoder.position_dims": COUNT,
-    "symmetry.accept_ratio": POSITIVE_REAL,
-    "symmetry.gap_ratio": Bound(1.0),
-    "symmetry.max_rows": Bound(2),
-    "symmetry.kmer_k": Bound(1, 8),
-}
-"""The valid range of every numeric key (checked by :func:`_validate` before any work). A
-numeric key added to the dataclasses above must be given its bound here: the test suite
-checks that :func:`numeric_keys` and this table agree, and tries each bound."""
-
-PAIRS = ("handcrafted.mutation_rate", "handcrafted.indel_size", "image.crop_scale",
-         "image.crop_ratio", "image.blur_sigma")
+CHOICES: dict[str, tuple[str, ...]] = {k.key: k.field.metadata["choices"] for k in iter_keys()
+                                        if "choices" in k.field.metadata}
+"""The valid values of every text key with a fixed list, from its field
+(:func:`~diffaug_genomics.config_schema.choice`)."""
+BOUNDS: dict[str, Bound] = {k.key: k.field.metadata["bound"] for k in iter_keys()
+                            if "bound" in k.field.metadata}
+"""The valid range of every numeric key (checked by :func:`_validate` before any work), from its
+field (:func:`~diffaug_genomics.config_schema.bounded`). A numeric key added to the dataclasses
+must be given its bound there: the test suite checks that :func:`numeric_keys` and this table
+agree, and tries each bound."""
+PAIRS = tuple(k.key for k in iter_keys() if k.field.metadata.get("pair"))
 """List keys holding a ``[lo, hi]`` pair (two items, lo <= hi, each within the key's bound)."""
 
 
@@ -267,7 +153,7 @@ def _merge(obj: Any, updates: dict[str, Any], prefix: str = "") -> None:
 
 
 def _validate(cfg: Config) -> None:
-    flat = _flatten(cfg.to_dict())
+    flat = flatten(cfg.to_dict())
     for key, allowed in CHOICES.items():
         if flat[key] not in allowed:
             raise ConfigError(f"config key '{key}': {flat[key]!r} is not one of {', '.join(allowed)}")
@@ -292,11 +178,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("config key 'bank.steps': must not exceed generator.num_train_timesteps")
 
 
-def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: nested sections as dotted keys."""
     out: dict[str, Any] = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
+            out.update(flatten(v, f"{prefix}{k}."))
         else:
             out[f"{prefix}{k}"] = v
     return out

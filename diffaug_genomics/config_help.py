@@ -5,7 +5,7 @@ The keys come from the dataclasses (:func:`~diffaug_genomics.config_keys.iter_ke
 key someone adds appears here by itself. Its meaning is, in order: the field's
 ``metadata["help"]``, :data:`MEANINGS`, else the comment beside or above the field in
 :mod:`diffaug_genomics.config_schema` (a comment that only lists choices does not count). Its
-range: ``config.CHOICES``, ``config.BOUNDS``, else the field's type.
+range: the field's choices or bound (``config.CHOICES``, ``config.BOUNDS``), else its type.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from functools import lru_cache
 from typing import Any
 
 from diffaug_genomics import config_schema
-from diffaug_genomics.config import BOUNDS, CHOICES, PAIRS, resolve_config
+from diffaug_genomics.config import BOUNDS, CHOICES, PAIRS, flatten, resolve_config
 from diffaug_genomics.config_keys import KeyInfo, closest_keys, iter_keys
 from diffaug_genomics.errors import ConfigError
 
@@ -224,16 +224,6 @@ class KeyLine:
     meaning: str
 
 
-def _flat(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def list_keys(preset: str | None = "default", modality: str = "dna",
               pattern: str | None = None) -> list[KeyLine]:
     """Every key (or those matching ``pattern``: a glob like ``bank.*``, else a substring)
@@ -244,7 +234,7 @@ def list_keys(preset: str | None = "default", modality: str = "dna",
             the closest keys).
     """
     cfg = resolve_config(preset, modality=modality)
-    defaults = _flat(cfg.to_dict())
+    defaults = flatten(cfg.to_dict())
     lines = [KeyLine(k.key, defaults.get(k.key), valid_values(k), meaning(k))
              for k in iter_keys()]
     if pattern:

@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from diffaug_genomics.config_schema import BETA_SCHEDULES, PREDICTION_TYPES, SAMPLERS
 from diffaug_genomics.transfer import to_device
 
 if TYPE_CHECKING:
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Diffusion", "cosine_alphas_cumprod"]
 
-BETA_SCHEDULES = ("linear", "cosine")
-PREDICTION_TYPES = ("epsilon", "v_prediction")
 
 
 def cosine_alphas_cumprod(t: Tensor, num_train_timesteps: int, s: float = 0.008) -> Tensor:
@@ -346,8 +345,8 @@ class Diffusion(nn.Module):
 
         Model evaluations: ``len(timesteps)`` (twice the batch when guided).
         """
-        if sampler not in ("ddim", "ddpm"):
-            raise ValueError(f"sampler must be 'ddim' or 'ddpm', got {sampler!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {SAMPLERS}, got {sampler!r}")
         if shape is None:
             if x_init is None:
                 raise ValueError("give shape or x_init")

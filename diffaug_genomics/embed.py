@@ -30,6 +30,7 @@ from diffaug_genomics.modalities.sequences import chunk_regions
 from diffaug_genomics.output_formats import output_format
 from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.record_changes import report_changes
+from diffaug_genomics.run_files import RunPaths
 from diffaug_genomics.run_lock import output_lock
 from diffaug_genomics.runs import load_run
 from diffaug_genomics.shards import Shard, slice_chunks
@@ -96,7 +97,7 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
                          path=output)
     check_output(target, force or (sharded and target.exists()), inputs)
     with output_lock(target, "diffaug embed", enabled=sharded):  # a retried array task
-        io = run.modality.data_io
+        io = run.modality.io
         if sharded and not io.shardable:
             raise InputError("--shard is supported for DNA inputs only", path=source)
         if sharded and not force and target.exists():
@@ -104,11 +105,11 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
             if done is not None:
                 return EmbedSummary(done, run.config.encoder.embed_dim, 0.0, target, skipped=True)
         check_output(target, force, inputs)
-        inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
+        inp = io.open_input(run.trained, source, ReadOptions(label_column, obs_key))
         chunks = inp.chunks
         extra: dict[str, int] = {}
         if sharded:
-            total = io.count_rows(run, source)
+            total = io.count_rows(run.trained, source)
             start, stop = shard.rows(total)
             chunks = slice_chunks(chunks, start, stop)
             extra = {"shard_index": shard.index, "shard_count": shard.count, "shard_start": start,
@@ -135,8 +136,8 @@ def embed(run_dir: str | Path, source: str | Path, output: str | Path, *, batch_
         report_changes(inp)
         emb = np.concatenate(blocks) if blocks else np.zeros((0, run.config.encoder.embed_dim), np.float32)
         attrs = {"run_dir": str(Path(run_dir).resolve()), "config_hash": run.config_hash,
-                 "checkpoint": str((Path(run_dir) / "encoder.pt").resolve()), "source": str(source),
-                 **io.embedding_attrs(run), **extra}
+                 "checkpoint": str(RunPaths(run_dir).encoder.resolve()), "source": str(source),
+                 **io.embedding_attrs(run.trained), **extra}
         labels_out = labels if has_labels and labels else None
         regions = regions if len(regions) == len(ids) and regions else None
         with atomic_output(target, force, inputs) as tmp:

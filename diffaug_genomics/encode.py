@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.io.atomic import atomic_output, check_output, cleanup_on_signals
+from diffaug_genomics.io.atomic import atomic_output, check_output
 from diffaug_genomics.io.bed import open_genome, region_sequences
 from diffaug_genomics.io.fasta import ReadStats, read_fasta
 from diffaug_genomics.io.onehot import (
@@ -29,6 +29,7 @@ from diffaug_genomics.io.onehot import (
     check_policy,
     encode_records,
 )
+from diffaug_genomics.io.signals import cleanup_on_signals
 from diffaug_genomics.output_formats import HDF5, output_format
 from diffaug_genomics.progress import progress
 from diffaug_genomics.record_changes import RecordChanges, read_parts
@@ -77,7 +78,7 @@ def _write(chunks: Iterable[EncodedChunk], tmp: Path, summary: EncodeSummary,
            labels_path: str | Path | None, on_chunk: Callable[[], None],
            final_attrs: Callable[[], Mapping[str, object]]) -> None:
     """Append every chunk (and its labels) to a new ``onehot/1`` file at ``tmp``."""
-    from diffaug_genomics.io.h5 import OneHotWriter
+    from diffaug_genomics.io.onehot_writer import OneHotWriter
 
     with OneHotWriter(tmp, summary.length, attrs) as writer:
         for chunk in chunks:

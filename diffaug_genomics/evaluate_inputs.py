@@ -77,12 +77,12 @@ def read_for_evaluation(path: str | Path, options: ReadOptions, features: str | 
         return read_embeddings(p)
     # not embeddings: the input's modality gives its raw features or says why not
     modality = get_modality(detect_modality(p))
-    return modality.data_io.raw_features(modality, p, options)
+    return modality.io.raw_features(modality.name, p, options)
 
 
 def parse_features(spec: str) -> tuple[str, int]:
     """``"kmer:K"`` | ``"ckmer:K"`` (1 <= K <= 6) | ``"gc"`` | ``"onehot"`` -> ``(kind, k)`` for
-    :func:`~diffaug_genomics.evaluate.baseline_features` (k = 0 unless k-mers)."""
+    :func:`~diffaug_genomics.kmers.baseline_features` (k = 0 unless k-mers)."""
     kind, _, k_text = spec.strip().lower().partition(":")
     if kind in ("gc", "onehot") and not k_text:
         return kind, 0
@@ -102,7 +102,7 @@ def sequence_features(path: str | Path, spec: str
     k-mer frequencies ``(N, 4**K)`` (canonical: strand-symmetrised), GC fraction ``(N, 1)``, or the flattened one-hot
     ``(N, 4 * L)`` (HDF5 only: FASTA rows have no common length).
     """
-    from diffaug_genomics.evaluate import baseline_features
+    from diffaug_genomics.kmers import baseline_features
 
     kind, k = parse_features(spec)
     p = Path(path)

@@ -1,16 +1,6 @@
 """``diffaug fit``: resolve the configuration, prepare the run directory and data, train.
 
-Run directory layout::
-
-    config.yaml        resolved configuration + seed, versions, world size, input
-    data.h5            the encoded input (only when fit was given FASTA)
-    preprocess.json    images and tables: the fitted preprocessing (scaling, size, features)
-    checkpoints/       latest.pt (after every unit), warmup.pt, round{r}.pt
-    cache/             kNN neighbours, the bank of generated positives
-    metrics.csv        one row per logged step
-    log.txt            the log
-    encoder.pt         final encoder + projection head   (written last: marks a finished run)
-    generator.pt       final EMA denoiser (diffaug only)
+The run directory's layout: :mod:`diffaug_genomics.run_files`.
 
 Under torchrun or srun (see :mod:`diffaug_genomics.train.distributed`) every rank runs this
 function: rank 0 creates the run directory, encodes FASTA input and writes every file while the
@@ -34,9 +24,10 @@ from typing import TYPE_CHECKING
 from diffaug_genomics._version import __version__
 from diffaug_genomics.config import Config, config_from_dict, dump_yaml, load_yaml, resolve_config
 from diffaug_genomics.errors import DiffaugError, InputError
+from diffaug_genomics.fit_lock import one_writer, ranks_agree
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.run_cleanup import remove_new_run_dir
-from diffaug_genomics.run_lock import one_writer, ranks_agree
+from diffaug_genomics.run_files import INPUT_FILES, RunPaths
 
 if TYPE_CHECKING:
     import torch
@@ -134,7 +125,7 @@ class _RunLog(logging.FileHandler):
 
 
 def _attach_log(run_dir: Path) -> logging.Handler:
-    handler = _RunLog(run_dir / "log.txt")
+    handler = _RunLog(RunPaths(run_dir).log)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     LOG.addHandler(handler)
     return handler
@@ -179,8 +170,6 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
     from diffaug_genomics.io.samples import ReadOptions
     from diffaug_genomics.modalities.registry import choose_modality, get_modality
     from diffaug_genomics.train.distributed import env_context, process_group, resolve_device
-    from diffaug_genomics.train.loop import RunPaths
-
     t0 = time.perf_counter()
     if resume not in (False, True, "auto"):
         raise InputError(f"resume must be False, True or 'auto' (got {resume!r})")
@@ -211,7 +200,7 @@ def fit(source: str | Path, run_dir: str | Path, *, preset: str = "default",
         cfg = saved
         label_column = label_column or saved_record.get("label_column")
         obs_key = obs_key or saved_record.get("obs_key")
-    elif paths.encoder.exists() or paths.latest.exists():
+    elif paths.holds_run():
         raise InputError("run directory already holds a run (use --resume to continue it, or "
                          "choose another -o)", path=run_dir)
     if run_dir.exists() and not run_dir.is_dir():
@@ -281,20 +270,19 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
     import torch
 
     from diffaug_genomics.train.distributed import barrier
-    from diffaug_genomics.train.loop import RunPaths, StopRequested, Trainer
+    from diffaug_genomics.train.loop import StopRequested, Trainer
 
     paths = RunPaths(run_dir)
     if ctx.is_main:
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-            (run_dir / "checkpoints").mkdir(exist_ok=True)
-            (run_dir / "cache").mkdir(exist_ok=True)
+            for folder in paths.folders:
+                folder.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise InputError(f"cannot create run directory ({exc.strerror})", path=run_dir) from None
-        from diffaug_genomics.io.atomic import FOLDER_INPUT_FILES, remove_stale_temps
+        from diffaug_genomics.io.atomic import remove_stale_temps
 
-        for folder in (run_dir, run_dir / "checkpoints", run_dir / "cache"):
-            only = FOLDER_INPUT_FILES if folder == run_dir else None  # not embed's, report's
+        for folder in paths.folders:
+            only = INPUT_FILES if folder == run_dir else None  # not embed's, report's
             for stale in remove_stale_temps(folder, only):
                 LOG.info("removed %s, left by an interrupted write", stale)
     fingerprint = input_fingerprint(source)
@@ -302,12 +290,12 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
         _check_same_input(source, run_dir, saved_record, fingerprint)
     handler = _attach_log(run_dir) if ctx.is_main else None
     try:
-        io = modality.data_io  # rank 0 prepares (encodes FASTA, fits the preprocessing) first
+        io = modality.io  # rank 0 prepares (encodes FASTA, fits the preprocessing) first
         if ctx.is_main:
-            data = io.training_data(modality, source, run_dir, cfg, options, reuse=resume)
+            data = io.training_data(modality.name, source, run_dir, cfg, options, reuse=resume)
         barrier()  # the others read the data.h5 / preprocess.json rank 0 wrote
         if not ctx.is_main:
-            data = io.training_data(modality, source, run_dir, cfg, options, reuse=True)
+            data = io.training_data(modality.name, source, run_dir, cfg, options, reuse=True)
         rows, data_path, what = data.rows, data.path, data.what
         if len(rows) < 4:
             raise InputError(f"needs at least 4 sequences to train, found {len(rows)}", path=source)
@@ -350,14 +338,15 @@ def _train(source: str | Path, run_dir: Path, cfg: Config, preset: str, modality
                     from diffaug_genomics.train.checkpoint import describe
 
                     raise InputError(f"does not fit this run ({describe(exc)})",
-                                     path=trainer.paths.latest) from None
+                                     path=paths.latest) from None
             if ctx.is_main:  # after resume: a run from before the discovery keeps none
-                _add_to_record(paths.config, discovered_symmetry=trainer.symmetry.to_record(),
-                               start=getattr(trainer.encoder, "start_record", None) or None)
+                _add_to_record(paths.config,
+                               discovered_symmetry=trainer.progress.symmetry.to_record(),
+                               start=getattr(trainer.models.encoder, "start_record", None) or None)
             try:
                 trainer.run()
                 if ctx.is_main:
-                    _add_to_record(paths.config, exported=trainer.export.record())
+                    _add_to_record(paths.config, exported=trainer.progress.export.record())
             except StopRequested:
                 raise Preempted(f"{run_dir}: stopped by signal after writing a checkpoint; "
                                 "continue with --resume", ctx.rank) from None

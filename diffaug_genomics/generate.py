@@ -21,6 +21,11 @@ from diffaug_genomics.input_kinds import require_input_for, require_run
 from diffaug_genomics.io.atomic import check_output
 from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.arrays import SampleGenerateSummary
+from diffaug_genomics.modalities.fasta_shards import (
+    fasta_shard_state,
+    sidecar_path,
+    write_fasta_sidecar,
+)
 from diffaug_genomics.modalities.interface import Sampling
 from diffaug_genomics.modalities.registry import load_backbone
 from diffaug_genomics.modalities.sequences import GenerateSummary
@@ -29,14 +34,7 @@ from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.record_changes import report_changes
 from diffaug_genomics.run_lock import output_lock
 from diffaug_genomics.runs import load_run
-from diffaug_genomics.shards import (
-    Shard,
-    fasta_shard_state,
-    shard_seed,
-    sidecar_path,
-    slice_chunks,
-    write_fasta_sidecar,
-)
+from diffaug_genomics.shards import Shard, shard_seed, slice_chunks
 from diffaug_genomics.train.distributed import resolve_device
 
 __all__ = ["GenerateSummary", "SampleGenerateSummary", "generate"]
@@ -71,7 +69,7 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
         load_backbone(backbone)
     run = load_run(run_dir, dev, with_generator=True)
     cfg = run.config
-    io = run.modality.data_io
+    io = run.modality.io
     require_input_for(source, run.modality.name, "generate", run_dir)
     fmt = output_format(output, io.positives_formats, "generate", POSITIVES_WHAT,
                         (source, run_dir))
@@ -101,18 +99,19 @@ def generate(run_dir: str | Path, source: str | Path, output: str | Path, *, per
         sampling = Sampling(per_sequence, b.steps if steps is None else steps,
                             b.strength if strength is None else strength,
                             b.guidance_scale if guidance_scale is None else guidance_scale, seed)
-        inp = io.open_input(run, source, ReadOptions(label_column, obs_key))
+        inp = io.open_input(run.trained, source, ReadOptions(label_column, obs_key))
         diffusion = Diffusion.from_config(cfg.generator).to(dev)
         gen = torch.Generator().manual_seed(seed)
         chunks = inp.chunks
         if sharded:
-            total = io.count_rows(run, source)
+            total = io.count_rows(run.trained, source)
             row_lo, row_hi = shard.rows(total)
             chunks = slice_chunks(chunks, row_lo, row_hi)
             sidecar_path(output).unlink(missing_ok=True)  # the shard is complete once it is back
             LOG.info("shard %s: rows %d-%d of %d -> %s", shard, row_lo, row_hi, total, output)
         step = max(1, batch_size // per_sequence)
-        writer = io.positives_writer(run, inp, source, output, fmt, sampling, force, inputs)
+        writer = io.positives_writer(run.trained, inp, source, output, fmt, sampling, force,
+                                     inputs)
         with writer, progress("generate", total=inp.total, unit=io.progress_unit[1]) as bar:
             for chunk in chunks:
                 writer.check(chunk)

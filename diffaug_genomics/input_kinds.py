@@ -137,17 +137,18 @@ def _anndata_shape(f: object) -> tuple[object, object]:
 
 
 def _run_kind(path: Path) -> Kind | None:
-    markers = [name for name in ("config.yaml", "encoder.pt", "checkpoints", "log.txt",
-                                 "metrics.csv") if (path / name).exists()]
-    if not markers:
+    from diffaug_genomics.run_files import MARKERS, RunPaths
+
+    if not any((path / name).exists() for name in MARKERS):
         return None
-    if (path / "encoder.pt").is_file():
+    paths = RunPaths(path)
+    if paths.encoder.is_file():
         return Kind(RUN, "a run directory of `diffaug fit`")
-    if (path / "checkpoints" / "latest.pt").is_file():
+    if paths.latest.is_file():
         return Kind(UNFINISHED_RUN, "an unfinished run directory (checkpoints/latest.pt, no "
                     "encoder.pt: stopped or still training; continue it with `diffaug fit "
                     "INPUT -o RUN --resume`)")
-    last = last_log_line(path / "log.txt")
+    last = last_log_line(paths.log)
     said = f"; its log.txt ends: {last}" if last else ""
     return Kind(FAILED_RUN, "the run directory of a fit that failed or was killed before its "
                 f"first checkpoint (no checkpoints/latest.pt, no encoder.pt{said}); fit again "
@@ -284,7 +285,7 @@ def require_run(run_dir: str | Path, command: str) -> Kind:
                 if command != "report" else "give the -o directory of `diffaug fit`")
     if kind.name in (UNFINISHED_RUN, FAILED_RUN) and kind.name not in accepted:
         from diffaug_genomics.errors import Busy
-        from diffaug_genomics.run_lock import current_writer, still_training
+        from diffaug_genomics.lock_holder import current_writer, still_training
 
         writer = current_writer(run_dir)  # a fit training it right now: exit 75, try later
         if writer is not None:

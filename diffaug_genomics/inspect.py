@@ -187,17 +187,20 @@ def _run(path: Path) -> dict[str, Any]:
     import yaml
 
     out: dict[str, Any] = {}
-    config = path / "config.yaml"
+    from diffaug_genomics.run_files import METRICS, RunPaths
+
+    paths = RunPaths(path)
+    config = paths.config
     if config.is_file():
         cfg = yaml.safe_load(config.read_text()) or {}
         out.update({"modality": cfg.get("modality"), "augment": cfg.get("augment"),
                     "preset": cfg.get("preset"), "input": cfg.get("input"),
                     "world size": cfg.get("world_size")})
-    metrics = path / "metrics.csv"
+    metrics = paths.metrics
     if metrics.is_file():
         with open(metrics) as fh:
             rows = fh.read().splitlines()[1:]
-        out["metrics.csv"] = f"{len(rows)} rows" + (
+        out[METRICS] = f"{len(rows)} rows" + (
             f", last: {rows[-1].split(',')[1]} round {rows[-1].split(',')[2]}" if rows else "")
     out["files"] = ", ".join(sorted(p.name + ("/" if p.is_dir() else "")
                                     for p in path.iterdir()))

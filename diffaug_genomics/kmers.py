@@ -4,6 +4,8 @@ Used by the ``kmer`` neighbour space of kNN-mixup and by the evaluation baseline
 (:func:`kmer_counts`: numpy rows in, numpy counts out, in chunks of sequences), and inside the
 ``spectrum`` encoder (:func:`kmer_frequencies`: a model-layout tensor, on its device). Both count
 with :func:`_window_counts`, vectorised over windows; no Python loop runs over bases.
+:func:`baseline_features` gives the classical training-free references (k-mer, canonical
+k-mer, GC, flattened one-hot) that ``evaluate``, ``report`` and the benchmarks score.
 """
 
 from __future__ import annotations
@@ -104,3 +106,37 @@ def _check_k(k: int) -> None:
         raise ValueError(f"k must be a positive integer, got {k!r}")
     if k > 12:
         raise ValueError(f"k = {k} gives 4**k = {4**k} columns per sequence; use k <= 12")
+
+
+def baseline_features(onehot: np.ndarray, kind: str = "kmer", k: int = 6) -> np.ndarray:
+    """Training-free features of one-hot DNA for the classical reference baselines.
+
+    Args:
+        onehot: ``(N, L, 4) uint8`` one-hot sequences (A, C, G, T; all-zero rows for N).
+        kind: ``"kmer"``: k-mer spectrum, frequencies summing to 1 per sequence, ``(N, 4**k)``;
+            ``"ckmer"``: the canonical (strand-symmetrised) spectrum, the mean of the spectra of
+            the sequence and of its reverse complement, ``(N, 4**k)``; ``"gc"``: GC fraction over called bases, ``(N, 1)``; ``"onehot"``: the flattened
+            one-hot, ``(N, 4 * L)``.
+        k: k-mer length for ``"kmer"`` (the references use 3 to 6); ignored otherwise.
+
+    Returns:
+        ``(N, F) float32`` features, to be scored like embeddings.
+    """
+    arr = np.asarray(onehot)
+    if arr.ndim != 3 or arr.shape[-1] != 4:
+        raise ValueError(f"onehot must have shape (N, L, 4), got {arr.shape}")
+    if kind == "kmer":
+        return np.asarray(kmer_counts(arr, k, normalize=True), dtype=np.float32)
+    if kind == "ckmer":
+        from diffaug_genomics.alphabet import reverse_complement
+
+        both = kmer_counts(arr, k, normalize=True) + kmer_counts(reverse_complement(arr), k,
+                                                                 normalize=True)
+        return np.asarray(0.5 * both, dtype=np.float32)
+    if kind == "gc":
+        from diffaug_genomics.alphabet import gc_content
+
+        return gc_content(arr).astype(np.float32)[:, None]
+    if kind == "onehot":
+        return arr.reshape(arr.shape[0], -1).astype(np.float32)
+    raise ValueError(f"unknown baseline kind {kind!r}; choose kmer, ckmer, gc or onehot")

@@ -17,10 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from diffaug_genomics.progress import LOG
-
-
-def _has_state(run_dir: Path) -> bool:
-    return (run_dir / "encoder.pt").exists() or (run_dir / "checkpoints" / "latest.pt").exists()
+from diffaug_genomics.run_files import RunPaths
 
 
 @contextmanager
@@ -31,8 +28,8 @@ def remove_new_run_dir(run_dir: str | Path, is_main: bool = True) -> Iterator[No
     existed = run_dir.exists()
     try:
         yield
-    except BaseException:  # a stop by signal checkpoints first: _has_state keeps that run
-        if is_main and not existed and run_dir.is_dir() and not _has_state(run_dir):
+    except BaseException:  # a stop by signal checkpoints first: holds_run keeps that run
+        if is_main and not existed and run_dir.is_dir() and not RunPaths(run_dir).holds_run():
             shutil.rmtree(run_dir, ignore_errors=True)
             if not run_dir.exists():
                 LOG.info("removed %s: the fit failed before its first checkpoint", run_dir)

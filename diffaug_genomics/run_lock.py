@@ -20,19 +20,8 @@ node's lock stays invisible to everyone else. Where hard links are refused (some
 mounts), ``O_CREAT | O_EXCL`` on the lock's name (atomic on local file systems and NFSv3+) is
 used instead.
 
-**Stale locks** are cleared by the next writer, without manual cleanup:
-
-- on the same machine (host name, boot id and pid namespace equal) as soon as the holder's pid
-  is gone (or belongs to another process now: its start time differs);
-- anywhere else when the record was not renewed for its lease (``DIFFAUG_LOCK_LEASE_S``,
-  default 300 s, stored in the record). Ages are measured on the file system's clock (the
-  modification time of a file the writer has just written), so the nodes' clocks need not
-  agree.
-
-A stale lock is removed under a second lock, ``.NAME.lock.break`` (the same primitive): the
-writer reads the record again and removes it only if it is still the one it judged stale, so
-two writers clearing one stale lock never remove a fresh one. Releasing removes the record
-only if it is still this process's own (and writes nothing: a full disk keeps no lock).
+**Stale locks** are cleared by the next writer, without manual cleanup, under a second lock
+(``.NAME.lock.break``); who holds a lock and when it is stale: :mod:`diffaug_genomics.lock_holder`.
 
 **A lost lock.** A holder frozen for longer than its lease (a suspended job, a node cut off
 from the file system) may find its lock taken over when it wakes. Its heartbeat compares the
@@ -48,33 +37,28 @@ ask it before starting ``fit``, and compare the holder's SLURM job with their ow
 from __future__ import annotations
 
 import errno
-import functools
-import inspect
-import json
 import os
-import secrets
-import shlex
-import socket
 import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, fields
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
 
 from diffaug_genomics.errors import Busy, DiffaugError, InputError
-from diffaug_genomics.io.atomic import DiskFull, guard_commits, is_disk_full, signals_raise
+from diffaug_genomics.io.atomic import DiskFull, guard_commits, is_disk_full
+from diffaug_genomics.lock_holder import (
+    Holder,
+    current_writer,
+    lease_from_env,
+    read_holder,
+    read_record,
+    running,
+    utc,
+)
 from diffaug_genomics.progress import LOG
+from diffaug_genomics.run_files import lock_break_path, lock_path
 
-if TYPE_CHECKING:
-    from diffaug_genomics.train.distributed import DistContext
-
-LOCK_SCHEMA = "diffaug-genomics/lock/1"
-DEFAULT_LEASE_S = 300.0
-"""A holder on another machine counts as gone when its record was not renewed for this long."""
 BEATS_PER_LEASE = 10
 """The heartbeat renews the record ``BEATS_PER_LEASE`` times per lease (every 30 s by default)."""
 BREAK_LEASE_S = 30.0
@@ -83,218 +67,6 @@ LOST_EXIT_CODE = 1
 
 _NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK, errno.ENOSYS}
 _ATTEMPTS = 20
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def lease_from_env() -> float:
-    """``DIFFAUG_LOCK_LEASE_S`` seconds (default 300); :class:`InputError` if not a positive number."""
-    text = os.environ.get("DIFFAUG_LOCK_LEASE_S", "")
-    if not text:
-        return DEFAULT_LEASE_S
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 < value < 1e7:
-        raise InputError(f"DIFFAUG_LOCK_LEASE_S must be a number of seconds > 0 (got {text!r})")
-    return value
-
-
-def still_training(run_dir: str | Path, writer: Holder) -> str:
-    """The message of a reader refused (exit 75) because ``writer`` is training ``run_dir``."""
-    return (f"{run_dir}: no finished run here yet: the run is in progress, being written by "
-            f"{writer.describe()}; run this again when it has finished")
-
-
-def lock_path(target: str | Path) -> Path:
-    """``runs/exp1`` -> ``/abs/runs/.exp1.lock`` (symbolic links resolved: one lock per path,
-    however it is spelled)."""
-    resolved = Path(target).resolve()
-    if not resolved.name:
-        raise InputError("cannot lock the root of the file system", path=target)
-    return resolved.with_name(f".{resolved.name}.lock")
-
-
-# ------------------------------------------------------------------------------- this machine
-def _first_line(path: str) -> str:
-    try:
-        with open(path) as fh:
-            return fh.readline().strip()
-    except OSError:
-        return ""
-
-
-def _boot_id() -> str:
-    return _first_line("/proc/sys/kernel/random/boot_id")
-
-
-def _pid_namespace() -> str:
-    try:
-        return os.readlink("/proc/self/ns/pid")
-    except OSError:
-        return ""
-
-
-def _process_start(pid: int) -> tuple[str, str]:
-    """(state, start time in clock ticks after boot) of ``pid`` from ``/proc/PID/stat``;
-    ``("", "")`` when there is no such process (or no ``/proc``)."""
-    text = _first_line(f"/proc/{pid}/stat")
-    parts = text.rsplit(")", 1)[-1].split() if text else []
-    return (parts[0], parts[19]) if len(parts) > 19 else ("", "")
-
-
-def _running(pid: int, start: str) -> bool:
-    """Whether ``pid`` runs on this machine and is the process that started at ``start``
-    (a zombie counts as gone)."""
-    if pid <= 0:
-        return False
-    if os.path.isdir("/proc/self"):
-        state, now = _process_start(pid)
-        return bool(now) and state not in ("Z", "X") and (not start or now == start)
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _command() -> str:
-    argv = [Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python", *sys.argv[1:]]
-    if argv[0] in ("main.py", "__main__.py"):
-        argv[0] = "diffaug"
-    text = shlex.join(argv)
-    return text if len(text) <= 300 else text[:297] + "..."
-
-
-# -------------------------------------------------------------------------------- the record
-@dataclass
-class Holder:
-    """The record of a lock's holder; ``renewed`` (its last heartbeat, seconds since the epoch
-    on the file system's clock) is the record's modification time, not stored in it."""
-
-    what: str = "an unknown writer"
-    host: str = "?"
-    pid: int = 0
-    pid_start: str = ""
-    boot_id: str = ""
-    pid_ns: str = ""
-    started: float = 0.0
-    command: str = ""
-    slurm_job: str = ""
-    lease_s: float = DEFAULT_LEASE_S
-    token: str = ""
-    renewed: float = 0.0
-
-    @classmethod
-    def this_process(cls, what: str, lease_s: float) -> Holder:
-        return cls(what=what, host=socket.gethostname(), pid=os.getpid(),
-                   pid_start=_process_start(os.getpid())[1], boot_id=_boot_id(),
-                   pid_ns=_pid_namespace(), started=time.time(), command=_command(),
-                   slurm_job=os.environ.get("SLURM_JOB_ID", ""), lease_s=lease_s,
-                   token=secrets.token_hex(16))
-
-    def to_json(self) -> str:
-        record = {k: v for k, v in asdict(self).items() if k != "renewed"}
-        return json.dumps({"schema": LOCK_SCHEMA, **record}, indent=1) + "\n"
-
-    @classmethod
-    def parse(cls, raw: bytes, renewed: float) -> Holder:
-        """The record in ``raw``; an unreadable one (damaged, foreign, still being written by
-        the ``O_EXCL`` fallback) gives a holder known only by its age."""
-        try:
-            data = json.loads(raw.decode("utf-8"))
-            if not isinstance(data, dict) or data.get("schema") != LOCK_SCHEMA:
-                raise ValueError("not a lock record")
-            kinds = {f.name: type(getattr(cls(), f.name)) for f in fields(cls)}
-            values = {k: kinds[k](data[k]) for k in kinds if k in data and k != "renewed"}
-            holder = cls(**values)
-            if holder.lease_s <= 0:
-                raise ValueError("lease")
-        except (ValueError, TypeError, UnicodeDecodeError):
-            holder = cls()
-        holder.renewed = renewed
-        return holder
-
-    def same_machine(self) -> bool:
-        """Recorded on this machine, in this boot and pid namespace (its pid can be checked)."""
-        return (self.host == socket.gethostname() and self.boot_id == _boot_id()
-                and self.pid_ns == _pid_namespace())
-
-    def stale_reason(self, now: float) -> str | None:
-        """Why this holder is gone (None while it holds the lock); ``now`` on the file system's
-        clock."""
-        if self.token and self.same_machine():
-            if _running(self.pid, self.pid_start):
-                return None
-            return f"its process (pid {self.pid} on {self.host}) has ended"
-        age = now - self.renewed
-        if age > self.lease_s:
-            return f"it was not renewed for {age:.0f} s (lease {self.lease_s:.0f} s)"
-        return None
-
-    def describe(self, now: float | None = None) -> str:
-        """``diffaug fit, pid 4242 on node07 since 2025-06-01 12:00:03 UTC, SLURM job 81
-        (diffaug fit reads.fa -o runs/exp1), renewed 4 s ago``."""
-        if not self.token:
-            return f"{self.what} (an unreadable lock record)"
-        text = f"{self.what}, pid {self.pid} on {self.host} since {_utc(self.started)}"
-        if self.slurm_job:
-            text += f", SLURM job {self.slurm_job}"
-        if self.command:
-            command = self.command if len(self.command) <= 120 else self.command[:117] + "..."
-            text += f" ({command})"
-        if now is not None:
-            text += f", lock renewed {max(0.0, now - self.renewed):.0f} s ago"
-        return text
-
-
-def _utc(seconds: float, fmt: str = "%Y-%m-%d %H:%M:%S UTC") -> str:
-    try:
-        return datetime.fromtimestamp(seconds, timezone.utc).strftime(fmt)
-    except (OverflowError, OSError, ValueError):
-        return "?"
-
-
-def _read_record(lock: Path) -> Holder | None:
-    """The record at ``lock`` (None when there is none; OSError when it cannot be read). Read
-    through ``open`` + ``fstat``: on NFS opening a file revalidates its cached attributes, so
-    ``renewed`` is current."""
-    try:
-        with open(lock, "rb") as fh:
-            raw = fh.read(1 << 16)
-            renewed = os.fstat(fh.fileno()).st_mtime
-    except FileNotFoundError:
-        return None
-    return Holder.parse(raw, renewed)
-
-
-def read_holder(lock: Path) -> Holder | None:
-    """The record at ``lock`` (None when there is none); one that cannot be read (another
-    user's, a file system error) counts as held."""
-    try:
-        return _read_record(lock)
-    except OSError as exc:
-        holder = Holder(what=f"a writer whose lock cannot be read ({exc.strerror or exc})")
-        holder.renewed = time.time()
-        return holder
-
-
-def lock_state(target: str | Path) -> tuple[Holder | None, str | None]:
-    """(holder, why it is stale or None) of ``target``'s lock; ``(None, None)`` when free.
-    For readers: measured on this machine's clock, and nothing is cleared."""
-    holder = read_holder(lock_path(target))
-    if holder is None:
-        return None, None
-    return holder, holder.stale_reason(time.time())
-
-
-def current_writer(target: str | Path) -> Holder | None:
-    """The live holder of ``target``'s lock: the process writing it right now, else None."""
-    holder, stale = lock_state(target)
-    return holder if stale is None else None
 
 
 # ---------------------------------------------------------------------------------- the lock
@@ -371,7 +143,7 @@ class Lock:
             return
         self.held = False
         try:  # writes nothing (a full disk, too, must not keep the lock)
-            holder = _read_record(self.path)
+            holder = read_record(self.path)
             if holder is not None and holder.token == self.me.token:
                 self.path.unlink(missing_ok=True)
         except OSError as exc:  # the file system went away: the record goes stale by itself
@@ -400,7 +172,7 @@ class Lock:
         hand is put back). Called by the heartbeat and before every commit into the target."""
         with self._checking:
             try:
-                holder = _read_record(self.path)
+                holder = read_record(self.path)
             except OSError:  # cannot tell (a file system hiccup): the next check will
                 return
             if holder is not None and holder.token == self.me.token:
@@ -465,7 +237,7 @@ class Lock:
     def _remove_if(self, seen: Holder, mine: Path, now: float) -> bool:
         """Remove the lock record if it is still ``seen`` and still stale, under
         ``.NAME.lock.break``; False when another process is clearing it or it changed."""
-        guard = self.path.with_name(self.path.name + ".break")
+        guard = lock_break_path(self.path)
         if not _place(mine, guard):
             other = read_holder(guard)
             if other is None or not _left_behind(other, now):
@@ -486,7 +258,7 @@ class Lock:
             guard.unlink(missing_ok=True)
 
     def _busy_line(self, holder: Holder, now: float) -> str:
-        expires = _utc(holder.renewed + holder.lease_s, "%H:%M:%S UTC")
+        expires = utc(holder.renewed + holder.lease_s, "%H:%M:%S UTC")
         if not holder.token:
             way_out = (f"it counts as stale {holder.lease_s:.0f} s after it was last written "
                        f"(at {expires}); remove it before if you are sure nothing writes here")
@@ -528,7 +300,7 @@ def _place(mine: Path, name: Path) -> bool:
 def _left_behind(guard: Holder, now: float) -> bool:
     """Whether a ``.NAME.lock.break`` was left by a writer killed while clearing a lock."""
     if guard.token and guard.same_machine():
-        return not _running(guard.pid, guard.pid_start)
+        return not running(guard.pid, guard.pid_start)
     return now - guard.renewed > BREAK_LEASE_S
 
 
@@ -549,80 +321,6 @@ def output_lock(path: str | Path, what: str, enabled: bool = True) -> Iterator[N
         return
     with Lock(path, what):
         yield
-
-
-# --------------------------------------------------------------------------------- for fit
-_refused: dict[Path, Busy] = {}
-"""Rank 0's refusal, kept for :func:`ranks_agree` (distributed runs), by resolved run dir."""
-
-
-def _rank() -> tuple[int, int]:
-    """(rank, world size) as ``fit`` will see them, without importing torch when no launcher
-    variable is set (a refused fit then exits before torch is even imported)."""
-    if not {"RANK", "WORLD_SIZE", "SLURM_PROCID"} & os.environ.keys():
-        return 0, 1
-    from diffaug_genomics.train.distributed import env_context
-
-    ctx = env_context()
-    return ctx.rank, ctx.world_size
-
-
-def one_writer(fit: F) -> F:
-    """Decorator of ``fit(source, run_dir, ...)``: rank 0 holds the run directory's lock from
-    before ``fit`` looks at the directory until it returns or fails (a failed fit leaves no
-    lock; SIGTERM / SIGHUP end it with :class:`~diffaug_genomics.errors.Terminated` so the lock
-    is released too). A refusal is raised at once by a single process; under torchrun or srun,
-    rank 0 keeps it for :func:`ranks_agree`, so that every rank fails together."""
-    signature = inspect.signature(fit)
-
-    @functools.wraps(fit)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        run_dir = Path(signature.bind(*args, **kwargs).arguments["run_dir"])
-        rank, world = _rank()
-        if rank != 0:
-            return fit(*args, **kwargs)
-        parent = run_dir.resolve().parent
-        if not parent.is_dir():
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise InputError(f"cannot create the folder of the run directory "
-                                 f"({exc.strerror})", path=parent) from None
-        lock = Lock(run_dir, "diffaug fit")
-        key = run_dir.resolve()
-        with signals_raise():
-            try:
-                try:
-                    lock.acquire()
-                except Busy as exc:
-                    if world == 1:
-                        raise
-                    _refused[key] = exc
-                return fit(*args, **kwargs)
-            finally:
-                _refused.pop(key, None)
-                lock.release()
-
-    return wrapper  # type: ignore[return-value]
-
-
-def ranks_agree(run_dir: str | Path, ctx: DistContext) -> None:
-    """Inside ``fit``'s process group, on every rank, before anything is written: raise
-    :class:`~diffaug_genomics.errors.Busy` on every rank if rank 0 could not take the run
-    directory's lock (one all-reduce; nothing when single)."""
-    if not ctx.distributed:
-        return
-    from diffaug_genomics.train.distributed import any_rank
-
-    refused = _refused.get(Path(run_dir).resolve()) if ctx.is_main else None
-    if not any_rank(refused is not None):
-        return
-    if refused is not None:
-        raise refused
-    holder = current_writer(run_dir)
-    held_by = f": {holder.describe()} holds it" if holder is not None else ""
-    raise Busy(f"{run_dir}: rank {ctx.rank} of {ctx.world_size}: rank 0 could not take the "
-               f"run directory's lock{held_by}")
 
 
 # ------------------------------------------------------------------------ sbatch pre-flight

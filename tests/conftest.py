@@ -47,6 +47,28 @@ def read_example_rows(path: Path, n: int | None = None) -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def example_h5(tmp_path_factory, example_fasta: Path, example_labels: Path) -> Path:
+    """The example encoded by ``diffaug encode`` (200 bp, with its labels): one-hot HDF5."""
+    from diffaug_genomics.encode import encode_fasta
+
+    out = tmp_path_factory.mktemp("example") / "ex.h5"
+    encode_fasta(example_fasta, out, length=200, labels=example_labels, show_progress=False)
+    return out
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny tensors: one thread avoids oversubscription on a shared machine (use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
 def example_rows(example_fasta: Path) -> np.ndarray:
     """The first 128 example sequences as ``(128, 200, 4) uint8``."""
     return read_example_rows(example_fasta, 128)

@@ -17,9 +17,9 @@ from test_train import assert_same, crash_at, final_state, make_trainer
 from diffaug_genomics.config import resolve_config
 from diffaug_genomics.fit import Preempted, fit
 from diffaug_genomics.modalities.registry import get_modality
-from diffaug_genomics.train import autotune
+from diffaug_genomics.train import autotune, loop
 from diffaug_genomics.train.autotune import choose_precision, scale_batches
-from diffaug_genomics.train.loop import StopRequested, Trainer
+from diffaug_genomics.train.loop import StopRequested
 from diffaug_genomics.train.precision import native_bf16
 
 CPU = torch.device("cpu")
@@ -121,7 +121,7 @@ def test_a_scaled_batch_stops_and_resumes_bit_for_bit(example_rows, tmp_path):
     cfg = scale_batches(resolve_config("tiny", overrides=MICRO), 2)
     reference = make_trainer(cfg, example_rows, tmp_path / "ref")
     reference.run()
-    assert reference.batch == 64 and reference.steps_per_epoch == 2
+    assert reference.setup.batch == 64 and reference.setup.steps_per_epoch == 2
     for poll, kind in ((1, "stop"), (5, "stop"), (12, "stop"), (6, "kill"), (11, "kill")):
         run_dir = tmp_path / f"{kind}{poll}"
         def stop(poll: int = poll, calls: dict = {"n": 0}) -> bool:  # noqa: B006 - per run
@@ -151,17 +151,17 @@ def test_fit_resumed_keeps_the_recorded_batch_scale_and_precision(example_fasta,
     assert saved["optim"]["batch_size"] == 32  # the configured value stays the record
     assert saved["resolved_precision"] == "bf16"
 
-    generator_block = Trainer._generator_block
+    generator_block = loop.generator_block
 
-    def stop_after_first(self, stage, seed):  # noqa: ANN001, ANN202
-        loss = generator_block(self, stage, seed)
+    def stop_after_first(*args):  # noqa: ANN002, ANN202
+        loss = generator_block(*args)
         os.kill(os.getpid(), signal.SIGUSR1)
         return loss
 
-    monkeypatch.setattr(Trainer, "_generator_block", stop_after_first)
+    monkeypatch.setattr(loop, "generator_block", stop_after_first)
     with pytest.raises(Preempted):
         fit(example_fasta, tmp_path / "run", preset="tiny", overrides=overrides)
-    monkeypatch.setattr(Trainer, "_generator_block", generator_block)
+    monkeypatch.setattr(loop, "generator_block", generator_block)
     monkeypatch.setattr(autotune, "_batch_multiplier",
                         lambda *a: pytest.fail("the batch scale was decided again"))
     monkeypatch.setattr(autotune, "choose_precision",

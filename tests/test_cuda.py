@@ -129,11 +129,11 @@ def test_bank_and_batches_live_on_the_gpu(example_rows, tmp_path):
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "cache").mkdir()
     trainer = Trainer(cfg, get_modality("dna"), example_rows, tmp_path, CUDA)
-    assert trainer._x(np.arange(8)).device.type == "cuda"
+    assert trainer.setup.x(np.arange(8)).device.type == "cuda"
     trainer.run()
-    assert trainer.bank.device.type == "cuda"  # a few MiB: fits
+    assert trainer.progress.bank.device.type == "cuda"  # a few MiB: fits
     major = torch.cuda.get_device_capability()[0]
-    assert trainer.precision == ("bf16" if major >= 8 else "fp32")  # auto: native bf16 only
+    assert trainer.setup.precision == ("bf16" if major >= 8 else "fp32")  # auto: native bf16 only
 
 
 PROBE = """

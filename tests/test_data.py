@@ -10,15 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from diffaug_genomics.data import OneHotH5Dataset, load_onehot
-from diffaug_genomics.encode import encode_fasta
 from diffaug_genomics.errors import InputError
-
-
-@pytest.fixture(scope="module")
-def example_h5(tmp_path_factory, example_fasta, example_labels):
-    out = tmp_path_factory.mktemp("data") / "ex.h5"
-    encode_fasta(example_fasta, out, length=200, labels=example_labels, show_progress=False)
-    return out
 
 
 def test_load_onehot_matches_plain_reader(example_h5, example_fasta):

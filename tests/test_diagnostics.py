@@ -138,10 +138,10 @@ def test_ema_restarts_each_generator_stage(example_rows, tmp_path):
     cfg = resolve_config("tiny", overrides=MICRO)
     reference = make_trainer(cfg, example_rows, tmp_path / "ref")
     reference.run()
-    round2_gen = next(i for i, s in enumerate(reference.stages)
+    round2_gen = next(i for i, s in enumerate(reference.setup.stages)
                       if s.kind == "generator" and s.round == 2)
     stopper = make_trainer(cfg, example_rows, tmp_path / "run",
-                           should_stop=lambda: stopper.stage_idx == round2_gen)
+                           should_stop=lambda: stopper.progress.stage_idx == round2_gen)
     with pytest.raises(StopRequested):
         stopper.run()
     latest = tmp_path / "run" / "checkpoints" / "latest.pt"
@@ -152,15 +152,15 @@ def test_ema_restarts_each_generator_stage(example_rows, tmp_path):
     resumed = make_trainer(cfg, example_rows, tmp_path / "run")
     assert resumed.resume()
     resumed.run()
-    for key, value in reference.ema.state_dict().items():
-        assert torch.equal(resumed.ema.state_dict()[key], value), key
+    for key, value in reference.models.ema.state_dict().items():
+        assert torch.equal(resumed.models.ema.state_dict()[key], value), key
 
 
 # ------------------------------------------------------------------------------ batch norm
 def _first_bn_statistics(trainer: Trainer) -> tuple[torch.Tensor, torch.Tensor]:
     """Mean and unbiased variance of the stem convolution's output over the diagnostic rows."""
     with torch.no_grad():
-        h = trainer.encoder.stem[0](trainer._x(trainer.diag_idx))
+        h = trainer.models.encoder.stem[0](trainer.setup.x(trainer.setup.diag_idx))
     return h.mean(dim=(0, 2)), h.transpose(0, 1).reshape(h.shape[1], -1).var(dim=1)
 
 
@@ -168,16 +168,16 @@ def test_batchnorm_statistics_are_recomputed_from_the_data_before_freezing(examp
     cfg = resolve_config("tiny", overrides=MICRO)
     trainer = make_trainer(cfg, example_rows, tmp_path / "run")
     trainer.run()
-    bn = trainer.encoder.stem[1]
+    bn = trainer.models.encoder.stem[1]
     mean, var = _first_bn_statistics(trainer)
     torch.testing.assert_close(bn.running_mean, mean, rtol=1e-4, atol=1e-5)
     torch.testing.assert_close(bn.running_var, var, rtol=1e-3, atol=1e-5)
     # the whole network: evaluation mode (running statistics) now gives what training mode
     # (this batch's own statistics) gives on the same rows
-    x = trainer._x(trainer.diag_idx)
+    x = trainer.setup.x(trainer.setup.diag_idx)
     with torch.no_grad():
-        eval_z = trainer.encoder.eval()(x)
-        train_z = copy.deepcopy(trainer.encoder).train()(x)
+        eval_z = trainer.models.encoder.eval()(x)
+        train_z = copy.deepcopy(trainer.models.encoder).train()(x)
     assert (eval_z - train_z).abs().max() < 1e-3 * train_z.abs().max()
     # the saved final encoder holds the recalibrated statistics
     saved = ckpt.load(tmp_path / "run" / "encoder.pt", ckpt.ENCODER_FORMAT)
@@ -188,7 +188,7 @@ def test_batchnorm_statistics_are_recomputed_from_the_data_before_freezing(examp
     legacy = make_trainer(legacy_cfg, example_rows, tmp_path / "legacy")
     legacy.run()
     legacy_mean, legacy_var = _first_bn_statistics(legacy)
-    off = (legacy.encoder.stem[1].running_var - legacy_var).abs().max()
+    off = (legacy.models.encoder.stem[1].running_var - legacy_var).abs().max()
     assert off > 10 * (bn.running_var - var).abs().max()
 
 
@@ -197,14 +197,14 @@ def test_condition_is_computed_with_recalibrated_statistics(example_rows, tmp_pa
     the recalibration pass: equal to what a fresh recalibration gives."""
     cfg = resolve_config("tiny", overrides=MICRO)
     trainer = make_trainer(cfg, example_rows, tmp_path / "run")
-    gen_stage = next(i for i, s in enumerate(trainer.stages) if s.kind == "generator")
-    trainer.should_stop = lambda: trainer.stage_idx == gen_stage
+    gen_stage = next(i for i, s in enumerate(trainer.setup.stages) if s.kind == "generator")
+    trainer.setup.should_stop = lambda: trainer.progress.stage_idx == gen_stage
     with pytest.raises(StopRequested):
         trainer.run()
-    before = copy.deepcopy(trainer.encoder.state_dict())
+    before = copy.deepcopy(trainer.models.encoder.state_dict())
     trainer._prepare_stage(gen_stage)
-    after = trainer.encoder.state_dict()
+    after = trainer.models.encoder.state_dict()
     for key in before:  # the epoch-end pass had already recalibrated: a second one agrees
         torch.testing.assert_close(after[key], before[key], rtol=0, atol=1e-6)
     mean, _ = _first_bn_statistics(trainer)
-    torch.testing.assert_close(trainer.encoder.stem[1].running_mean, mean, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(trainer.models.encoder.stem[1].running_mean, mean, rtol=1e-4, atol=1e-5)

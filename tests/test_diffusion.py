@@ -12,14 +12,7 @@ from torch import nn
 from diffaug_genomics.diffusion import Diffusion
 from diffaug_genomics.models.denoisers import UNet1D
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one thread avoids oversubscription on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 class ToyModel(nn.Module):

@@ -13,11 +13,11 @@ import pytest
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.evaluate import (
     SCHEMA,
-    baseline_features,
     evaluate_embeddings,
     hungarian_accuracy,
 )
 from diffaug_genomics.io.h5 import write_embeddings
+from diffaug_genomics.kmers import baseline_features
 
 DIFFAUG = str(Path(sys.executable).parent / "diffaug")
 CLASSES = np.array(["GM12878", "HepG2", "K562", "hESCT0"])

@@ -450,7 +450,7 @@ def test_unreadable_checkpoints_exit_2_naming_the_file(name, how, data, dna_run,
 
 
 def test_a_damaged_neighbour_cache_is_recomputed(data, tmp_path, capsys):
-    from diffaug_genomics.positives.knn import load_neighbours, save_neighbours
+    from diffaug_genomics.positives.neighbour_search import load_neighbours, save_neighbours
 
     path = tmp_path / "neighbours.npz"
     save_neighbours(path, np.array([[1], [7]]), {"n": 2})  # points past the 2 rows

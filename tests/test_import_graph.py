@@ -4,14 +4,18 @@ Read from the source with :mod:`ast` (and every module imported once), the graph
 ``diffaug_genomics`` modules has these properties:
 
 - **no cycle**, counting every import that runs: at module level *and* inside functions (a
-  function-level import that breaks a circle is still a circle). Imports under
-  ``if TYPE_CHECKING:`` are annotations only and are not counted. ``from package import
-  submodule`` is an edge to the submodule, and an edge from a module to a package containing
-  it is dropped (Python initialises the package first whatever the module says);
+  function-level import that breaks a circle is still a circle), **and** counting the imports
+  under ``if TYPE_CHECKING:`` too (a type that names a module above is a dependency on it for a
+  reader). ``from package import submodule`` is an edge to the submodule, and an edge from a
+  module to a package containing it is dropped (Python initialises the package first whatever
+  the module says);
+- **layers** (:data:`LAYERS`, lowest first): no import, TYPE_CHECKING ones included, goes from
+  a module to one of a higher layer, and every module is in one;
 - **the library never imports the command line** (``diffaug_genomics_cli``, ``cli``);
 - **``diffaug_genomics/io/`` imports nothing above it**: besides ``diffaug_genomics.io.*`` only
-  the leaf modules in :data:`IO_MAY_IMPORT` (errors, the DNA alphabet, the version, and
-  ``guards`` for :func:`require_finite`), each of which imports no other
+  the leaf modules in :data:`IO_MAY_IMPORT` (errors, the DNA alphabet, the version,
+  ``guards`` for :func:`require_finite`, and ``run_files``, the run directory's file names),
+  each of which imports no other
   ``diffaug_genomics`` module but ``errors``.
 """
 
@@ -26,7 +30,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent / "diffaug_genomics"
 PACKAGE = "diffaug_genomics"
 IO_MAY_IMPORT = {"diffaug_genomics.errors", "diffaug_genomics.alphabet",
-                 "diffaug_genomics._version", "diffaug_genomics.guards"}
+                 "diffaug_genomics._version", "diffaug_genomics.guards",
+                 "diffaug_genomics.run_files"}
 CLI_NAMES = ("diffaug_genomics_cli", "cli")
 
 
@@ -54,13 +59,14 @@ def _is_type_checking(node: ast.If) -> bool:
     return "TYPE_CHECKING" in ast.unparse(node.test)
 
 
-def imported_names(path: Path) -> set[str]:
-    """Absolute names imported by a module, at any depth, outside ``if TYPE_CHECKING:``."""
+def imported_names(path: Path, type_checking: bool = False) -> set[str]:
+    """Absolute names imported by a module, at any depth; under ``if TYPE_CHECKING:`` only
+    with ``type_checking``."""
     names: set[str] = set()
 
     def visit(node: ast.AST) -> None:
         for child in ast.iter_child_nodes(node):
-            if isinstance(child, ast.If) and _is_type_checking(child):
+            if isinstance(child, ast.If) and _is_type_checking(child) and not type_checking:
                 for other in child.orelse:
                     visit(other)
                 continue
@@ -76,10 +82,11 @@ def imported_names(path: Path) -> set[str]:
     return names
 
 
-def graph() -> dict[str, set[str]]:
+def graph(type_checking: bool = False) -> dict[str, set[str]]:
     edges = {}
     for mod, path in MODULES.items():
-        targets = {_resolve(n) for n in imported_names(path) if n.startswith(PACKAGE)}
+        targets = {_resolve(n) for n in imported_names(path, type_checking)
+                   if n.startswith(PACKAGE)}
         edges[mod] = {t for t in targets if t and t != mod and not mod.startswith(t + ".")}
     return edges
 
@@ -115,6 +122,62 @@ def test_every_module_imports(module):
 def test_no_import_cycle():
     cycle = find_cycle(graph())
     assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_no_import_cycle_counting_type_checking_imports():
+    cycle = find_cycle(graph(type_checking=True))
+    assert cycle is None, "import cycle (TYPE_CHECKING imports included): " + " -> ".join(cycle)
+
+
+LAYERS = [
+    ("base", ["errors", "_version", "", "alphabet", "alphabet_maps", "guards", "metrics",
+              "progress", "transfer", "kmers", "run_files", "threads", "slurm"]),
+    ("io", ["io"]),
+    ("data and configuration", ["config_schema", "config_keys", "config", "config_help",
+                                "output_formats", "record_changes", "encode", "synthetic",
+                                "dataset_parsers", "datasets", "data", "evaluate", "symmetry",
+                                "diagnostics"]),
+    ("models", ["models", "diffusion", "losses", "positives"]),
+    ("modalities", ["modalities", "shards"]),
+    ("training", ["train", "lock_holder", "run_lock", "fit_lock", "run_cleanup"]),
+    ("commands", ["fit", "runs", "embed", "embeddings_out", "generate", "merge", "input_kinds",
+                  "inspect", "evaluate_inputs", "evaluate_files", "report"]),
+]
+"""The library's layers, lowest first, each a list of modules or packages (relative to
+``diffaug_genomics``; ``""`` is the package itself). A module imports only from its own layer
+and the layers below."""
+
+
+def layer_of(module: str) -> int | None:
+    """The index in :data:`LAYERS` of a library module (its longest matching entry)."""
+    rel = module[len(PACKAGE) + 1:] if module != PACKAGE else ""
+    best: tuple[int, int] | None = None
+    for i, (_, names) in enumerate(LAYERS):
+        for name in names:
+            if rel == name or (name and rel.startswith(name + ".")):
+                if best is None or len(name) > best[1]:
+                    best = (i, len(name))
+    return None if best is None else best[0]
+
+
+def test_every_module_is_in_a_layer():
+    unplaced = [m for m in MODULES if layer_of(m) is None]
+    assert not unplaced, f"add these modules to a layer of LAYERS: {unplaced}"
+
+
+def test_no_arrow_from_a_lower_layer_to_a_higher_one():
+    edges = graph(type_checking=True)
+    upward = [f"{a} ({LAYERS[layer_of(a)][0]}) -> {b} ({LAYERS[layer_of(b)][0]})"
+              for a, targets in sorted(edges.items()) for b in sorted(targets)
+              if layer_of(a) is not None and layer_of(b) is not None
+              and layer_of(b) > layer_of(a)]
+    assert not upward, "imports from a lower layer to a higher one:\n" + "\n".join(upward)
+
+
+def test_layer_check_sees_an_upward_arrow():
+    assert layer_of(f"{PACKAGE}.io.fasta") < layer_of(f"{PACKAGE}.train.loop")
+    assert layer_of(f"{PACKAGE}.run_files") == 0 and layer_of(PACKAGE) == 0
+    assert layer_of(f"{PACKAGE}.report.build") == len(LAYERS) - 1
 
 
 def test_cycle_finder_sees_a_cycle():

@@ -17,13 +17,6 @@ from diffaug_genomics.io.h5 import EMBEDDINGS_SCHEMA, ONEHOT_SCHEMA, write_embed
 CLI = [sys.executable, "-m", "diffaug_genomics_cli.main"]
 
 
-@pytest.fixture(scope="module")
-def example_h5(tmp_path_factory, example_fasta, example_labels):
-    out = tmp_path_factory.mktemp("inspect") / "ex.h5"
-    encode_fasta(example_fasta, out, length=200, labels=example_labels, show_progress=False)
-    return out
-
-
 def test_example_summary_matches_plain_counts(example_h5, example_fasta):
     seqs = [s for s in example_fasta.read_text().split("\n") if s and not s.startswith(">")]
     gc = np.array([(s.count("G") + s.count("C")) / len(s) for s in seqs])

@@ -16,11 +16,10 @@ from diffaug_genomics.positives.knn import (
     knn_indices,
     knn_mixup,
     label_agreement,
-    load_neighbours,
     neighbour_features,
     sample_neighbour_index,
-    save_neighbours,
 )
+from diffaug_genomics.positives.neighbour_search import load_neighbours, save_neighbours
 
 
 def _onehot(rng: np.random.Generator, n: int, length: int) -> np.ndarray:

@@ -1,5 +1,5 @@
-"""The modality interface: every modality has an input/output (``data_io``), the former import
-paths still give the same objects, and a plugin built without ``io`` reads sequences."""
+"""The modality interface: every modality has an input/output (``io``, required: a plugin of
+sequences sets ``SEQUENCE_IO``), and the interface is below its implementations."""
 
 from __future__ import annotations
 
@@ -19,26 +19,24 @@ from diffaug_genomics.modalities.sequences import SEQUENCE_IO, SequenceIO, iter_
 @pytest.mark.parametrize("name, kind", [("dna", SequenceIO), ("image", SampleIO),
                                         ("tabular", SampleIO)])
 def test_every_builtin_modality_has_an_io(name, kind):
-    io = get_modality(name).data_io
+    io = get_modality(name).io
     assert isinstance(io, ModalityIO) and isinstance(io, kind)
     assert io.shardable == (kind is SequenceIO)
 
 
-def test_a_modality_without_io_reads_sequences():
+def test_a_modality_says_how_it_reads_its_input():
+    """``io`` is required: a plugin of sequences names the sequence IO, one without any is a
+    TypeError where it is built (no silent fallback), and the former import path is gone."""
     dna = get_modality("dna")
     plugin = dataclasses.replace(dna, name="my-dna", encoder_backbones=("conv1d",))
-    assert plugin.io is None and plugin.data_io is SEQUENCE_IO
-    bare = Modality("bare", dna.to_model, dna.build_encoder, dna.build_denoiser,
-                    dna.build_handcrafted, dna.knn_features, dna.to_diffusion, dna.from_diffusion)
-    assert bare.data_io is SEQUENCE_IO
-
-
-def test_former_import_paths_give_the_same_objects():
-    from diffaug_genomics.modalities import registry as new
-    from diffaug_genomics.models import registry as old
-
-    assert old.get_modality is new.get_modality and old._REGISTRY is new._REGISTRY
-    assert old.Modality is Modality and old.DNA is new.get_modality("dna")
+    assert plugin.io is SEQUENCE_IO
+    parts = (dna.to_model, dna.build_encoder, dna.build_denoiser, dna.build_handcrafted,
+             dna.knn_features, dna.to_diffusion, dna.from_diffusion)
+    assert Modality("seq", *parts, SEQUENCE_IO).io is SEQUENCE_IO
+    with pytest.raises(TypeError, match="io"):
+        Modality("bare", *parts)
+    with pytest.raises(ImportError):
+        import diffaug_genomics.models.registry  # noqa: F401
 
 
 def test_chunk_slice_keeps_rows_ids_labels_and_lengths():

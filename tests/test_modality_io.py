@@ -43,7 +43,7 @@ def test_detection_by_content(tmp_path, example_fasta, example_rows):
     write_images_h5(tmp_path / "img.h5", np.zeros((3, 4, 4), np.uint8))
     write_png(tmp_path / "folder" / "a" / "x.png", np.zeros((4, 4), np.uint8))
     (tmp_path / "reads.txt").write_text(">r1\nACGT\n")
-    from diffaug_genomics.io.h5 import OneHotWriter
+    from diffaug_genomics.io.onehot_writer import OneHotWriter
 
     with OneHotWriter(tmp_path / "onehot.h5", 200, {}) as w:
         w.append(example_rows[:2], ["a", "b"], np.array([200, 200]))

@@ -86,17 +86,17 @@ def test_bf16_follows_the_fp32_loss_trajectory_within_tolerance(runs, example_ro
     same seed, same draws), master weights float32, and the final embeddings of every row
     within 0.05 cosine distance of the fp32 run's."""
     (t32, d32, _), (t16, d16, _) = runs["fp32"], runs["bf16"]
-    assert t16.precision == "bf16" and t32.precision == "fp32"
+    assert t16.setup.precision == "bf16" and t32.setup.precision == "fp32"
     for losses in (encoder_losses, generator_losses):
         a, b = np.array(losses(d32)), np.array(losses(d16))
         assert len(a) == len(b) > 0
         assert not np.array_equal(a, b)  # the run really computed in bf16
         np.testing.assert_allclose(b, a, rtol=0.02)
-    assert all(p.dtype == torch.float32 for p in t16.encoder.parameters())
-    assert all(p.dtype == torch.float32 for p in t16.denoiser.parameters())
+    assert all(p.dtype == torch.float32 for p in t16.models.encoder.parameters())
+    assert all(p.dtype == torch.float32 for p in t16.models.denoiser.parameters())
     x = get_modality("dna").to_model(example_rows)
     with torch.no_grad():
-        z32, z16 = t32.encoder.eval()(x), t16.encoder.eval()(x)
+        z32, z16 = t32.models.encoder.eval()(x), t16.models.encoder.eval()(x)
     cos = torch.nn.functional.cosine_similarity(z32, z16)
     assert float(cos.min()) > 0.95
 
@@ -131,14 +131,14 @@ def test_checkpoint_cadence_leaves_the_result_unchanged(every, runs, example_row
 
     save = Trainer.save_checkpoint
     monkeypatch.setattr(Trainer, "save_checkpoint",
-                        lambda self: (written.append(self.stage_idx), save(self))[1])
+                        lambda self: (written.append(self.progress.stage_idx), save(self))[1])
     with pytest.raises(KeyboardInterrupt):  # poll 20 is round 2's first generator step
         make_trainer(cfg, example_rows, tmp_path, should_stop=crash_at(20)).run()
     # stage index after each write: warm-up, generator units 1 and 2, bank, encoder
     assert written == ([1, 1, 2, 3, 4] if every == 0 else [1, 2, 3, 4])
     resumed = make_trainer(cfg, example_rows, tmp_path)
     assert resumed.resume()
-    assert (resumed.stage_idx, resumed.unit_idx) == (4, 0)
+    assert (resumed.progress.stage_idx, resumed.progress.unit_idx) == (4, 0)
     resumed.run()
     assert_same(final_state(resumed), final_state(trainer))
 
@@ -168,11 +168,11 @@ def test_a_full_bank_skips_the_mixup_without_changing_the_run(runs, example_rows
                                                              monkeypatch):
     """With ``bank.fraction = 1`` the encoder stage does not compute kNN-mixup positives it
     would replace anyway; the random stream, and so the run, is the same as computing them."""
-    from diffaug_genomics.train.loop import Trainer
+    from diffaug_genomics.train import encoder_phase
 
     trainer, _, cfg = runs["bf16"]
     assert cfg.bank.fraction == 1.0
-    monkeypatch.setattr(Trainer, "_bank_replaces_all", lambda self, stage: False)
+    monkeypatch.setattr(encoder_phase, "bank_replaces_all", lambda setup, progress, stage: False)
     slow = make_trainer(cfg, example_rows, tmp_path)
     slow.run()
     assert_same(final_state(slow), final_state(trainer))

@@ -9,15 +9,16 @@ import pytest
 
 from diffaug_genomics.config import ConfigError, resolve_config
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.models import registry
-from diffaug_genomics.models.registry import (
+from diffaug_genomics.modalities import registry
+from diffaug_genomics.modalities.base import Modality
+from diffaug_genomics.modalities.registry import (
     ENTRY_POINT_GROUP,
-    Modality,
     available_modalities,
     get_modality,
     load_backbone,
     validate_config,
 )
+from diffaug_genomics.modalities.sequences import SEQUENCE_IO
 
 PLUGIN = textwrap.dedent('''
     """A third-party modality: the tabular one with a linear encoder."""
@@ -25,7 +26,7 @@ PLUGIN = textwrap.dedent('''
 
     from torch import nn
 
-    from diffaug_genomics.models.registry import get_modality
+    from diffaug_genomics.modalities.registry import get_modality
 
 
     class LinearEncoder(nn.Module):
@@ -82,7 +83,7 @@ def test_builtins_are_registered_and_declare_their_backbones():
         m = get_modality(name)
         assert isinstance(m, Modality) and m.name == name
         assert enc in m.encoder_backbones and den in m.denoiser_backbones
-    assert get_modality("dna").io is None and get_modality("tabular").io is not None
+    assert get_modality("dna").io is SEQUENCE_IO and get_modality("tabular").io is not None
 
 
 def test_unknown_modality_lists_the_known_ones():

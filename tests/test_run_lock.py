@@ -395,7 +395,7 @@ def test_two_embeds_of_one_output_leave_one_whole_file(alone, data, tmp_path, fo
 
 def test_a_shard_written_by_another_task_is_refused_then_skipped(alone, data, tmp_path):
     """A retried array task whose first instance still writes the shard (FASTA + its record)."""
-    from diffaug_genomics.shards import sidecar_path, verify_fasta_shard
+    from diffaug_genomics.modalities.fasta_shards import sidecar_path, verify_fasta_shard
 
     argv = [*DIFFAUG, "generate", str(alone), str(data), "-o", str(tmp_path / "pos.fa"),
             "--shard", "0/2", "--steps", "2"]

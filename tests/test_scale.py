@@ -17,7 +17,8 @@ from conftest import EXAMPLES, REPO, read_example_rows
 from test_train import assert_same, final_state, make_trainer, stop_at_last_step_and_resume
 
 from diffaug_genomics.errors import InputError
-from diffaug_genomics.io.h5 import OneHotWriter, open_onehot, read_onehot
+from diffaug_genomics.io.h5 import open_onehot, read_onehot
+from diffaug_genomics.io.onehot_writer import OneHotWriter
 from diffaug_genomics.positives import neighbour_search
 from diffaug_genomics.positives.knn import knn_indices, neighbour_features
 from diffaug_genomics.positives.neighbour_search import approximate_knn, find_neighbours
@@ -107,12 +108,12 @@ def test_a_bank_on_disk_trains_the_same_weights_and_resumes_bit_for_bit(
     monkeypatch.setattr(bank_store, "BANK_HOST_MAX_BYTES", 0)
     trainer = make_trainer(micro_cfg, example_rows, tmp_path / "disk")
     trainer.run()
-    assert isinstance(trainer.bank, DiskBank)
+    assert isinstance(trainer.progress.bank, DiskBank)
     assert (tmp_path / "disk" / "cache" / "bank.npy").is_file()
     assert not (tmp_path / "disk" / "cache" / "bank.pt").exists()
     assert_same(final_state(trainer), final_state(reference[0]))
-    np.testing.assert_array_equal(trainer.bank[np.arange(len(example_rows))].numpy(),
-                                  reference[0].bank.numpy())
+    np.testing.assert_array_equal(trainer.progress.bank[np.arange(len(example_rows))].numpy(),
+                                  reference[0].progress.bank.numpy())
     assert _same_but_timings((tmp_path / "disk" / "metrics.csv").read_text(),
                              (reference[1] / "metrics.csv").read_text())
     resumed = stop_at_last_step_and_resume(micro_cfg, example_rows, tmp_path / "stopped")
@@ -159,9 +160,9 @@ def test_positive_statistics_compare_with_a_fixed_sample_of_many_rows(reference,
     that holds the sources: identity to the source unchanged, nearest at most the full one."""
     trainer = reference[0]
     monkeypatch.setattr(run_diagnostics, "POSITIVE_STATS_ROWS", 20)
-    full = trainer._bank_diagnostics()
+    full = run_diagnostics.bank_diagnostics(trainer.setup, trainer.progress)
     monkeypatch.setattr(run_diagnostics, "REFERENCE_ROWS", 40)
-    sampled = trainer._bank_diagnostics()
+    sampled = run_diagnostics.bank_diagnostics(trainer.setup, trainer.progress)
     assert sampled["pos_identity_source"] == full["pos_identity_source"]
     assert sampled["pos_kmer3_l1"] == full["pos_kmer3_l1"]
     assert sampled["pos_identity_nearest"] <= full["pos_identity_nearest"]
@@ -169,10 +170,10 @@ def test_positive_statistics_compare_with_a_fixed_sample_of_many_rows(reference,
 
 def test_embeddings_of_every_row_are_those_of_batches(reference, example_rows):
     trainer = reference[0]
-    z = trainer._embed_all(trainer.encoder, batch_size=48)
-    trainer.encoder.eval()
+    z = trainer.setup.embed_all(trainer.models.encoder, batch_size=48)
+    trainer.models.encoder.eval()
     with torch.no_grad():
-        direct = torch.cat([trainer.encoder(trainer._x(np.arange(i, min(i + 48, 128))))
+        direct = torch.cat([trainer.models.encoder(trainer.setup.x(np.arange(i, min(i + 48, 128))))
                             for i in range(0, 128, 48)])
     assert torch.equal(z, direct)
 
@@ -232,4 +233,4 @@ def test_micro_run_above_the_exact_threshold_caches_its_method(micro_cfg, exampl
     trainer.run()
     cached = np.load(next((tmp_path / "run" / "cache").glob("neighbours-*.npz")))
     assert "pca-forest" in str(cached["meta"])
-    assert trainer.neighbours.shape == (128, cfg.knn.k)
+    assert trainer.progress.neighbours.shape == (128, cfg.knn.k)

@@ -15,7 +15,8 @@ from conftest import MICRO
 from diffaug_genomics.embed import embed
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.generate import generate
-from diffaug_genomics.shards import Shard, merge, shard_path
+from diffaug_genomics.merge import merge
+from diffaug_genomics.shards import Shard, shard_path
 
 DIFFAUG = [sys.executable, "-m", "diffaug_genomics_cli.main"]
 ENV = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_")}

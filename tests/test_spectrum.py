@@ -103,11 +103,11 @@ def test_the_registry_builds_it_and_a_trained_run_keeps_its_statistics(example_r
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     (tmp_path / "run" / "cache").mkdir()
     trainer = Trainer(cfg, modality, example_rows, tmp_path / "run", torch.device("cpu"))
-    assert isinstance(trainer.encoder, SpectrumEncoder)
-    fitted_mean = trainer.encoder.mean.clone()
+    assert isinstance(trainer.models.encoder, SpectrumEncoder)
+    fitted_mean = trainer.models.encoder.mean.clone()
     assert fitted_mean.abs().sum().item() > 0  # fit_init ran on the training rows
     trainer.run()
-    state = torch.load(trainer.paths.encoder, weights_only=True)["encoder"]
+    state = torch.load(trainer.setup.paths.encoder, weights_only=True)["encoder"]
     assert torch.equal(state["mean"], fitted_mean)  # statistics are buffers, saved, not trained
     fresh = modality.build_encoder(cfg, (4, 200))
     fresh.load_state_dict(state)

@@ -12,6 +12,7 @@ from conftest import MICRO
 
 from diffaug_genomics.config import resolve_config
 from diffaug_genomics.modalities.registry import get_modality
+from diffaug_genomics.train.encoder_phase import positives
 from diffaug_genomics.train.loop import StopRequested, Trainer, plan
 
 
@@ -37,17 +38,18 @@ def crash_at(poll: int):
 
 
 def final_state(trainer: Trainer) -> dict[str, torch.Tensor]:
-    state = {f"encoder.{k}": v for k, v in trainer.encoder.state_dict().items()}
-    state.update({f"head.{k}": v for k, v in trainer.head.state_dict().items()})
-    if trainer.ema is not None:
-        state.update({f"ema.{k}": v for k, v in trainer.ema.state_dict().items()})
+    state = {f"encoder.{k}": v for k, v in trainer.models.encoder.state_dict().items()}
+    state.update({f"head.{k}": v for k, v in trainer.models.head.state_dict().items()})
+    if trainer.models.ema is not None:
+        state.update({f"ema.{k}": v for k, v in trainer.models.ema.state_dict().items()})
     return state
 
 
 def stop_at_last_step_and_resume(cfg, rows, run_dir: Path) -> Trainer:
     """A run stopped (checkpointed) before its last encoder step, resumed and finished."""
     stopper = make_trainer(cfg, rows, run_dir,
-                           should_stop=lambda: stopper.enc_step == stopper.total_enc_steps - 1)
+                           should_stop=lambda: stopper.progress.enc_step
+                           == stopper.setup.total_enc_steps - 1)
     with pytest.raises(StopRequested):
         stopper.run()
     resumed = make_trainer(cfg, rows, run_dir)
@@ -91,7 +93,7 @@ def test_run_writes_checkpoints_metrics_and_final_weights(reference):
                  "checkpoints/round2.pt", "encoder.pt", "generator.pt", "metrics.csv"):
         assert (run_dir / name).is_file(), name
     state = torch.load(run_dir / "checkpoints" / "latest.pt", weights_only=True)
-    assert state["progress"]["stage"] == len(trainer.stages)
+    assert state["progress"]["stage"] == len(trainer.setup.stages)
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     phases = {r["phase"] for r in rows}
     assert phases == {"init", "warmup", "generator", "bank", "encoder"}
@@ -103,7 +105,7 @@ def test_run_writes_checkpoints_metrics_and_final_weights(reference):
     diag = [r for r in rows if r["loss"] == ""]
     ranks = [(r["phase"], r["epoch"]) for r in diag if r["eff_rank"]]
     assert ranks == [("init", "-1"), ("warmup", "0"), ("encoder", "0"), ("encoder", "0")]
-    assert all(0 < float(r["eff_rank"]) <= trainer.cfg.encoder.embed_dim for r in diag
+    assert all(0 < float(r["eff_rank"]) <= trainer.setup.cfg.encoder.embed_dim for r in diag
                if r["eff_rank"])
     assert len([r for r in diag if r["cond_gain"]]) == 4  # 2 rounds x 2 generator units
     assert not any(r["eff_rank"] or r["cond_gain"] for r in steps)
@@ -114,8 +116,8 @@ def test_run_writes_checkpoints_metrics_and_final_weights(reference):
 
 def test_bank_is_filled_non_trivial_and_refreshed_each_round(reference, example_rows):
     trainer, run_dir = reference
-    assert trainer.bank.shape == (len(example_rows), 1, 4, 200)  # (N, per_sequence, 4, L)
-    bank = trainer.bank[:, 0].float()  # the round-2 bank in [0, 1]
+    assert trainer.progress.bank.shape == (len(example_rows), 1, 4, 200)  # (N, per_sequence, 4, L)
+    bank = trainer.progress.bank[:, 0].float()  # the round-2 bank in [0, 1]
     assert bank.abs().sum() > 0 and bank.std() > 0.05  # not the zero vectors of the published code
     source = torch.from_numpy(example_rows).permute(0, 2, 1).float()
     identity = (bank.argmax(1) == source.argmax(1)).float().mean().item()
@@ -134,9 +136,9 @@ def test_discrete_bank_holds_real_sequences_near_the_continuous_one(micro_cfg, r
     assert cfg.hash() != micro_cfg.hash()
     trainer = make_trainer(cfg, example_rows, tmp_path / "run")
     trainer.run()
-    bank = trainer.bank[:, 0].float()
+    bank = trainer.progress.bank[:, 0].float()
     assert set(bank.unique().tolist()) == {0.0, 1.0} and bool((bank.sum(1) == 1).all())
-    continuous = reference[0].bank[:, 0].float()
+    continuous = reference[0].progress.bank[:, 0].float()
     # Up to the last round's encoder epochs (which now saw other positives), the same draws:
     # most positions keep the continuous sample's argmax base.
     agree = (bank.argmax(1) == continuous.argmax(1)).float().mean().item()
@@ -154,22 +156,23 @@ def test_several_positives_per_sequence_are_distinct_draws_and_all_used(micro_cf
     cfg = dataclasses.replace(micro_cfg, bank=bank_cfg)
     trainer = make_trainer(cfg, example_rows, tmp_path / "run")
     trainer.run()
-    bank = trainer.bank.float()
+    bank = trainer.progress.bank.float()
     assert bank.shape == (len(example_rows), 3, 4, 200)
     for a, b in ((0, 1), (0, 2), (1, 2)):
         differ = (bank[:, a].argmax(1) != bank[:, b].argmax(1)).float().mean().item()
         assert differ > 0.05, (a, b, differ)  # distinct samples, not copies of one
     # the views a step sees: two different draws of the same sample, never the source
-    stage = trainer.stages[-1]
+    stage = trainer.setup.stages[-1]
     idx = np.arange(16)
-    x = trainer._x(idx)
-    anchor, pos = trainer._positives(stage, idx, x, torch.Generator().manual_seed(0))
+    x = trainer.setup.x(idx)
+    anchor, pos = positives(trainer.setup, trainer.models, trainer.progress, stage, idx, x,
+                            torch.Generator().manual_seed(0))
     drawn = {(i, d) for i in range(16) for d in range(3)
-             for view in (anchor, pos) if torch.equal(view[i].half(), trainer.bank[i, d])}
+             for view in (anchor, pos) if torch.equal(view[i].half(), trainer.progress.bank[i, d])}
     assert len(drawn) == 32 and not any(torch.equal(anchor[i], x[i]) for i in range(16))
     assert {d for _, d in drawn} == {0, 1, 2}
     # the encoder trained differently from the one-positive reference
-    assert not torch.equal(trainer.encoder.fc.weight, reference[0].encoder.fc.weight)
+    assert not torch.equal(trainer.models.encoder.fc.weight, reference[0].models.encoder.fc.weight)
     # stop mid-encoder-phase and resume: the same weights
     assert_same(final_state(stop_at_last_step_and_resume(cfg, example_rows, tmp_path / "stopped")),
                 final_state(trainer))
@@ -213,7 +216,7 @@ def test_kill_without_checkpoint_then_resume_is_bit_for_bit(micro_cfg, example_r
         make_trainer(micro_cfg, example_rows, tmp_path, should_stop=crash_at(16)).run()
     resumed = make_trainer(micro_cfg, example_rows, tmp_path)
     assert resumed.resume()
-    assert resumed.stage_idx > 0
+    assert resumed.progress.stage_idx > 0
     resumed.run()
     assert_same(final_state(resumed), final_state(reference[0]))
 
@@ -234,11 +237,11 @@ def test_same_seed_same_weights_other_seed_differs(example_rows, tmp_path):
 def test_baselines_train_the_same_encoder_without_a_generator(augment, example_rows, tmp_path):
     cfg = resolve_config("tiny", overrides=MICRO, augment=augment)
     trainer = make_trainer(cfg, example_rows, tmp_path)
-    before = {k: v.clone() for k, v in trainer.encoder.state_dict().items()}
+    before = {k: v.clone() for k, v in trainer.models.encoder.state_dict().items()}
     trainer.run()
     assert (tmp_path / "encoder.pt").exists() and not (tmp_path / "generator.pt").exists()
-    assert trainer.enc_step == 3 * trainer.steps_per_epoch
-    changed = [k for k, v in trainer.encoder.state_dict().items()
+    assert trainer.progress.enc_step == 3 * trainer.setup.steps_per_epoch
+    changed = [k for k, v in trainer.models.encoder.state_dict().items()
                if v.dtype.is_floating_point and not torch.equal(v, before[k])]
     assert changed
 
@@ -298,8 +301,9 @@ def test_a_checkpoint_from_before_the_discovery_resumes_without_a_symmetry(examp
     del state["symmetry_group"], state["encoder"]["symmetry"]  # as an older version wrote it
     torch.save(state, latest)
     resumed = make_trainer(cfg, example_rows, tmp_path)
-    assert resumed.symmetry.group == [0, 47]  # the rows are strand-symmetric DHS...
+    assert resumed.progress.symmetry.group == [0, 47]  # the rows are strand-symmetric DHS...
     assert resumed.resume()
-    assert resumed.symmetry.group == [0] and resumed.encoder.group == [0]  # ...the run keeps none
-    assert "without the discovery" in resumed.symmetry.to_record()["reason"]
+    assert resumed.progress.symmetry.group == [0]  # ...the run keeps none
+    assert resumed.models.encoder.group == [0]
+    assert "without the discovery" in resumed.progress.symmetry.to_record()["reason"]
     resumed.run()

@@ -9,7 +9,8 @@ checkpoints through :func:`atomic_temp`), so these guarantees live here, once:
   with or without ``force``;
 - **signals**: SIGTERM and SIGHUP (``scancel``, a SLURM time limit, a closed terminal) raise
   :class:`~diffaug_genomics.errors.Terminated` while a temporary file is open, so it is removed
-  exactly as on SIGINT (a caller's own handler, e.g. ``fit``'s checkpoint-and-stop, is kept);
+  exactly as on SIGINT (a caller's own handler, e.g. ``fit``'s checkpoint-and-stop, is kept;
+  :mod:`diffaug_genomics.io.signals`);
 - **a full disk** is one :class:`DiskFull` error (exit 1), ``no space left on device writing
   FILE``, with the temporary file removed. HDF5 files are created with :func:`create_hdf5`,
   which keeps the HDF5 library away from failed writes (it segfaults or aborts in malloc when
@@ -27,25 +28,20 @@ checkpoints through :func:`atomic_temp`), so these guarantees live here, once:
 from __future__ import annotations
 
 import errno
-import functools
 import io
 import itertools
 import os
-import signal
 import tempfile
-import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from diffaug_genomics.errors import DiffaugError, InputError, Terminated
+from diffaug_genomics.errors import DiffaugError, InputError
+from diffaug_genomics.io.signals import signals_raise
+from diffaug_genomics.run_files import is_run_input
 
 T = TypeVar("T")
-
-TERMINATING_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP")
-                            if hasattr(signal, name))
-"""Signals that remove a temporary file being written (SIGINT does already: KeyboardInterrupt)."""
 
 _FULL_ERRNOS = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)}
 _FULL_TEXT = ("No space left on device", "Disk quota exceeded", "errno = 28")
@@ -79,17 +75,13 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
-FOLDER_INPUT_FILES = ("encoder.pt", "generator.pt", "config.yaml", "preprocess.json", "data.h5",
-                      "metrics.csv", "log.txt")
-"""Files of a run directory (an input of ``embed`` / ``generate``) that no output may replace;
-``checkpoints/`` and ``cache/`` too, and the images of an image folder."""
 FOLDER_INPUT_SUFFIXES = (".png", ".jpg", ".jpeg")
+"""The images of an image folder (an input of ``embed`` / ``generate``), which no output may
+replace; nor a run directory's own files (:func:`~diffaug_genomics.run_files.is_run_input`)."""
 
 
 def _part_of_folder_input(relative: Path) -> bool:
-    return (relative.as_posix() in FOLDER_INPUT_FILES
-            or relative.parts[0] in ("checkpoints", "cache")
-            or relative.suffix.lower() in FOLDER_INPUT_SUFFIXES)
+    return is_run_input(relative) or relative.suffix.lower() in FOLDER_INPUT_SUFFIXES
 
 
 def refuse_inputs(out: Path, inputs: Iterable[str | Path | None]) -> None:
@@ -145,55 +137,6 @@ def default_mode() -> int:
     umask = os.umask(0)
     os.umask(umask)
     return 0o666 & ~umask
-
-
-# ------------------------------------------------------------------------------------ signals
-_signal_lock = threading.Lock()
-_signal_depth = 0
-_saved_handlers: dict[int, Any] = {}
-
-
-def _raise_terminated(signum: int, frame: object) -> None:
-    raise Terminated(signum)
-
-
-@contextmanager
-def signals_raise() -> Iterator[None]:
-    """While any temporary output is open: SIGTERM / SIGHUP with their default action (which
-    kills the process without cleanup) raise :class:`Terminated` instead. Handlers a caller
-    installed are left alone. Only the main thread can install handlers; elsewhere a no-op."""
-    global _signal_depth
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    with _signal_lock:
-        if _signal_depth == 0:
-            for sig in TERMINATING_SIGNALS:
-                if signal.getsignal(sig) in (signal.SIG_DFL, None):
-                    _saved_handlers[sig] = signal.signal(sig, _raise_terminated)
-        _signal_depth += 1
-    try:
-        yield
-    finally:
-        with _signal_lock:
-            _signal_depth -= 1
-            if _signal_depth == 0:
-                for sig, handler in _saved_handlers.items():
-                    if signal.getsignal(sig) is _raise_terminated:
-                        signal.signal(sig, handler)
-                _saved_handlers.clear()
-
-
-def cleanup_on_signals(func: Callable[..., T]) -> Callable[..., T]:
-    """Run ``func`` under :func:`signals_raise` (for writers of temporary files other than
-    :func:`atomic_temp`'s, e.g. a spool of standard input, removed in a ``finally``)."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> T:
-        with signals_raise():
-            return func(*args, **kwargs)
-
-    return wrapper
 
 
 # ------------------------------------------------------------------------------ temporary files

@@ -5,7 +5,7 @@ and stored in the run directory, and generated positives written as arrays.
 A modality with an ``io`` (:class:`SampleIO`) reads its input into samples (values in the
 data's own units, ids, labels when the input carries them), fits a preprocessing on the
 training samples (``fit``), and turns samples into model-layout rows (``transform``). ``fit``
-stores the fitted state as JSON in the run directory (:data:`PREPROCESS_FILE`), so ``embed``
+stores the fitted state as JSON in the run directory (:data:`PREPROCESS`), so ``embed``
 and ``generate`` apply exactly the same transform, and ``generate`` maps generated rows back
 to the data's units (``inverse``).
 
@@ -47,25 +47,24 @@ from diffaug_genomics.modalities.interface import (
     PositivesWriter,
     RunInput,
     Sampling,
+    TrainedRun,
     TrainingData,
 )
 from diffaug_genomics.output_formats import HDF5, NPY, OutputFormat
+from diffaug_genomics.run_files import PREPROCESS, RunPaths
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
-    from diffaug_genomics.modalities.base import Modality
-    from diffaug_genomics.runs import FinishedRun
 
-PREPROCESS_FILE = "preprocess.json"
 PREPROCESS_FORMAT = "diffaug-genomics/preprocess/1"
 
 
-def read_samples(modality: Modality, source: str | Path, options: ReadOptions) -> Samples:
-    """Read ``source`` with the modality's reader; checks it exists and holds samples."""
-    if modality.io is None:
-        raise InputError(f"modality '{modality.name}' reads FASTA / one-hot HDF5, not this way")
+def read_samples(io: SampleIO, modality: str, source: str | Path, options: ReadOptions
+                 ) -> Samples:
+    """Read ``source`` with the reader of ``io`` (the IO of the modality named ``modality``);
+    checks it exists and holds samples."""
     if str(source) == "-":
-        raise InputError(f"modality '{modality.name}' cannot read standard input; give a path")
+        raise InputError(f"modality '{modality}' cannot read standard input; give a path")
     path = Path(source)
     if not path.exists():
         raise InputError("no such file or folder", path=path)
@@ -74,9 +73,9 @@ def read_samples(modality: Modality, source: str | Path, options: ReadOptions) -
     except InputError:
         kind = None  # the modality's own reader says what is wrong
     if kind == "dna":
-        raise InputError(f"is DNA (FASTA or one-hot HDF5), but this is a '{modality.name}' run "
+        raise InputError(f"is DNA (FASTA or one-hot HDF5), but this is a '{modality}' run "
                          "or input: give it the kind of data it was trained on", path=path)
-    samples = modality.io.read(path, options)
+    samples = io.read(path, options)
     if len(samples.ids) != len(samples.values):
         raise InputError(f"reader returned {len(samples.ids)} ids for {len(samples.values)} "
                          "samples", path=path)
@@ -84,19 +83,19 @@ def read_samples(modality: Modality, source: str | Path, options: ReadOptions) -
 
 
 def save_preprocess(run_dir: Path, modality: str, samples: Samples, state: dict[str, Any]) -> None:
-    """Write :data:`PREPROCESS_FILE` into the run directory (atomically)."""
+    """Write :data:`PREPROCESS` into the run directory (atomically)."""
     record = {"format": PREPROCESS_FORMAT, "modality": modality,
               "source_format": samples.source_format, "label_key": samples.label_key,
               "state": state}
-    with atomic_output(run_dir / PREPROCESS_FILE, force=True) as tmp:
+    with atomic_output(RunPaths(run_dir).preprocess, force=True) as tmp:
         tmp.write_text(json.dumps(record, indent=1) + "\n")
 
 
 def load_preprocess(run_dir: Path) -> dict[str, Any]:
     """The run's preprocessing record (see :func:`save_preprocess`)."""
-    path = Path(run_dir) / PREPROCESS_FILE
+    path = RunPaths(run_dir).preprocess
     if not path.is_file():
-        raise InputError(f"{PREPROCESS_FILE} is missing: the run has no stored preprocessing",
+        raise InputError(f"{PREPROCESS} is missing: the run has no stored preprocessing",
                          path=run_dir)
     try:
         record = json.loads(path.read_text())
@@ -107,31 +106,31 @@ def load_preprocess(run_dir: Path) -> dict[str, Any]:
     return record
 
 
-def prepare_rows(source: str | Path, run_dir: Path, cfg: Config, modality: Modality,
+def prepare_rows(source: str | Path, run_dir: Path, cfg: Config, io: SampleIO, modality: str,
                  options: ReadOptions, reuse: bool = False) -> np.ndarray:
     """Training rows for ``fit``: read ``source``, fit the preprocessing (or, with ``reuse``:
     a resumed run, the run's stored one), store it, and return ``(N, *sample_shape)`` float32
     rows. A new run never reuses the ``preprocess.json`` a failed run left."""
-    samples = read_samples(modality, source, options)
-    path = Path(run_dir) / PREPROCESS_FILE
+    samples = read_samples(io, modality, source, options)
+    path = RunPaths(run_dir).preprocess
     if reuse and path.is_file():
         record = load_preprocess(run_dir)
     else:
-        record = {"state": modality.io.fit(samples, cfg), "modality": modality.name}
-        save_preprocess(Path(run_dir), modality.name, samples, record["state"])
-    return transform_samples(modality, samples, record, source, path)
+        record = {"state": io.fit(samples, cfg), "modality": modality}
+        save_preprocess(Path(run_dir), modality, samples, record["state"])
+    return transform_samples(io, modality, samples, record, source, path)
 
 
-def transform_samples(modality: Modality, samples: Samples, record: dict[str, Any],
+def transform_samples(io: SampleIO, modality: str, samples: Samples, record: dict[str, Any],
                       source: str | Path, record_path: str | Path) -> np.ndarray:
     """The run's stored preprocessing (``record`` from ``record_path``) applied to
     ``samples``: a record that does not fit them (another modality, a damaged or foreign
     ``preprocess.json``) is an :class:`InputError` naming ``record_path``."""
-    if record.get("modality") not in (None, modality.name):
+    if record.get("modality") not in (None, modality):
         raise InputError(f"is for modality '{record.get('modality')}', not "
-                         f"'{modality.name}'", path=record_path)
+                         f"'{modality}'", path=record_path)
     try:
-        return modality.io.transform(samples, record["state"], str(source))
+        return io.transform(samples, record["state"], str(source))
     except InputError:
         raise
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
@@ -139,7 +138,7 @@ def transform_samples(modality: Modality, samples: Samples, record: dict[str, An
                          f"({exc.__class__.__name__}: {str(exc)[:200]})", path=record_path) from None
 
 
-def read_run_input(run: Any, source: str | Path, options: ReadOptions
+def read_run_input(io: SampleIO, run: TrainedRun, source: str | Path, options: ReadOptions
                    ) -> tuple[Samples, np.ndarray, dict[str, Any]]:
     """``embed`` / ``generate`` of an image / tabular run: ``(samples, preprocessed rows, the
     run's preprocess record)``. The label column a table run was trained with is used when
@@ -150,9 +149,9 @@ def read_run_input(run: Any, source: str | Path, options: ReadOptions
         fmt = record.get("source_format")
         if fmt in ("csv", "tsv") and table_suffix(Path(source)):
             options = ReadOptions(label_column=stored, label_optional=True)
-    samples = read_samples(run.modality, source, options)
-    rows = transform_samples(run.modality, samples, record, source,
-                             Path(run.run_dir) / PREPROCESS_FILE)
+    samples = read_samples(io, run.modality, source, options)
+    rows = transform_samples(io, run.modality, samples, record, source,
+                             RunPaths(run.run_dir).preprocess)
     return samples, rows, record
 
 
@@ -177,16 +176,18 @@ class ArrayPositives(PositivesWriter):
     """Generated positives kept in memory, mapped back to the input's units and written as one
     ``.npy`` or HDF5 array when the ``with`` block ends (module docstring)."""
 
-    def __init__(self, run: FinishedRun, inp: RunInput, source: str | Path, output: str | Path,
-                 fmt: OutputFormat, sampling: Sampling, force: bool, inputs: tuple) -> None:
-        self.run, self.inp, self.source, self.output, self.fmt = run, inp, source, output, fmt
+    def __init__(self, io: SampleIO, run: TrainedRun, inp: RunInput, source: str | Path,
+                 output: str | Path, fmt: OutputFormat, sampling: Sampling, force: bool,
+                 inputs: tuple) -> None:
+        self.io, self.run, self.inp, self.source, self.output = io, run, inp, source, output
+        self.fmt = fmt
         self.sampling, self.force, self.inputs = sampling, force, inputs
         self.parts: list[np.ndarray] = []
         self.sq_sum, self.count, self.n_written = 0.0, 0, 0
 
     def add(self, chunk: Chunk, lo: int, hi: int, sources: torch.Tensor,
             samples: torch.Tensor) -> None:
-        sample = self.run.modality.from_diffusion(samples)
+        sample = self.run.from_diffusion(samples)
         self.sq_sum += float(((sample - sources) ** 2).mean(
             dim=tuple(range(1, sources.dim()))).sqrt().sum())
         self.count += len(sources)
@@ -201,7 +202,7 @@ class ArrayPositives(PositivesWriter):
         rows, record, samples = (self.inp.info[k] for k in ("rows", "record", "samples"))
         gen_rows = (np.concatenate(self.parts) if self.parts
                     else np.zeros((0, *rows.shape[1:]), np.float32))
-        values = run.modality.io.inverse(gen_rows, record["state"])
+        values = self.io.inverse(gen_rows, record["state"])
         require_finite(values, f"generated samples for {output}")
         self.n_written = len(values)
         source_index = np.repeat(np.arange(len(rows)), s.per_sequence)
@@ -217,7 +218,7 @@ class ArrayPositives(PositivesWriter):
                         [samples.ids[i] for i in source_index], dtype=object))
                     f.attrs.update({"schema": "diffaug-genomics/generated/1",
                                     "run_dir": str(Path(run.run_dir).resolve()),
-                                    "modality": run.modality.name, "steps": s.steps,
+                                    "modality": run.modality, "steps": s.steps,
                                     "strength": s.strength, "guidance_scale": s.guidance_scale,
                                     "seed": s.seed, "per_sample": s.per_sequence})
 
@@ -241,32 +242,32 @@ class SampleIO(ModalityIO):
     inverse: Callable[[np.ndarray, dict[str, Any]], np.ndarray]
     """Model-layout rows (e.g. generated) -> values in the data's units, like ``Samples.values``."""
 
-    def training_data(self, modality: Modality, source: str | Path, run_dir: Path, cfg: Config,
+    def training_data(self, modality: str, source: str | Path, run_dir: Path, cfg: Config,
                       options: ReadOptions, reuse: bool) -> TrainingData:
-        rows = prepare_rows(source, run_dir, cfg, modality, options, reuse=reuse)
+        rows = prepare_rows(source, run_dir, cfg, self, modality, options, reuse=reuse)
         return TrainingData(rows, source, f"{len(rows)} samples of shape {tuple(rows.shape[1:])}")
 
-    def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
-        samples, rows, record = read_run_input(run, source, options)
+    def open_input(self, run: TrainedRun, source: str | Path, options: ReadOptions) -> RunInput:
+        samples, rows, record = read_run_input(self, run, source, options)
         return RunInput([Chunk(rows, samples.ids, samples.labels)], total=len(rows),
                         info={"samples": samples, "rows": rows, "record": record})
 
-    def embedding_attrs(self, run: FinishedRun) -> dict[str, Any]:
-        return {"modality": run.modality.name}
+    def embedding_attrs(self, run: TrainedRun) -> dict[str, Any]:
+        return {"modality": run.modality}
 
     positives_formats = (NPY, HDF5)
 
-    def positives_writer(self, run: FinishedRun, inp: RunInput, source: str | Path,
+    def positives_writer(self, run: TrainedRun, inp: RunInput, source: str | Path,
                          output: str | Path, fmt: OutputFormat, sampling: Sampling, force: bool,
                          inputs: tuple) -> PositivesWriter:
-        return ArrayPositives(run, inp, source, output, fmt, sampling, force, inputs)
+        return ArrayPositives(self, run, inp, source, output, fmt, sampling, force, inputs)
 
-    def raw_features(self, modality: Modality, path: Path, options: ReadOptions
+    def raw_features(self, modality: str, path: Path, options: ReadOptions
                      ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:
         """The raw values, flattened per sample: the "raw features" reference."""
-        samples = read_samples(modality, path, options)
+        samples = read_samples(self, modality, path, options)
         x = np.asarray(samples.values, dtype=np.float32).reshape(len(samples.values), -1)
-        return x, samples.ids, samples.labels, {"raw_features": True, "modality": modality.name,
+        return x, samples.ids, samples.labels, {"raw_features": True, "modality": modality,
                                                "source_format": samples.source_format}
 
 

@@ -3,12 +3,13 @@ know about a kind of data.
 
 A :class:`Modality` bundles how stored rows become model tensors, the encoder and denoiser
 backbones, the space kNN-mixup searches in, and the hand-designed baseline augmentation. Its
-:attr:`Modality.data_io` (a :class:`~diffaug_genomics.modalities.interface.ModalityIO`, the
-interface's input / output half) reads inputs into rows in chunks with ids and
-labels, writes embeddings and generated positives, and gives raw features to ``evaluate``:
-sequences (:mod:`diffaug_genomics.modalities.sequences`: FASTA / one-hot HDF5 in, FASTA out)
-or arrays with a fitted preprocessing (:mod:`diffaug_genomics.modalities.arrays`: images,
-tables). The training loop only talks to this interface, so every modality plugs into the same
+:attr:`Modality.io` (a :class:`~diffaug_genomics.modalities.interface.ModalityIO`, the
+interface's input / output half, which every modality sets) reads inputs into rows in chunks
+with ids and labels, writes embeddings and generated positives, and gives raw features to
+``evaluate``: sequences (:mod:`diffaug_genomics.modalities.sequences`: FASTA / one-hot HDF5 in,
+FASTA out; ``io=SEQUENCE_IO``) or arrays with a fitted preprocessing
+(:mod:`diffaug_genomics.modalities.arrays`: images, tables). The interface imports none of its
+implementations. The training loop only talks to this interface, so every modality plugs into the same
 loop, and ``embed`` / ``generate`` exist once.
 
 The registry of modalities (built-ins, entry points, ``--backbone``) is
@@ -25,12 +26,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from diffaug_genomics.modalities.interface import ModalityIO
-from diffaug_genomics.modalities.sequences import SEQUENCE_IO
 from diffaug_genomics.symmetry import SymmetryCandidates
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
+    from diffaug_genomics.modalities.interface import ModalityIO
 
 Augment = Callable[[torch.Tensor, "torch.Generator | None"], torch.Tensor]
 
@@ -54,11 +54,11 @@ class Modality:
     """Model-layout tensor -> the diffusion's space (DNA: one-hot in [0, 1] -> [-1, 1])."""
     from_diffusion: Callable[[torch.Tensor], torch.Tensor]
     """Inverse of :attr:`to_diffusion`, applied to generated samples before the encoder."""
-    io: ModalityIO | None = None
+    io: ModalityIO
     """How inputs are read and preprocessed into rows, and outputs written: a
-    :class:`~diffaug_genomics.modalities.arrays.SampleIO` for images and tables. None (DNA, and
-    plugins written for sequence input) reads FASTA / one-hot HDF5: see :attr:`data_io`, which
-    is never None."""
+    :class:`~diffaug_genomics.modalities.arrays.SampleIO` for images and tables,
+    :data:`~diffaug_genomics.modalities.sequences.SEQUENCE_IO` for DNA (and plugins of
+    sequences: FASTA / one-hot HDF5 in, FASTA out)."""
     encoder_backbones: tuple[str, ...] = ("conv1d",)
     """Values of ``encoder.backbone`` that :attr:`build_encoder` understands."""
     denoiser_backbones: tuple[str, ...] = ("unet1d",)
@@ -85,12 +85,6 @@ class Modality:
     symmetries: SymmetryCandidates | None = None
     """Candidate transforms whose invariance :func:`~diffaug_genomics.symmetry.discover`
     measures on the training rows (DNA: the 48 alphabet maps). None: no discovery."""
-
-    @property
-    def data_io(self) -> ModalityIO:
-        """The modality's input and output handling: :attr:`io`, or the sequence reader and
-        FASTA writer (:data:`~diffaug_genomics.modalities.sequences.SEQUENCE_IO`) without one."""
-        return SEQUENCE_IO if self.io is None else self.io
 
 
 def build_head(cfg: Config, embed_dim: int) -> nn.Module:

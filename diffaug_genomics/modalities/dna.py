@@ -19,6 +19,7 @@ from torch import nn
 
 from diffaug_genomics.alphabet_maps import MAPS
 from diffaug_genomics.modalities.base import Augment, Modality, unet_denoiser
+from diffaug_genomics.modalities.sequences import SEQUENCE_IO
 from diffaug_genomics.models.denoisers import UNet1D
 from diffaug_genomics.symmetry import SymmetryCandidates
 
@@ -105,6 +106,7 @@ DNA = Modality(
     knn_features=_dna_knn_features,
     to_diffusion=lambda x: x * 2.0 - 1.0,
     from_diffusion=lambda x: (x.clamp(-1.0, 1.0) + 1.0) / 2.0,
+    io=SEQUENCE_IO,
     to_discrete=_dna_to_discrete,
     positive_stats=_dna_positive_stats,
     encoder_backbones=("conv1d", "spectrum"),

@@ -1,15 +1,18 @@
-"""The input and output half of the modality interface: :class:`ModalityIO` (what ``embed``,
-``generate`` and ``evaluate`` ask of a modality) and the values passing through it.
+"""The input and output half of the modality interface: :class:`ModalityIO` (what ``fit``,
+``embed``, ``generate`` and ``evaluate`` ask of a modality) and the values passing through it,
+among them :class:`TrainedRun`, what it is told of a trained run.
 
 Implementations: :class:`~diffaug_genomics.modalities.sequences.SequenceIO` (DNA: FASTA /
 one-hot HDF5 in, FASTA out) and :class:`~diffaug_genomics.modalities.arrays.SampleIO` (images,
-tables and array plugins: a reader plus a fitted preprocessing).
+tables and array plugins: a reader plus a fitted preprocessing). This module knows neither the
+:class:`~diffaug_genomics.modalities.base.Modality` that holds an IO nor how a run is loaded:
+the interface is below both.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +26,20 @@ from diffaug_genomics.output_formats import Format, OutputFormat
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
-    from diffaug_genomics.modalities.base import Modality
-    from diffaug_genomics.runs import FinishedRun
+
+
+@dataclass(frozen=True)
+class TrainedRun:
+    """What a modality's input and output are told of a trained run (``embed``, ``generate``):
+    its directory, configuration, modality's name, the model-layout shape of one sample, and
+    the map from the diffusion's space back to model layout (the modality's
+    ``from_diffusion``). Built by :attr:`diffaug_genomics.runs.FinishedRun.trained`."""
+
+    run_dir: Path
+    config: Config
+    modality: str
+    sample_shape: tuple[int, ...]
+    from_diffusion: Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass
@@ -124,22 +139,23 @@ class ModalityIO(ABC):
     """Whether ``embed`` / ``generate`` accept ``--shard`` (which needs :meth:`count_rows`)."""
 
     @abstractmethod
-    def training_data(self, modality: Modality, source: str | Path, run_dir: Path, cfg: Config,
+    def training_data(self, modality: str, source: str | Path, run_dir: Path, cfg: Config,
                       options: ReadOptions, reuse: bool) -> TrainingData:
-        """``fit`` 's rows of ``source``, prepared in ``run_dir`` (DNA: FASTA encoded into
-        ``data.h5``; arrays: the preprocessing fitted and stored). ``reuse``: what the run
-        directory holds is this input's (a resumed run, or a rank reading what rank 0 wrote)."""
+        """``fit`` 's rows of ``source`` for the modality named ``modality``, prepared in
+        ``run_dir`` (DNA: FASTA encoded into ``data.h5``; arrays: the preprocessing fitted and
+        stored; where: :mod:`diffaug_genomics.run_files`). ``reuse``: what the run directory
+        holds is this input's (a resumed run, or a rank reading what rank 0 wrote)."""
 
     @abstractmethod
-    def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
+    def open_input(self, run: TrainedRun, source: str | Path, options: ReadOptions) -> RunInput:
         """Open ``source`` as rows of ``run`` (its length or preprocessing); bad input raises
         :class:`InputError`."""
 
-    def count_rows(self, run: FinishedRun, source: str | Path) -> int:
+    def count_rows(self, run: TrainedRun, source: str | Path) -> int:
         """How many rows :meth:`open_input` yields, without keeping them (for ``--shard``)."""
         raise NotImplementedError
 
-    def embedding_attrs(self, run: FinishedRun) -> dict[str, Any]:
+    def embedding_attrs(self, run: TrainedRun) -> dict[str, Any]:
         """Attributes of the embeddings file beyond the run, config hash, checkpoint, source."""
         return {}
 
@@ -148,14 +164,15 @@ class ModalityIO(ABC):
     (:func:`~diffaug_genomics.output_formats.output_format`)."""
 
     @abstractmethod
-    def positives_writer(self, run: FinishedRun, inp: RunInput, source: str | Path,
+    def positives_writer(self, run: TrainedRun, inp: RunInput, source: str | Path,
                          output: str | Path, fmt: OutputFormat, sampling: Sampling, force: bool,
                          inputs: tuple) -> PositivesWriter:
         """The writer of ``generate`` 's positives to ``output`` in ``fmt`` (one of
         :attr:`positives_formats`; ``-``: standard output where the format allows it)."""
 
     @abstractmethod
-    def raw_features(self, modality: Modality, path: Path, options: ReadOptions
+    def raw_features(self, modality: str, path: Path, options: ReadOptions
                      ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:
-        """``evaluate`` of an input that is not an embeddings file: ``(features (N, F) float32,
-        ids, labels or None, attributes)``, or an :class:`InputError` saying why not."""
+        """``evaluate`` of an input that is not an embeddings file, for the modality named
+        ``modality``: ``(features (N, F) float32, ids, labels or None, attributes)``, or an
+        :class:`InputError` saying why not."""

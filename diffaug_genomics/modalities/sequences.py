@@ -24,7 +24,6 @@ from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.io.fasta import read_fasta
 from diffaug_genomics.io.h5 import (
-    OneHotWriter,
     is_hdf5,
     open_onehot,
     read_embeddings,
@@ -32,6 +31,7 @@ from diffaug_genomics.io.h5 import (
     read_strings,
 )
 from diffaug_genomics.io.onehot import encode_records
+from diffaug_genomics.io.onehot_writer import OneHotWriter
 from diffaug_genomics.io.samples import ReadOptions
 from diffaug_genomics.modalities.interface import (
     Chunk,
@@ -39,16 +39,16 @@ from diffaug_genomics.modalities.interface import (
     PositivesWriter,
     RunInput,
     Sampling,
+    TrainedRun,
     TrainingData,
 )
 from diffaug_genomics.output_formats import FASTA, HDF5, OutputFormat, open_text_output
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.record_changes import RecordChanges, row_region
+from diffaug_genomics.run_files import RunPaths
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
-    from diffaug_genomics.modalities.base import Modality
-    from diffaug_genomics.runs import FinishedRun
 
 READ_ROWS = 4096
 
@@ -146,7 +146,7 @@ class SequencePositives(PositivesWriter):
     the part of its source record it covers (``source=ID:START-END``). Keeps the mean
     identity to the source and GC contents."""
 
-    def __init__(self, run: FinishedRun, source: str | Path, output: str | Path,
+    def __init__(self, run: TrainedRun, source: str | Path, output: str | Path,
                  fmt: OutputFormat, sampling: Sampling, force: bool, inputs: tuple) -> None:
         self.length, self.source, self.sampling = run.sample_shape[-1], source, sampling
         self._stack = ExitStack()
@@ -255,7 +255,7 @@ def prepare_data(source: str | Path, run_dir: Path, cfg: Config, reuse: bool = F
             raise InputError("is a directory, expected FASTA or a diffaug HDF5 file", path=path)
         if is_hdf5(path):
             return path
-    data = run_dir / "data.h5"
+    data = RunPaths(run_dir).data
     if data.exists() and reuse:
         return data
     from diffaug_genomics.encode import encode_fasta
@@ -274,7 +274,7 @@ class SequenceIO(ModalityIO):
     progress_unit = ("seq", "seq")
     shardable = True
 
-    def training_data(self, modality: Modality, source: str | Path, run_dir: Path, cfg: Config,
+    def training_data(self, modality: str, source: str | Path, run_dir: Path, cfg: Config,
                       options: ReadOptions, reuse: bool) -> TrainingData:
         path = prepare_data(source, run_dir, cfg, reuse=reuse)
         with open_onehot(path) as f:  # the rows only: fit needs no ids or labels
@@ -283,23 +283,23 @@ class SequenceIO(ModalityIO):
 
     positives_formats = (FASTA, HDF5)
 
-    def open_input(self, run: FinishedRun, source: str | Path, options: ReadOptions) -> RunInput:
+    def open_input(self, run: TrainedRun, source: str | Path, options: ReadOptions) -> RunInput:
         data, length = run.config.data, run.sample_shape[-1]
         name = "<stdin>" if str(source) == "-" else str(source)
         changes = RecordChanges(name, length, data.policy)
         return RunInput(iter_chunks(source, length, data.policy, data.stride, changes=changes),
                         total=_known_rows(source), info={"changes": changes})
 
-    def count_rows(self, run: FinishedRun, source: str | Path) -> int:
+    def count_rows(self, run: TrainedRun, source: str | Path) -> int:
         data = run.config.data
         return count_rows(source, run.sample_shape[-1], data.policy, data.stride)
 
-    def positives_writer(self, run: FinishedRun, inp: RunInput, source: str | Path,
+    def positives_writer(self, run: TrainedRun, inp: RunInput, source: str | Path,
                          output: str | Path, fmt: OutputFormat, sampling: Sampling, force: bool,
                          inputs: tuple) -> PositivesWriter:
         return SequencePositives(run, source, output, fmt, sampling, force, inputs)
 
-    def raw_features(self, modality: Modality, path: Path, options: ReadOptions
+    def raw_features(self, modality: str, path: Path, options: ReadOptions
                      ) -> tuple[np.ndarray, list[str], list[str] | None, dict[str, Any]]:
         # sequences are not features (--features kmer:K scores them): let the embeddings
         # reader say what the file is not
@@ -307,4 +307,4 @@ class SequenceIO(ModalityIO):
 
 
 SEQUENCE_IO = SequenceIO()
-"""The input and output of DNA (and of any modality without its own ``io``)."""
+"""The input and output of DNA (and of plugin modalities of sequences: ``io=SEQUENCE_IO``)."""

@@ -16,25 +16,24 @@ from diffaug_genomics.config import BankConfig
 
 if TYPE_CHECKING:
     from diffaug_genomics.diffusion import Diffusion
-    from diffaug_genomics.modalities.base import Modality
 
 __all__ = ["generated_positives"]
 
 
-def generated_positives(diffusion: Diffusion, denoiser: nn.Module, modality: Modality,
-                        bank: BankConfig, x: Tensor, cond: Tensor, per_sequence: int, *,
-                        steps: int, strength: float, guidance_scale: float,
-                        generator: torch.Generator) -> Tensor:
-    """``per_sequence`` positives of each sample of a model-layout batch ``x`` ``(n, ...)``,
-    conditioned on its embedding ``cond`` ``(n, D)``.
+def generated_positives(diffusion: Diffusion, denoiser: nn.Module, bank: BankConfig,
+                        x0: Tensor, cond: Tensor, per_sequence: int, *, steps: int,
+                        strength: float, guidance_scale: float, generator: torch.Generator,
+                        clip_x0: bool | float) -> Tensor:
+    """``per_sequence`` positives of each sample of a batch ``x0`` ``(n, ...)`` in the
+    diffusion's space (the modality's ``to_diffusion`` of its model layout), conditioned on
+    its embedding ``cond`` ``(n, D)``; ``clip_x0`` is the modality's.
 
     Returns ``(n * per_sequence, ...)`` in the diffusion's space, the samples of one source
     consecutive (one sampler call for the whole block; with ``per_sequence = 1`` the same draws
-    as sampling ``x`` alone).
+    as sampling ``x0`` alone).
     """
-    xk = x.repeat_interleave(per_sequence, dim=0)
+    xk = x0.repeat_interleave(per_sequence, dim=0)
     ck = cond.repeat_interleave(per_sequence, dim=0)
     return diffusion.sample(denoiser, ck, tuple(xk.shape), steps=steps, sampler=bank.sampler,
-                            eta=bank.eta, strength=strength, x_init=modality.to_diffusion(xk),
-                            guidance_scale=guidance_scale, generator=generator,
-                            clip_x0=modality.clip_x0)
+                            eta=bank.eta, strength=strength, x_init=xk,
+                            guidance_scale=guidance_scale, generator=generator, clip_x0=clip_x0)

@@ -20,13 +20,23 @@ is enough; unit-length float16 rows are used without a copy), three ``(N, k)`` a
 one leaf's scores. What it costs in quality, against the
 exact search: ``benchmarks/results/scale.md`` (recall of the true 10 nearest neighbours and
 their mean similarity, measured by ``benchmarks/bench_scale.py --recall``).
+
+The neighbours found are cached in the run directory (:func:`save_neighbours`,
+:func:`load_neighbours`: ``cache/neighbours-{space}.npz``, refused when what they depend on
+changed).
 """
 
 from __future__ import annotations
 
+import json
+import zipfile
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 import torch
 
+from diffaug_genomics.io.atomic import atomic_output
 from diffaug_genomics.positives.knn import _block_topk, _merge, knn_indices
 
 EXACT_MAX_ROWS = 50_000
@@ -180,3 +190,41 @@ def _merge_distinct(scores: torch.Tensor, idx: torch.Tensor, k: int
     repeat = torch.zeros_like(idx, dtype=torch.bool)
     repeat[:, 1:] = idx[:, 1:] == idx[:, :-1]
     return _merge(scores.masked_fill(repeat, -torch.inf), idx, k)
+
+
+# ------------------------------------------------------------------------------ the cache
+def save_neighbours(path: str | Path, indices: np.ndarray, meta: dict[str, Any]) -> None:
+    """Write ``indices (N, k)`` and ``meta`` (JSON-serialisable) to ``path`` (npz), atomically.
+
+    ``meta`` should identify what the indices depend on: space, k, metric, N, and a fingerprint
+    of the data (sha256 or size and mtime), so that :func:`load_neighbours` can refuse a stale
+    cache.
+    """
+    meta_json = json.dumps(meta, sort_keys=True)
+    with atomic_output(path, force=True) as tmp, open(tmp, "wb") as fh:
+        np.savez(fh, indices=np.asarray(indices, dtype=np.int64), meta=np.array(meta_json))
+
+
+def load_neighbours(path: str | Path, expect_meta: dict[str, Any]) -> np.ndarray | None:
+    """Cached indices from :func:`save_neighbours`, or ``None`` to recompute.
+
+    ``None`` when the file is missing or unreadable, or when its meta differs from
+    ``expect_meta`` in any key or value (compared after a JSON round trip, so tuples equal
+    lists).
+    """
+    p = Path(path)
+    if not p.is_file():
+        return None
+    try:
+        with np.load(p, allow_pickle=False) as data:
+            stored = json.loads(str(data["meta"]))
+            indices = data["indices"]
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError):
+        return None
+    if stored != json.loads(json.dumps(expect_meta, sort_keys=True)):
+        return None
+    if indices.ndim != 2 or indices.dtype.kind not in "iu":
+        return None
+    if indices.size and (indices.min() < 0 or indices.max() >= len(indices)):
+        return None  # a damaged or foreign cache: indices must point at the N rows
+    return indices

@@ -351,7 +351,7 @@ def _write(html_path: Path, folder: Path, text: str, figs: list[Any], force: boo
     and SIGHUP, like any failure, leave the previous outputs and no temporary folder. One
     report writes at a time (the page's lock; another one waits for it): with ``force`` the
     last one wins whole, without it the second is refused (checked again under the lock)."""
-    from diffaug_genomics.io.atomic import signals_raise
+    from diffaug_genomics.io.signals import signals_raise
     from diffaug_genomics.run_lock import Lock
 
     with signals_raise(), Lock(html_path, "diffaug report", wait_s=WRITE_WAIT_S):

@@ -15,6 +15,7 @@ import numpy as np
 
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.report.state import RunState, load_whole
+from diffaug_genomics.run_files import BANK_FORMAT, bank_from_record
 
 
 @dataclass
@@ -43,8 +44,8 @@ def training_input(state: RunState, given: str | Path | None) -> Path | None:
         if not p.exists():
             raise InputError("no such file", path=p)
         return p
-    if (state.root / "data.h5").is_file():
-        return state.root / "data.h5"
+    if state.paths.data.is_file():
+        return state.paths.data
     src = state.config.get("input")
     if src and str(src) != "-" and Path(str(src)).exists():
         return Path(str(src))
@@ -101,7 +102,7 @@ def _read_samples(path: Path, state: RunState, max_points: int, seed: int,
     fmt = record.get("source_format")
     options = ReadOptions(label_column=key if fmt in ("csv", "tsv") else None,
                           obs_key=key if fmt == "h5ad" else None)
-    samples = read_samples(modality, path, options)
+    samples = read_samples(modality.io, modality.name, path, options)
     rows = modality.io.transform(samples, record["state"], str(path))
     idx = _choose(len(rows), max_points, seed)
     labels = [samples.labels[i] for i in idx] if samples.labels is not None else None
@@ -114,24 +115,24 @@ def load_encoder(state: RunState, sample_shape: tuple[int, ...]):  # noqa: ANN20
     (with the progress the report shows); ``(encoder, what)`` or ``(None, why not)``."""
     from diffaug_genomics.config import config_from_dict
     from diffaug_genomics.modalities.registry import get_modality
+    from diffaug_genomics.runs import encoder_from
     from diffaug_genomics.train import checkpoint as ckpt
 
     cfg = config_from_dict(state.config)
     modality = get_modality(cfg.modality)
+    paths = state.paths
     if state.finished:
-        saved = ckpt.load(state.root / "encoder.pt", ckpt.ENCODER_FORMAT)
+        saved, path = ckpt.load(paths.encoder, ckpt.ENCODER_FORMAT), paths.encoder
         what = "the final encoder (encoder.pt)"
     elif state.latest is not None and "encoder" in state.latest:
-        saved = state.latest
+        saved, path = state.latest, paths.latest
         what = "the encoder of the latest checkpoint (checkpoints/latest.pt; the run is unfinished)"
-    elif (state.root / "checkpoints" / "latest.pt").is_file():  # damaged: exit 2 naming it
-        ckpt.load(state.root / "checkpoints" / "latest.pt", ckpt.CHECKPOINT_FORMAT)
+    elif paths.latest.is_file():  # damaged: exit 2 naming it
+        ckpt.load(paths.latest, ckpt.CHECKPOINT_FORMAT)
         return None, "checkpoints/latest.pt was being replaced while it was read"
     else:
         return None, "no checkpoint yet"
-    encoder = modality.build_encoder(cfg, sample_shape)
-    encoder.load_state_dict(saved["encoder"])
-    return encoder.eval(), what
+    return encoder_from(saved, cfg, modality, sample_shape, path), what
 
 
 def collect_points(state: RunState, *, input_path: str | Path | None,
@@ -193,7 +194,7 @@ def collect_points(state: RunState, *, input_path: str | Path | None,
     else:
         sources["rows"] = ("no input found: the run's data.h5 and the input in config.yaml are "
                            "missing; give --input or --embeddings")
-    if index is not None and data_path is not None and data_path != state.root / "data.h5" \
+    if index is not None and data_path is not None and data_path != state.paths.data \
             and state.config.get("input") and Path(str(state.config["input"])) != data_path:
         index = None  # --input other than the training data: the bank does not apply
     if labels is not None:
@@ -277,23 +278,27 @@ class Bank:
 
 
 def load_bank(state: RunState, index: np.ndarray | None) -> tuple[Bank | None, str]:
-    """The positives of ``index`` from ``cache/bank.pt``, or ``(None, why not)``."""
-    path = state.root / "cache" / "bank.pt"
+    """The positives of ``index`` from ``cache/bank.pt`` (or, for a bank too large for memory,
+    ``cache/bank.npy``, read by rows), or ``(None, why not)``."""
+    paths = state.paths
     if not state.has_generator:
         return None, (f"this run used --augment {state.augment}: there is no generator and no "
                       "generated positives")
-    if not path.is_file():
+    if not paths.bank.is_file() and not paths.bank_file.is_file():
         return None, "no bank yet: the run has not reached its first bank refresh"
     if index is None:
         return None, ("the report's rows are not the training rows (another --input or "
                       "unmatched embeddings), so the bank cannot be paired with its sources")
-    saved = load_whole(path, "diffaug-genomics/bank/1", state.writer is not None)
-    bank = saved["bank"]
-    if state.sample_shape is not None and bank.dim() == len(state.sample_shape) + 1:
-        bank = bank.unsqueeze(1)
+    if paths.bank.is_file():
+        saved = load_whole(paths.bank, BANK_FORMAT, state.writer is not None)
+        bank, refresh = bank_from_record(saved, state.sample_shape), int(saved.get("round", 0))
+    else:
+        from diffaug_genomics.train.bank_store import DiskBank
+
+        bank, refresh = DiskBank(paths.bank_file, None), 0  # the file does not say its round
     if len(index) and int(index.max()) >= bank.shape[0]:
         return None, f"the bank holds {bank.shape[0]} rows, fewer than the data"
-    return Bank(bank[index].float().numpy(), int(saved.get("round", 0)), int(bank.shape[0])), ""
+    return Bank(bank[index].float().numpy(), refresh, int(bank.shape[0])), ""
 
 
 # ------------------------------------------------------------------------------------ scores
@@ -321,7 +326,7 @@ def same_size_pca_reference(features: np.ndarray, labels: list[str] | np.ndarray
 def raw_features(state: RunState, rows: np.ndarray) -> tuple[np.ndarray, str]:
     """Training-free features of the rows for the PCA reference, and their name."""
     if state.modality == "dna":
-        from diffaug_genomics.evaluate import baseline_features
+        from diffaug_genomics.kmers import baseline_features
 
         return baseline_features(rows, "kmer", 6), "6-mer frequencies"
     return rows.reshape(len(rows), -1).astype(np.float32), "raw (preprocessed) features"

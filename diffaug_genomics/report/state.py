@@ -18,8 +18,9 @@ from typing import Any
 import numpy as np
 
 from diffaug_genomics.errors import Busy, InputError
+from diffaug_genomics.lock_holder import Holder, lock_state
 from diffaug_genomics.metrics import BASE_FIELDS, DIAGNOSTIC_FIELDS
-from diffaug_genomics.run_lock import Holder, lock_state
+from diffaug_genomics.run_files import RunPaths
 
 NUMERIC_FIELDS = [f for f in BASE_FIELDS + DIAGNOSTIC_FIELDS if f != "phase"]
 PHASES = ("init", "warmup", "encoder", "generator", "bank")
@@ -155,6 +156,11 @@ class RunState:
     notes: list[str] = field(default_factory=list)
 
     @property
+    def paths(self) -> RunPaths:
+        """The run's files."""
+        return RunPaths(self.root)
+
+    @property
     def has_generator(self) -> bool:
         return self.augment == "diffaug"
 
@@ -165,7 +171,7 @@ def read_run(run_dir: str | Path) -> RunState:
     import yaml
 
     from diffaug_genomics.config import config_from_dict
-    from diffaug_genomics.train.loop import RunPaths, plan
+    from diffaug_genomics.train.schedule import plan
 
     root = Path(run_dir)
     if not root.is_dir():
@@ -199,9 +205,9 @@ def read_run(run_dir: str | Path) -> RunState:
         root=root, config=raw, config_text=text, config_hash=cfg.hash(), modality=cfg.modality,
         augment=cfg.augment, embed_dim=int(cfg.encoder.embed_dim),
         world_size=int(raw.get("world_size", 1) or 1), metrics=metrics, finished=finished,
-        status="", stages=stages, checkpoints=_checkpoint_files(root), progress=progress,
+        status="", stages=stages, checkpoints=_checkpoint_files(paths), progress=progress,
         latest=latest, writer=writer)
-    state.data_rows, state.sample_shape = _data_size(root, raw, cfg.modality)
+    state.data_rows, state.sample_shape = _data_size(paths, raw, cfg.modality)
     state.status = _status(state, paths, holder, stale)
     return state
 
@@ -274,23 +280,22 @@ def _stage_seconds(metrics: Metrics) -> dict[tuple[str, int], float]:
     return out
 
 
-def _checkpoint_files(root: Path) -> list[tuple[str, int, float]]:
-    names = [root / "encoder.pt", root / "generator.pt"]
-    ckdir = root / "checkpoints"
-    if ckdir.is_dir():
-        names += sorted(p for p in ckdir.glob("*.pt"))
+def _checkpoint_files(paths: RunPaths) -> list[tuple[str, int, float]]:
+    names = list(paths.final_files)
+    if paths.checkpoints.is_dir():
+        names += sorted(p for p in paths.checkpoints.glob("*.pt"))
     out = []
     for p in names:
         if p.is_file():
             st = p.stat()
-            out.append((str(p.relative_to(root)), st.st_size, st.st_mtime))
+            out.append((str(p.relative_to(paths.root)), st.st_size, st.st_mtime))
     return out
 
 
-def _data_size(root: Path, raw: dict[str, Any], modality: str
+def _data_size(paths: RunPaths, raw: dict[str, Any], modality: str
                ) -> tuple[int | None, tuple[int, ...] | None]:
     """(rows, shape of one row) of the training data, when cheaply known."""
-    candidates = [root / "data.h5"]
+    candidates = [paths.data]
     if raw.get("input"):
         candidates.append(Path(str(raw["input"])))
     if modality == "dna":
@@ -310,7 +315,7 @@ def _data_size(root: Path, raw: dict[str, Any], modality: str
     return None, None
 
 
-def _status(state: RunState, paths: Any, holder: Holder | None, stale: str | None) -> str:
+def _status(state: RunState, paths: RunPaths, holder: Holder | None, stale: str | None) -> str:
     total = sum(s.units for s in state.stages)
     done = sum(s.done_units for s in state.stages)
     if state.finished:

@@ -13,7 +13,8 @@ made every phase 1.4-1.8x faster (``benchmarks/results/gpu.md``); on an H200 the
 slower (fit 1.23x longer; issue #23).
 
 The seconds per step are kept per machine in ``tuning.json`` in the user cache
-(``$DIFFAUG_TUNING_CACHE``, else ``$DIFFAUG_CACHE`` or ``~/.cache/diffaug-genomics``), keyed by
+(:mod:`.tuning_cache`: ``$DIFFAUG_TUNING_CACHE``, else ``$DIFFAUG_CACHE`` or
+``~/.cache/diffaug-genomics``), keyed by
 everything they depend on (device, threads, torch version, models, batches, sample shape), so
 that the runs of one machine decide alike and only the first one pays the measurement (a few
 seconds). The decision, its figures and its reason are logged and written to ``config.yaml``
@@ -37,12 +38,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -50,6 +48,7 @@ import torch
 
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.train.precision import native_bf16, wrap
+from diffaug_genomics.train.tuning_cache import cache_key, cached, store
 
 if TYPE_CHECKING:
     from diffaug_genomics.config import Config
@@ -68,8 +67,6 @@ BATCH_MEMORY_SHARE = 0.5
 conditions, the allocator's slack)."""
 MIN_STEPS_PER_EPOCH = 200
 """Fewest encoder steps per epoch a scaled batch must leave."""
-TUNING_FILE = "tuning.json"
-"""The per-machine record of measured seconds per step, in the user cache."""
 
 
 @dataclass
@@ -199,13 +196,13 @@ def choose_precision(cfg: Config, modality: Modality, rows: np.ndarray, device: 
         return "fp32", {"reason": f"bfloat16 is not native on this {device.type} (emulated: "
                                   "slower)"}
     counts = _phase_counts(cfg, len(rows), world_size)
-    key = _cache_key(cfg, modality, rows, device)
-    per_step = _cached(key)
+    key = cache_key(cfg, modality, rows, device)
+    per_step = cached(key)
     source = "measured earlier on this machine"
     if per_step is None or set(per_step["fp32"]) != set(counts):
         t = time.perf_counter()
         per_step = _measure(cfg, modality, rows, device, counts)
-        _store(key, per_step)
+        store(key, per_step)
         source = f"measured in {time.perf_counter() - t:.1f} s"
     estimate = {p: sum(counts[k] * per_step[p][k] for k in counts) for p in ("fp32", "bf16")}
     precision = "bf16" if estimate["bf16"] < estimate["fp32"] else "fp32"
@@ -343,77 +340,3 @@ def _measure(cfg: Config, modality: Modality, rows: np.ndarray, device: torch.de
                         best[precision][phase] = min(best[precision][phase],
                                                      time.perf_counter() - t)
     return best
-
-
-def _cache_path() -> Path | None:
-    env = os.environ.get("DIFFAUG_TUNING_CACHE")
-    if env is not None:
-        return Path(env) if env else None  # empty: no cache
-    from diffaug_genomics.datasets import default_cache_dir
-
-    return default_cache_dir() / TUNING_FILE
-
-
-def _cache_key(cfg: Config, modality: Modality, rows: np.ndarray, device: torch.device) -> str:
-    """What the seconds per step depend on."""
-    if device.type == "cuda":
-        name = f"{torch.cuda.get_device_name(device)} sm{torch.cuda.get_device_capability(device)}"
-    else:
-        name = _cpu_name()
-    what = {"device": name, "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "modality": modality.name, "sample_shape": list(modality.to_model(rows[:1]).shape),
-            "rows": min(len(rows), max(2 * cfg.optim.batch_size, cfg.generator.batch_size)),
-            "encoder": dataclasses.asdict(cfg.encoder), "generator": dataclasses.asdict(
-                cfg.generator), "loss": cfg.loss.name, "augment": cfg.augment,
-            "optim_batch": cfg.optim.batch_size, "bank": [cfg.bank.batch_size,
-                                                          cfg.bank.per_sequence,
-                                                          cfg.bank.guidance_scale != 1.0]}
-    return json.dumps(what, sort_keys=True)
-
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _cached(key: str) -> dict[str, dict[str, float]] | None:
-    path = _cache_path()
-    if path is None or not path.is_file():
-        return None
-    try:
-        entry = json.loads(path.read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None  # unreadable: measured again and rewritten
-    valid = (isinstance(entry, dict) and set(entry) == {"fp32", "bf16"}
-             and all(isinstance(v, dict) and all(isinstance(s, float) and s > 0
-                                                 for s in v.values()) for v in entry.values()))
-    return entry if valid else None
-
-
-def _store(key: str, per_step: dict[str, dict[str, float]]) -> None:
-    """Add ``key`` to the cache file (written atomically; a cache that cannot be written is
-    skipped: the next run measures again)."""
-    path = _cache_path()
-    if path is None:
-        return
-    from diffaug_genomics.io.atomic import atomic_temp
-
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            table = json.loads(path.read_text()) if path.is_file() else {}
-        except ValueError:
-            table = {}
-        if not isinstance(table, dict):
-            table = {}
-        table[key] = per_step
-        with atomic_temp(path) as tmp:
-            tmp.write_text(json.dumps(table, indent=0))
-    except OSError as exc:
-        LOG.debug("tuning cache %s not written (%s)", path, exc)

@@ -2,14 +2,14 @@
 
 The bank holds ``(N, per_sequence, *sample_shape)`` float16 values: 1,600 bytes per 200 bp
 sequence, twice the one-hot rows. Up to :data:`BANK_HOST_MAX_BYTES` it is a tensor in host
-memory (or on the GPU, see :meth:`~diffaug_genomics.train.bank.BankPhase._place_bank`), saved
+memory (or on the GPU, see :func:`~diffaug_genomics.train.bank.place_bank`), saved
 as ``cache/bank.pt``, as it always was. A larger bank (about 670,000 sequences of 200 bp and
 up) is written to ``cache/bank.npy`` block by block as the refresh generates it, and read back
 a batch of rows at a time (:class:`DiskBank`): host memory then holds one block, whatever N.
 On a GPU with room for it the file is loaded onto the device instead.
 
-``bank.npy`` is a plain NumPy ``.npy`` file (float16, C order), checked against the run's shape
-before use. Both forms hold the same values, so a run is the same with either (tested).
+``bank.npy`` is a plain NumPy ``.npy`` file (float16, C order; its format:
+:mod:`diffaug_genomics.run_files`), checked against the run's shape before use. Both forms hold the same values, so a run is the same with either (tested).
 With several ranks the bank is gathered in host memory (the file form is single-process).
 """
 
@@ -27,6 +27,7 @@ import torch
 
 from diffaug_genomics.errors import InputError
 from diffaug_genomics.io.atomic import atomic_temp
+from diffaug_genomics.run_files import bank_data_offset, write_bank_header
 
 BANK_HOST_MAX_BYTES = 1 << 30
 """Largest bank kept in host memory (1 GiB); a larger one lives in ``cache/bank.npy``."""
@@ -53,17 +54,17 @@ class DiskBank:
     per_sequence, *sample_shape)`` float16 CPU tensor of those rows, read with one ``pread``
     per row (the file's pages stay in the page cache, not in the process's memory);
     ``bank[idx, j]`` the ``j``-th positive of each. Raises :class:`InputError` naming the file
-    when it is not such a bank of ``shape``.
+    when it is not such a bank of ``shape`` (None: of the shape it says it has).
     """
 
     device = torch.device("cpu")
     dtype = torch.float16
 
-    def __init__(self, path: Path, shape: tuple[int, ...]) -> None:
-        self.path, self.shape = Path(path), tuple(shape)
+    def __init__(self, path: Path, shape: tuple[int, ...] | None) -> None:
+        self.path = Path(path)
         self._fd = os.open(self.path, os.O_RDONLY)
         try:
-            self._offset = _check_header(self.path, self._fd, self.shape)
+            self._offset, self.shape = bank_data_offset(self.path, self._fd, shape)
         except BaseException:
             self.close()
             raise
@@ -118,26 +119,6 @@ class DiskBank:
         return raw
 
 
-def _check_header(path: Path, fd: int, shape: tuple[int, ...]) -> int:
-    """The data offset of a float16 C-order ``.npy`` bank of ``shape`` and the right size."""
-    with os.fdopen(os.dup(fd), "rb") as fh:
-        try:
-            version = np.lib.format.read_magic(fh)
-            read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
-                    else np.lib.format.read_array_header_2_0)
-            stored, fortran, dtype = read(fh)
-        except (ValueError, OSError, SyntaxError) as exc:
-            raise InputError(f"not a bank of generated positives ({exc})", path=path) from None
-        offset = fh.tell()
-    if tuple(stored) != shape or fortran or dtype != np.float16:
-        raise InputError(f"bank file holds {dtype} {tuple(stored)}, expected float16 {shape}: "
-                         "not this run's bank; delete it to regenerate the bank", path=path)
-    if os.fstat(fd).st_size != offset + 2 * math.prod(shape):
-        raise InputError("bank file has the wrong size (truncated?); delete it to regenerate "
-                         "the bank", path=path)
-    return offset
-
-
 class DiskBankWriter:
     """Rows of a new bank written in order (``writer[lo:hi] = block``) into an open file, each
     block compared with the same rows of the ``previous`` bank (``changed``: the fraction of
@@ -145,9 +126,7 @@ class DiskBankWriter:
 
     def __init__(self, fh: BinaryIO, shape: tuple[int, ...], previous: DiskBank | None) -> None:
         self.fh, self.shape, self.previous = fh, shape, previous
-        np.lib.format.write_array_header_2_0(
-            fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float16)),
-                 "fortran_order": False, "shape": shape})
+        write_bank_header(fh, shape)
         self.written = 0
         self._differ = 0
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from diffaug_genomics.config_schema import EXPORT_CRITERIA
 from diffaug_genomics.diagnostics import (
     effective_rank,
     nearest_neighbours,
@@ -43,8 +44,9 @@ __all__ = ["CRITERIA", "ExportChoice", "criteria", "reference_features"]
 AGREEMENT_K = 10
 """Neighbours compared by the agreement criteria (fewer when the sample is smaller)."""
 
-CRITERIA = ("eff_rank", "uniformity", "nbr_agreement", "feature_agreement")
-"""The label-free criteria an encoder state is scored by (all logged in ``metrics.csv``)."""
+CRITERIA = EXPORT_CRITERIA
+"""The label-free criteria an encoder state is scored by (all logged in ``metrics.csv``; the
+list of ``export.criterion``, :mod:`diffaug_genomics.config_schema`)."""
 
 
 def reference_features(modality: Modality, cfg: Config, rows: np.ndarray, group: list[int],

@@ -1,4 +1,9 @@
-"""The generator phase: denoiser steps on (sequence, frozen embedding) pairs, and its EMA."""
+"""The generator phase: denoiser steps on (sequence, frozen embedding) pairs, and its EMA.
+
+Reads: the rows, ``progress.cond`` (the frozen encoder's embeddings of every row), the
+denoiser, its optimiser and the diffusion. Writes: the denoiser's and EMA's weights, the
+optimiser, ``progress.gen_step`` / ``step_in_unit``, ``metrics.csv`` rows.
+"""
 
 from __future__ import annotations
 
@@ -11,52 +16,55 @@ from torch import nn
 from diffaug_genomics.guards import check_finite_loss
 from diffaug_genomics.train import distributed as dist
 from diffaug_genomics.train.schedule import Stage
+from diffaug_genomics.train.state import Models, Progress, Setup, UnitEnd
 from diffaug_genomics.transfer import to_device
 
 
-class GeneratorPhase:
-    """Part of :class:`~diffaug_genomics.train.loop.Trainer`: the generator phase (uses its
-    denoiser, EMA, diffusion, conditions and unit helpers)."""
-
-    def _generator_block(self, stage: Stage, seed: int) -> float:
-        g = self.cfg.generator
-        gen = self._unit_generator(seed)
-        first = self.unit_idx * g.steps_per_checkpoint
-        n_steps = min(g.steps_per_checkpoint, g.steps - first)
-        self.denoiser.train()
-        losses, t = [], time.perf_counter()
-        batch = min(g.batch_size, self.n)  # per rank
-        draws = {} if not self.ctx.distributed else {
-            "draw_rows": batch * self.ctx.world_size, "offset": batch * self.ctx.rank}
-        # the losses stay on the device until a metrics row, a stop or the block's end needs
-        # them (one host sync there, none per step); a non-finite one is reported with its step
-        pending: list[torch.Tensor] = []
-        for step in range(self.step_in_unit, n_steps):
-            idx = torch.randint(self.n, (batch * self.ctx.world_size,), generator=gen).numpy()
-            idx = self._local(idx)
-            x0 = self.modality.to_diffusion(self._x(idx))
-            loss = self.diffusion.loss(self._denoise, x0,
-                                       self.cond[to_device(torch.from_numpy(idx), self.device)],
-                                       p_uncond=g.cond_dropout, generator=gen, **draws)
-            self.gen_opt.zero_grad(set_to_none=True)
-            loss.backward()
-            dist.average_gradients(list(self.denoiser.parameters()))
-            self.gen_opt.step()
-            decay = ema_decay_at(first + step, g.ema_decay) if g.ema_warmup else g.ema_decay
-            _ema_update(self.ema, self.denoiser, decay)
-            self.gen_step += 1
-            self.step_in_unit = step + 1
-            pending.append(loss.detach())
-            if self.gen_step % self.cfg.log_every == 0:
-                losses += _checked(pending, self.gen_step)
-                rate = len(losses) * len(idx) * self.ctx.world_size / (time.perf_counter() - t)
-                self._log_metric("generator", stage.round, self.unit_idx, self.gen_step,
-                                 losses[-1], g.lr, rate)
-            if self._poll_stop() and self.step_in_unit < n_steps:
-                losses += _checked(pending, self.gen_step)
-                self._checkpoint_mid_unit(gen)
-        losses += _checked(pending, self.gen_step)
-        return float(np.mean(losses)) if losses else float("nan")
+def generator_block(setup: Setup, models: Models, progress: Progress, stage: Stage,
+                    seed: int) -> UnitEnd:
+    """One block of ``generator.steps_per_checkpoint`` denoiser steps (the unit ``unit_idx`` of
+    the stage), from ``progress.step_in_unit`` on, each followed by the EMA update; batches and
+    noise drawn from a generator seeded by ``seed``. Stops early, with the unit's state in
+    ``progress``, when a stop is requested."""
+    g, n, ctx = setup.cfg.generator, setup.n, setup.ctx
+    gen = progress.unit_generator(seed)
+    first = progress.unit_idx * g.steps_per_checkpoint
+    n_steps = min(g.steps_per_checkpoint, g.steps - first)
+    models.denoiser.train()
+    losses, t = [], time.perf_counter()
+    batch = min(g.batch_size, n)  # per rank
+    draws = {} if not ctx.distributed else {
+        "draw_rows": batch * ctx.world_size, "offset": batch * ctx.rank}
+    # the losses stay on the device until a metrics row, a stop or the block's end needs
+    # them (one host sync there, none per step); a non-finite one is reported with its step
+    pending: list[torch.Tensor] = []
+    for step in range(progress.step_in_unit, n_steps):
+        idx = torch.randint(n, (batch * ctx.world_size,), generator=gen).numpy()
+        idx = setup.local(idx)
+        x0 = setup.modality.to_diffusion(setup.x(idx))
+        loss = models.diffusion.loss(models.denoise, x0,
+                                     progress.cond[to_device(torch.from_numpy(idx), setup.device)],
+                                     p_uncond=g.cond_dropout, generator=gen, **draws)
+        models.gen_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        dist.average_gradients(list(models.denoiser.parameters()))
+        models.gen_opt.step()
+        decay = ema_decay_at(first + step, g.ema_decay) if g.ema_warmup else g.ema_decay
+        _ema_update(models.ema, models.denoiser, decay)
+        progress.gen_step += 1
+        progress.step_in_unit = step + 1
+        pending.append(loss.detach())
+        if progress.gen_step % setup.cfg.log_every == 0:
+            losses += _checked(pending, progress.gen_step)
+            rate = len(losses) * len(idx) * ctx.world_size / (time.perf_counter() - t)
+            setup.metrics.log("generator", stage.round, progress.unit_idx, progress.gen_step,
+                              losses[-1], g.lr, rate)
+        if setup.poll_stop() and progress.step_in_unit < n_steps:
+            losses += _checked(pending, progress.gen_step)
+            progress.unit_gen_state = gen.get_state()
+            return UnitEnd(float("nan"), interrupted=True)
+    losses += _checked(pending, progress.gen_step)
+    return UnitEnd(float(np.mean(losses)) if losses else float("nan"))
 
 
 def _checked(pending: list[torch.Tensor], last_step: int) -> list[float]:

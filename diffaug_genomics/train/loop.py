@@ -24,17 +24,18 @@ describes every rank.
 Baselines (``augment = knn-mixup | handcrafted``) run one encoder stage with the same number of
 encoder epochs, so every method gets the same encoder budget.
 
-This module holds :class:`Trainer`: its state, checkpoints, resume and the loop over the
-schedule. Each phase it runs is a part of it in its own module: :mod:`.schedule` (stages, unit
-seeds), :mod:`.encoder_phase` (neighbours, positives, loss, an epoch), :mod:`.generator_phase`
-(denoiser steps, EMA), :mod:`.bank` (the bank refresh), :mod:`.run_diagnostics` and
-:mod:`.metrics_file`; :mod:`.paths` names the run directory's files.
+This module holds :class:`Trainer`: the sequencing of the phases, checkpoints and resume. The
+state it passes to every phase is three dataclasses (:mod:`.state`: the fixed ``Setup``, the
+``Models`` and optimisers, the ``Progress``), built by :mod:`.build`; each phase is a function
+of them in its own module: :mod:`.encoder_phase` (neighbours, positives, loss, an epoch),
+:mod:`.generator_phase` (denoiser steps, EMA), :mod:`.bank` (the bank refresh),
+:mod:`.run_diagnostics` (the label-free diagnostics); :mod:`.schedule` plans the stages and
+seeds the units, :mod:`.export` chooses the exported state, :mod:`.metrics_file` writes
+``metrics.csv`` and :mod:`diffaug_genomics.run_files` names the run directory's files.
 """
 
 from __future__ import annotations
 
-import copy
-import logging
 import shutil
 import time
 from collections.abc import Callable
@@ -43,37 +44,34 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from diffaug_genomics.config import Config
-from diffaug_genomics.diagnostics import diagnostic_sample
 from diffaug_genomics.io.atomic import atomic_temp
-from diffaug_genomics.modalities.base import Modality, build_head
+from diffaug_genomics.modalities.base import Modality
 from diffaug_genomics.progress import LOG, progress
 from diffaug_genomics.train import checkpoint as ckpt
 from diffaug_genomics.train import distributed as dist
-from diffaug_genomics.train.bank import BankPhase
-from diffaug_genomics.train.compiled import maybe_compile
+from diffaug_genomics.train.bank import load_bank, place_bank, refresh_bank
+from diffaug_genomics.train.build import build_models, make_setup
 from diffaug_genomics.train.distributed import SINGLE, DistContext
-from diffaug_genomics.train.encoder_phase import EncoderPhase
+from diffaug_genomics.train.encoder_phase import encoder_epoch, find_neighbours, neighbours_tag
 from diffaug_genomics.train.export import ExportChoice
-from diffaug_genomics.train.generator_phase import GeneratorPhase, _ema_update, ema_decay_at
-from diffaug_genomics.train.metrics_file import MetricsFile
-from diffaug_genomics.train.paths import RunPaths
-from diffaug_genomics.train.precision import configure_matmul, resolve_precision, wrap
-from diffaug_genomics.train.run_diagnostics import RunDiagnostics
+from diffaug_genomics.train.generator_phase import _ema_update, ema_decay_at, generator_block
+from diffaug_genomics.train.precision import configure_matmul, resolve_precision
+from diffaug_genomics.train.run_diagnostics import (
+    encoder_diagnostics,
+    generator_diagnostics,
+    recalibrate,
+    stage_summary,
+)
 from diffaug_genomics.train.schedule import Stage, StopRequested, plan, unit_seed
+from diffaug_genomics.train.state import Progress, UnitEnd
 
-__all__ = ["RunPaths", "Stage", "StopRequested", "Trainer", "_ema_update", "ema_decay_at", "plan",
+__all__ = ["Stage", "StopRequested", "Trainer", "_ema_update", "ema_decay_at", "plan",
            "unit_seed"]
 
 
-FIT_INIT_ROWS = 16384
-"""Most training rows an encoder's data-dependent initialisation (``fit_init``) reads (a PCA
-start from 10,000 DHS rows probes 1.4 points above one from 4,096: selection.md)."""
-
-
-class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFile):
+class Trainer:
     """Runs (or resumes) the schedule of :func:`plan` on in-memory data.
 
     ``rows`` are the stored samples (DNA: ``(N, L, 4) uint8``); the modality turns a block of
@@ -81,193 +79,180 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
     trainer writes a checkpoint and raises :class:`StopRequested`. With ``ctx.world_size > 1``
     the caller has initialised the process group (see the module docstring). ``precision``
     (``fp32`` | ``bf16``) overrides what ``cfg.precision`` resolves to.
+
+    Its state is :attr:`setup` (fixed), :attr:`models` and :attr:`progress`
+    (:mod:`.state`).
     """
 
     def __init__(self, cfg: Config, modality: Modality, rows: np.ndarray, run_dir: Path,
                  device: torch.device, ctx: DistContext = SINGLE,
                  should_stop: Callable[[], bool] | None = None,
                  precision: str | None = None) -> None:
-        self.cfg, self.modality, self.rows = cfg, modality, rows
-        self.paths = RunPaths(Path(run_dir))
-        self.device, self.ctx = device, ctx
-        self.should_stop = should_stop or (lambda: False)
         # fit decides ``precision: auto`` by measurement (train/autotune); alone, the rule
-        self.precision = precision or resolve_precision(cfg.precision, device)
-        configure_matmul(device, self.precision)
-        LOG.log(self._info, "precision: %s (%s on %s)%s", self.precision, cfg.precision,
+        precision = precision or resolve_precision(cfg.precision, device)
+        configure_matmul(device, precision)
+        self.setup = make_setup(cfg, modality, rows, run_dir, device, ctx, precision,
+                                should_stop or (lambda: False))
+        LOG.log(self.setup.info, "precision: %s (%s on %s)%s", precision, cfg.precision,
                 device.type, "; compiling the models (torch.compile)" if cfg.compile else "")
-        self.n = len(rows)
-        self.sample_shape = tuple(modality.to_model(rows[:1]).shape[1:])
-        self.stages = plan(cfg)
-        torch.manual_seed(cfg.seed)
-        self.encoder = modality.build_encoder(cfg, self.sample_shape).to(device)
-        self._discover_symmetry()
-        self._fit_init()
-        self.export = ExportChoice(cfg.export.choose, cfg.export.criterion)
-        self.head = build_head(cfg, cfg.encoder.embed_dim).to(device)
-        if ctx.distributed:
-            self._sync_batchnorm()
-        self.enc_params = list(self.encoder.parameters()) + list(self.head.parameters())
-        self.enc_opt = torch.optim.AdamW(self.enc_params, lr=cfg.optim.lr,
-                                         weight_decay=cfg.optim.weight_decay)
-        self.denoiser: nn.Module | None = None
-        self.ema: nn.Module | None = None
-        self.gen_opt: torch.optim.Optimizer | None = None
-        if cfg.augment == "diffaug":
-            from diffaug_genomics.diffusion import Diffusion
+        self.models, symmetry = build_models(self.setup)
+        self.progress = Progress(symmetry=symmetry,
+                                 export=ExportChoice(cfg.export.choose, cfg.export.criterion))
+        self._saved_at = time.perf_counter()  # when the last checkpoint was written
 
-            self.diffusion = Diffusion.from_config(cfg.generator).to(device)
-            self.denoiser = modality.build_denoiser(cfg, self.sample_shape,
-                                                    cfg.encoder.embed_dim).to(device)
-            self.ema = copy.deepcopy(self.denoiser).requires_grad_(False)
-            self.gen_opt = torch.optim.AdamW(self.denoiser.parameters(), lr=cfg.generator.lr, weight_decay=0.0)
-        self.handcrafted = modality.build_handcrafted(cfg) if cfg.augment == "handcrafted" else None
-        # the forward passes of training and sampling: compiled if asked, autocast if bf16
-        self._encode = maybe_compile(self.encoder, cfg.compile, "encoder")
-        self._denoise = self._sample_with = None
-        if self.denoiser is not None:
-            self._denoise = wrap(maybe_compile(self.denoiser, cfg.compile, "denoiser"), device,
-                                 self.precision)
-            self._sample_with = wrap(maybe_compile(self.ema, cfg.compile, "EMA denoiser"),
-                                     device, self.precision)
-        if ctx.distributed:
-            self._broadcast_weights()
-        self.batch = min(cfg.optim.batch_size, self.n // ctx.world_size)  # per rank
-        self.global_batch = self.batch * ctx.world_size
-        self.steps_per_epoch = max(1, self.n // self.global_batch)
-        total_epochs = sum(s.units for s in self.stages if s.kind in ("warmup", "encoder"))
-        self.total_enc_steps = max(1, total_epochs * self.steps_per_epoch)
-        # progress through the schedule
-        self.stage_idx, self.unit_idx, self.step_in_unit = 0, 0, 0
-        self.enc_step, self.gen_step, self.metric_rows = 0, 0, 0
-        self.unit_gen_state: torch.Tensor | None = None
-        self.neighbours: np.ndarray | None = None
-        self.bank: torch.Tensor | None = None
-        self.cond: torch.Tensor | None = None
-        self.diag_idx = diagnostic_sample(self.n, cfg.seed)
-        self._last_diagnostics: dict[str, float] = {}
-        self._reference: dict[str, torch.Tensor] | None = None  # for the agreement criteria
-        self.collapse_warned = False
-        self._calibrated_at: int | None = None  # enc_step of the last recalibration pass
-        self.t0 = time.perf_counter()
-        self._saved_at = self.t0  # when the last checkpoint was written
+    # ----------------------------------------------------------------------------- sequencing
+    def run(self) -> None:
+        """Run every remaining unit of the schedule, checkpointing as it goes, then export."""
+        setup, p = self.setup, self.progress
+        total_units = sum(s.units for s in setup.stages)
+        done_units = sum(s.units for s in setup.stages[: p.stage_idx]) + p.unit_idx
+        with progress("fit", total=total_units, unit="unit", enabled=setup.ctx.is_main) as bar:
+            bar.advance(done_units)
+            if setup.metrics.rows == 0 and p.stage_idx == 0 and p.unit_idx == 0 \
+                    and p.step_in_unit == 0:  # a fresh run: the untrained encoder's rank
+                self._score_start()
+            while p.stage_idx < len(setup.stages):
+                self._run_stage(bar)
+        self._write_final()
 
-    def _discover_symmetry(self) -> None:
-        """Measure which of the modality's candidate transforms the training rows obey
-        (:func:`~diffaug_genomics.symmetry.discover`; deterministic, so a resumed run finds the
-        same) and give the accepted group to an encoder that averages over one
-        (``set_symmetry``)."""
-        from diffaug_genomics.symmetry import discover
+    def _score_start(self) -> None:
+        """The untrained encoder's diagnostics, offered for export, kept as ``start.pt``."""
+        setup = self.setup
+        setup.metrics.truncate(0)  # rows a run killed before its first checkpoint left
+        rank = encoder_diagnostics(setup, self.models, self.progress, "init", 0, -1)
+        LOG.log(setup.info, "init: eff_rank %.1f of %d", rank, setup.cfg.encoder.embed_dim)
+        self._offer_export("start")
+        if setup.ctx.is_main:  # the start, beside warmup.pt and round{r}.pt
+            ckpt.save_atomic(self.state_dict(), setup.paths.start)
 
-        self.symmetry = discover(self.modality.symmetries, self.rows, self.cfg.symmetry,
-                                 self.cfg.seed)
-        LOG.log(self._info, "%s", self.symmetry.summary())
-        set_symmetry = getattr(self.encoder, "set_symmetry", None)
-        if callable(set_symmetry) and len(self.symmetry.group) > 1:
-            set_symmetry(self.symmetry.group)
+    def _run_stage(self, bar: Any) -> None:
+        """The remaining units of the current stage, each followed by its checkpoint when
+        due; at the stage's end the export candidate, the stage's log line and its copy of
+        the checkpoint."""
+        setup, p = self.setup, self.progress
+        stage_idx = p.stage_idx
+        stage = setup.stages[stage_idx]
+        self._prepare_stage(stage_idx)
+        seen: list[float] = []  # this stage's diagnostic, unit by unit
+        while p.stage_idx == stage_idx:
+            seed = unit_seed(setup.cfg.seed, stage_idx, p.unit_idx)
+            what = f"{stage.kind} r{stage.round} {p.unit_idx + 1}/{stage.units}"
+            result, diagnostic = self._run_unit(stage, seed)
+            what += result
+            if diagnostic is not None:
+                seen.append(diagnostic)
+            LOG.log(setup.info, "%s", what)
+            finished = p.next_unit(stage)
+            encoder_end = finished and stage.kind in ("warmup", "encoder")
+            if encoder_end:
+                self._offer_export(_state_label(stage, setup.cfg.augment))
+            stop = setup.poll_stop() and p.stage_idx < len(setup.stages)
+            if finished or stop or self._checkpoint_due():
+                self.save_checkpoint()
+            if finished and seen:
+                LOG.log(setup.info, "%s", stage_summary(stage, seen, setup.cfg.encoder.embed_dim))
+            if encoder_end and setup.ctx.is_main:
+                with atomic_temp(setup.paths.stage_end(stage.kind, stage.round)) as tmp:
+                    shutil.copyfile(setup.paths.latest, tmp)  # never half-copied
+            bar.advance(1, postfix=what)
+            if stop:
+                dist.barrier()
+                raise StopRequested
 
-    def _fit_init(self) -> None:
-        """Data-dependent initialisation of an encoder that has one (``fit_init(x)``, e.g. the
-        spectrum encoder's feature statistics and PCA directions), from a fixed, seeded sample of
-        up to :data:`FIT_INIT_ROWS` training rows. Deterministic, so a resumed run recomputes
-        the same values before its checkpoint replaces them."""
-        fit_init = getattr(self.encoder, "fit_init", None)
-        if callable(fit_init):
-            fit_init(self._x(np.sort(diagnostic_sample(self.n, self.cfg.seed, FIT_INIT_ROWS))))
-            record = getattr(self.encoder, "start_record", None)
-            if record:
-                LOG.log(self._info, "start: %s", ", ".join(f"{k} {v}" for k, v in record.items()))
+    def _run_unit(self, stage: Stage, seed: int) -> tuple[str, float | None]:
+        """One unit of ``stage``: an encoder epoch and its diagnostics, a generator block and
+        its diagnostic, or the bank refresh. Returns (what to log, the diagnostic or None)."""
+        setup, models, p = self.setup, self.models, self.progress
+        if stage.kind in ("warmup", "encoder"):
+            loss = self._unless_stopped(encoder_epoch(setup, models, p, stage, seed))
+            rank = encoder_diagnostics(setup, models, p, stage.kind, stage.round, p.unit_idx,
+                                       candidate=p.unit_idx + 1 == stage.units)
+            return f": loss {loss:.4f}", rank
+        if stage.kind == "generator":
+            loss = self._unless_stopped(generator_block(setup, models, p, stage, seed))
+            return f": loss {loss:.4f}", generator_diagnostics(setup, models, p, stage)
+        return f": {refresh_bank(setup, models, p, stage, seed):.1f} s", None
+
+    def _unless_stopped(self, end: UnitEnd) -> float:
+        """The unit's loss; a unit a stop request interrupted is checkpointed where it
+        stopped, then :class:`StopRequested` is raised."""
+        if end.interrupted:
+            self.save_checkpoint()
+            dist.barrier()  # no rank exits (and no launcher kills the job) before rank 0 wrote it
+            raise StopRequested
+        return end.loss
+
+    def _prepare_stage(self, stage_idx: int) -> None:
+        """Per-stage inputs that are a pure function of the state at the stage start: the
+        kNN neighbours of an encoder stage, the conditions of a generator stage (the frozen
+        encoder's embeddings, after recalibrating its batch norm), the bank of an encoder
+        stage of a resumed run."""
+        setup, models, p = self.setup, self.models, self.progress
+        stage = setup.stages[stage_idx]
+        if stage.kind in ("warmup", "encoder"):
+            tag = neighbours_tag(setup, stage)
+            if tag is not None and tag != p.neighbours_tag:
+                p.neighbours, p.neighbours_tag = find_neighbours(setup, models.encoder, tag), tag
+        if stage.kind in ("generator", "bank") and (p.cond is None or p.cond_round != stage.round):
+            recalibrate(setup, models, p)  # batch-norm statistics of the frozen encoder
+            p.cond = setup.embed_all(models.encoder)  # frozen until the next stage
+            p.cond_round = stage.round
+        if stage.kind == "encoder" and setup.cfg.augment == "diffaug" and p.bank is None:
+            p.bank = place_bank(setup, load_bank(setup))
 
     def _offer_export(self, state: str) -> None:
         """The encoder as it is now (its last diagnostics) as a candidate for export."""
-        self.export.offer(state, self._last_diagnostics, self.encoder.state_dict(),
-                          self.head.state_dict())
+        self.progress.export.offer(state, self.progress.last_diagnostics,
+                                   self.models.encoder.state_dict(),
+                                   self.models.head.state_dict())
 
-    def _sync_batchnorm(self) -> None:
-        """Batch norm over the global batch in the encoder and head (before the optimiser)."""
-        from diffaug_genomics.train.sync_bn import convert_sync_batchnorm
-
-        if self.n < self.ctx.world_size:
-            from diffaug_genomics.errors import InputError
-
-            raise InputError(f"{self.n} samples cannot be split over {self.ctx.world_size} ranks")
-        convert_sync_batchnorm(self.encoder, self.device)
-        convert_sync_batchnorm(self.head, self.device)
-
-    def _broadcast_weights(self) -> None:
-        """Rank 0's initial weights on every rank (they are equal already when every rank
-        seeded the same; this makes sure)."""
-        for module in (self.encoder, self.head, self.denoiser, self.ema):
-            if module is not None:
-                dist.broadcast_parameters(module)
-
-    def _local(self, batch: Any) -> Any:
-        """This rank's rows of a global batch (tensor or array); the batch itself when single."""
-        if not self.ctx.distributed:
-            return batch
-        rows = len(batch) // self.ctx.world_size
-        return batch[self.ctx.rank * rows:(self.ctx.rank + 1) * rows]
-
-    def _poll_stop(self) -> bool:
-        """``should_stop()``, agreed on by all ranks: True everywhere if any rank asks."""
-        return dist.any_rank(self.should_stop())
-
+    # ------------------------------------------------------------------ checkpoints and resume
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {
-            "format": ckpt.CHECKPOINT_FORMAT,
-            "config_hash": self.cfg.hash(),
-            "progress": {"stage": self.stage_idx, "unit": self.unit_idx,
-                         "step_in_unit": self.step_in_unit, "enc_step": self.enc_step,
-                         "gen_step": self.gen_step, "metric_rows": self.metric_rows},
-            "unit_generator": self.unit_gen_state,
-            "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
-            "enc_opt": self.enc_opt.state_dict(), "rng": ckpt.rng_state(),
-            "export": self.export.state_dict(), "symmetry_group": self.symmetry.group,
-        }
-        if self.denoiser is not None:
-            state.update(denoiser=self.denoiser.state_dict(), ema=self.ema.state_dict(),
-                         gen_opt=self.gen_opt.state_dict())
-        return state
+        """The checkpoint: format, config hash, counters, the unit's random state, weights and
+        optimisers, the global random states, the export choice."""
+        p = self.progress
+        weights = self.models.state_dict()
+        return {"format": ckpt.CHECKPOINT_FORMAT, "config_hash": self.setup.cfg.hash(),
+                "progress": {**p.counters(), "metric_rows": self.setup.metrics.rows},
+                "unit_generator": p.unit_gen_state,
+                **{k: weights.pop(k) for k in ("encoder", "head", "enc_opt")},
+                "rng": ckpt.rng_state(), "export": p.export.state_dict(),
+                "symmetry_group": p.symmetry.group, **weights}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        if state.get("config_hash") != self.cfg.hash():
+        if state.get("config_hash") != self.setup.cfg.hash():
             from diffaug_genomics.errors import InputError
 
             raise InputError("the checkpoint was written with a different configuration; "
                              "resume with the run's own config.yaml or start a new run",
-                             path=self.paths.latest)
-        p = state["progress"]
-        self.stage_idx, self.unit_idx, self.step_in_unit = p["stage"], p["unit"], p["step_in_unit"]
-        self.enc_step, self.gen_step, self.metric_rows = p["enc_step"], p["gen_step"], p["metric_rows"]
-        self.unit_gen_state = state["unit_generator"]
-        self.encoder.load_state_dict(state["encoder"])
-        self.head.load_state_dict(state["head"])
-        self.enc_opt.load_state_dict(state["enc_opt"])
+                             path=self.setup.paths.latest)
+        p = self.progress
+        p.set_counters(state["progress"])
+        self.setup.metrics.rows = state["progress"]["metric_rows"]
+        p.unit_gen_state = state["unit_generator"]
+        self.models.load_state_dict(state)
         if "export" in state:  # a checkpoint from before the export choice: final state only
-            self.export.load_state_dict(state["export"])
+            p.export.load_state_dict(state["export"])
         group = [int(g) for g in state.get("symmetry_group", [0])]
-        if group != self.symmetry.group:  # a run started before the discovery: it keeps none
+        if group != p.symmetry.group:  # a run started before the discovery: it keeps none
             LOG.warning("%s was written before symmetries were learned from the data: the run "
-                        "continues without one", self.paths.latest)
-            self.symmetry.group = group
-            self.symmetry.accepted = []
-            self.symmetry.reason = "none: the run was started by a version without the discovery"
-        if self.denoiser is not None:
-            self.denoiser.load_state_dict(state["denoiser"])
-            self.ema.load_state_dict(state["ema"])
-            self.gen_opt.load_state_dict(state["gen_opt"])
+                        "continues without one", self.setup.paths.latest)
+            p.symmetry.group = group
+            p.symmetry.accepted = []
+            p.symmetry.reason = "none: the run was started by a version without the discovery"
         ckpt.set_rng_state(state["rng"])
 
     def save_checkpoint(self) -> None:
-        if self.ctx.is_main:
-            ckpt.save_atomic(self.state_dict(), self.paths.latest)
+        """``checkpoints/latest.pt`` (rank 0 writes it)."""
+        if self.setup.ctx.is_main:
+            ckpt.save_atomic(self.state_dict(), self.setup.paths.latest)
         self._saved_at = time.perf_counter()
 
     def _checkpoint_due(self) -> bool:
         """Whether ``checkpoint_every_s`` seconds have passed since the last checkpoint (rank
         0's clock decides; only rank 0 writes)."""
-        due = time.perf_counter() - self._saved_at >= self.cfg.checkpoint_every_s
-        return dist.any_rank(due and self.ctx.is_main)
+        due = time.perf_counter() - self._saved_at >= self.setup.cfg.checkpoint_every_s
+        return dist.any_rank(due and self.setup.ctx.is_main)
 
     def _check_ranks_agree(self, what: str, value: str) -> None:
         """Raise on every rank if the ranks see different ``value`` s (e.g. no shared disk)."""
@@ -280,149 +265,45 @@ class Trainer(EncoderPhase, GeneratorPhase, BankPhase, RunDiagnostics, MetricsFi
 
     def resume(self) -> bool:
         """Load ``checkpoints/latest.pt`` if it exists; returns whether it did."""
-        found = self.paths.latest.exists()
-        if self.ctx.distributed:
+        setup, p = self.setup, self.progress
+        found = setup.paths.latest.exists()
+        if setup.ctx.distributed:
             self._check_ranks_agree("whether a checkpoint exists", str(found))
         if not found:
             return False
-        self.load_state_dict(ckpt.load(self.paths.latest, ckpt.CHECKPOINT_FORMAT))
-        self._truncate_metrics(self.metric_rows)
-        self._check_ranks_agree("resumed at", f"{self.stage_idx}/{self.unit_idx}/"
-                                f"{self.step_in_unit}")
-        LOG.info("resuming at stage %d/%d (%s), unit %d, step %d", min(self.stage_idx + 1, len(self.stages)),
-                 len(self.stages), self.stages[min(self.stage_idx, len(self.stages) - 1)].kind,
-                 self.unit_idx, self.step_in_unit)
+        self.load_state_dict(ckpt.load(setup.paths.latest, ckpt.CHECKPOINT_FORMAT))
+        setup.metrics.truncate(setup.metrics.rows)
+        self._check_ranks_agree("resumed at", f"{p.stage_idx}/{p.unit_idx}/{p.step_in_unit}")
+        stages = setup.stages
+        LOG.info("resuming at stage %d/%d (%s), unit %d, step %d",
+                 min(p.stage_idx + 1, len(stages)), len(stages),
+                 stages[min(p.stage_idx, len(stages) - 1)].kind, p.unit_idx, p.step_in_unit)
         return True
 
-    def _x(self, idx: np.ndarray) -> torch.Tensor:
-        """Model-layout tensor of the rows ``idx`` on the device (on CUDA through pinned host
-        memory, copied without blocking the host)."""
-        x = self.modality.to_model(self.rows[idx])
-        if self.device.type == "cuda":
-            return x.pin_memory().to(self.device, non_blocking=True)
-        return x.to(self.device)
-
-    def _embed_all(self, model: nn.Module, batch_size: int = 1024) -> torch.Tensor:
-        """Encoder embeddings of every row, ``(N, D)`` float32 on the device (eval mode).
-
-        Distributed: each rank embeds its share of the rows, then all ranks gather them."""
-        model.eval()
-        lo, hi = self.ctx.shard(self.n)
-        local = torch.empty((hi - lo, self.cfg.encoder.embed_dim), device=self.device)
-        with torch.no_grad():  # filled in place: no second copy of the (N, D) result
-            for start in range(lo, hi, batch_size):
-                stop = min(start + batch_size, hi)
-                local[start - lo:stop - lo] = model(self._x(np.arange(start, stop)))
-        if not self.ctx.distributed:
-            return local
-        return dist.all_gather_rows(local, self.ctx, self.n)
-
-    def _unit_generator(self, seed: int) -> torch.Generator:
-        gen = torch.Generator().manual_seed(seed)
-        if self.step_in_unit > 0 and self.unit_gen_state is not None:
-            gen.set_state(self.unit_gen_state)
-        return gen
-
-    def _checkpoint_mid_unit(self, gen: torch.Generator) -> None:
-        self.unit_gen_state = gen.get_state()
-        self.save_checkpoint()
-        dist.barrier()  # no rank exits (and no launcher kills the job) before rank 0 wrote it
-        raise StopRequested
-
-    def _prepare_stage(self, stage_idx: int) -> None:
-        """Per-stage inputs that are a pure function of the state at the stage start."""
-        stage = self.stages[stage_idx]
-        if stage.kind in ("warmup", "encoder"):
-            self._ensure_neighbours(stage_idx)
-        if stage.kind in ("generator", "bank"):
-            if self.cond is None or getattr(self, "_cond_round", None) != stage.round:
-                self._recalibrate()  # batch-norm statistics of the frozen encoder
-                self.cond = self._embed_all(self.encoder)  # encoder is frozen until the next stage
-                self._cond_round = stage.round
-        if stage.kind == "encoder" and self.cfg.augment == "diffaug" and self.bank is None:
-            self.bank = self._place_bank(self._load_bank())
-
-    def run(self) -> None:
-        """Run every remaining unit of the schedule, checkpointing after each."""
-        total_units = sum(s.units for s in self.stages)
-        done_units = sum(s.units for s in self.stages[: self.stage_idx]) + self.unit_idx
-        with progress("fit", total=total_units, unit="unit", enabled=self.ctx.is_main) as bar:
-            bar.advance(done_units)
-            if self.metric_rows == 0 and self.stage_idx == 0 and self.unit_idx == 0 \
-                    and self.step_in_unit == 0:  # a fresh run: the untrained encoder's rank
-                self._truncate_metrics(0)  # rows a run killed before its first checkpoint left
-                rank = self._encoder_diagnostics("init", 0, -1)
-                LOG.log(self._info, "init: eff_rank %.1f of %d", rank, self.cfg.encoder.embed_dim)
-                self._offer_export("start")
-                if self.ctx.is_main:  # the start, beside warmup.pt and round{r}.pt
-                    ckpt.save_atomic(self.state_dict(), self.paths.checkpoints / "start.pt")
-            while self.stage_idx < len(self.stages):
-                stage_idx = self.stage_idx
-                stage = self.stages[stage_idx]
-                self._prepare_stage(stage_idx)
-                seen: list[float] = []  # this stage's diagnostic, unit by unit
-                while self.stage_idx == stage_idx:
-                    seed = unit_seed(self.cfg.seed, stage_idx, self.unit_idx)
-                    what = f"{stage.kind} r{stage.round} {self.unit_idx + 1}/{stage.units}"
-                    if stage.kind in ("warmup", "encoder"):
-                        what += f": loss {self._encoder_epoch(stage, seed):.4f}"
-                        seen.append(self._encoder_diagnostics(
-                            stage.kind, stage.round, self.unit_idx,
-                            candidate=self.unit_idx + 1 == stage.units))
-                    elif stage.kind == "generator":
-                        what += f": loss {self._generator_block(stage, seed):.4f}"
-                        seen.append(self._generator_diagnostics(stage))
-                    else:
-                        what += f": {self._refresh_bank(stage, seed):.1f} s"
-                    LOG.log(self._info, "%s", what)
-                    self.unit_idx, self.step_in_unit, self.unit_gen_state = self.unit_idx + 1, 0, None
-                    if self.unit_idx == stage.units:
-                        self.stage_idx, self.unit_idx = self.stage_idx + 1, 0
-                    finished = self.stage_idx != stage_idx
-                    if finished and stage.kind in ("warmup", "encoder"):
-                        self._offer_export(_state_label(stage, self.cfg.augment))
-                    stop = self._poll_stop() and self.stage_idx < len(self.stages)
-                    if finished or stop or self._checkpoint_due():
-                        self.save_checkpoint()
-                    if finished and seen:
-                        self._log_stage_diagnostics(stage, seen)
-                    if finished and stage.kind in ("warmup", "encoder") and self.ctx.is_main:
-                        name = "warmup.pt" if stage.kind == "warmup" else f"round{stage.round}.pt"
-                        with atomic_temp(self.paths.checkpoints / name) as tmp:  # never half-copied
-                            shutil.copyfile(self.paths.latest, tmp)
-                    bar.advance(1, postfix=what)
-                    if stop:
-                        dist.barrier()
-                        raise StopRequested
-        self._write_final()
-
-    @property
-    def _info(self) -> int:
-        """Log level of progress lines: INFO on rank 0, DEBUG on the others."""
-        return logging.INFO if self.ctx.is_main else logging.DEBUG
-
     def _write_final(self) -> None:
-        if self.paths.encoder.exists() and (self.ema is None or self.paths.generator.exists()):
+        """``generator.pt`` then ``encoder.pt`` (the exported state), once."""
+        setup, models, p = self.setup, self.models, self.progress
+        paths, cfg = setup.paths, setup.cfg
+        if paths.encoder.exists() and (models.ema is None or paths.generator.exists()):
             return  # a finished run resumed: written once, embed may be reading them
-        self._recalibrate()  # batch-norm statistics of the final weights (every rank)
-        chosen = self.export.chosen
-        if self.cfg.export.choose == "best" and chosen is not None:
+        recalibrate(setup, models, p)  # batch-norm statistics of the final weights (every rank)
+        chosen = p.export.chosen
+        if cfg.export.choose == "best" and chosen is not None:
             # the chosen state's batch-norm statistics were recomputed by its diagnostic pass
-            self.encoder.load_state_dict(chosen["encoder"])
-            self.head.load_state_dict(chosen["head"])
-        if not self.ctx.is_main:
+            models.encoder.load_state_dict(chosen["encoder"])
+            models.head.load_state_dict(chosen["head"])
+        if not setup.ctx.is_main:
             return
-        LOG.info("%s", self.export.summary())
-        common = {"config": self.cfg.to_dict(), "modality": self.modality.name,
-                  "sample_shape": list(self.sample_shape), "config_hash": self.cfg.hash()}
-        if self.ema is not None:  # before encoder.pt, whose presence marks a finished run
+        LOG.info("%s", p.export.summary())
+        common = {"config": cfg.to_dict(), "modality": setup.modality.name,
+                  "sample_shape": list(setup.sample_shape), "config_hash": cfg.hash()}
+        if models.ema is not None:  # before encoder.pt, whose presence marks a finished run
             ckpt.save_atomic({"format": ckpt.GENERATOR_FORMAT, **common,
-                              "denoiser": self.ema.state_dict()}, self.paths.generator)
+                              "denoiser": models.ema.state_dict()}, paths.generator)
         ckpt.save_atomic({"format": ckpt.ENCODER_FORMAT, **common,
-                          "encoder": self.encoder.state_dict(), "head": self.head.state_dict(),
-                          "exported": self.export.record(),
-                          "symmetry": self.symmetry.to_record()},
-                         self.paths.encoder)
+                          "encoder": models.encoder.state_dict(),
+                          "head": models.head.state_dict(), "exported": p.export.record(),
+                          "symmetry": p.symmetry.to_record()}, paths.encoder)
 
 
 def _state_label(stage: Stage, augment: str) -> str:

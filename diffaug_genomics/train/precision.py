@@ -29,8 +29,7 @@ from typing import Any
 import torch
 from torch import nn
 
-PRECISIONS = ("auto", "fp32", "bf16")
-"""Values of the ``precision`` config key."""
+from diffaug_genomics.config_schema import PRECISIONS
 
 
 def native_bf16(device: torch.device) -> bool:
