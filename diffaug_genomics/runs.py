@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from diffaug_genomics.config import Config, config_from_dict
-from diffaug_genomics.errors import Busy, InputError
+from diffaug_genomics.config import Config, config_from_dict, load_yaml
+from diffaug_genomics.errors import Busy, ConfigError, InputError
 from diffaug_genomics.guards import require_finite
 from diffaug_genomics.lock_holder import current_writer, still_training
 from diffaug_genomics.modalities.arrays import load_preprocess
@@ -25,7 +25,7 @@ from diffaug_genomics.positives.generated import generated_positives
 from diffaug_genomics.progress import LOG
 from diffaug_genomics.run_files import PREPROCESS, RunPaths
 from diffaug_genomics.train import checkpoint as ckpt
-from diffaug_genomics.train.precision import resolve_precision, wrap
+from diffaug_genomics.train.precision import run_precision, wrap
 
 if TYPE_CHECKING:
     from diffaug_genomics.diffusion import Diffusion
@@ -117,8 +117,18 @@ def load_run(run_dir: str | Path, device: torch.device, with_generator: bool = F
             raise InputError(f"does not fit this run's encoder ({ckpt.describe(exc)})",
                              path=gen_path) from None
         run.denoiser = denoiser.to(device).eval()
-        run.sampler = wrap(run.denoiser, device, resolve_precision(cfg.precision, device))
+        precision = run_precision(cfg.precision, _records(paths.config), device)
+        run.sampler = wrap(run.denoiser, device, precision)
     return run
+
+
+def _records(config_yaml: Path) -> dict[str, Any]:
+    """The run's ``config.yaml`` as a mapping (its records: ``resolved_precision``...); empty
+    when it is missing or unreadable (the records only refine what the checkpoint says)."""
+    try:
+        return load_yaml(config_yaml)
+    except (ConfigError, OSError, ValueError):
+        return {}
 
 
 def encoder_from(saved: dict[str, Any], cfg: Config, modality: Modality,

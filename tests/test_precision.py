@@ -207,3 +207,41 @@ def test_a_fresh_start_drops_rows_a_run_killed_before_its_first_checkpoint_left(
     ref = make_trainer(cfg, example_rows, tmp_path / "ref")
     ref.run()
     assert encoder_losses(tmp_path) == encoder_losses(tmp_path / "ref")
+
+
+def test_a_trained_run_samples_in_the_precision_it_measured_on_this_kind_of_device(monkeypatch):
+    from diffaug_genomics.train import precision as prec
+    from diffaug_genomics.train.precision import run_precision
+
+    monkeypatch.setattr(prec, "native_bf16", lambda device: True)
+    measured = {"resolved_precision": "fp32", "precision_decision": {"device": "cpu"}}
+    assert run_precision("auto", measured, CPU) == "fp32"  # measured, not the rule (bf16)
+    elsewhere = {**measured, "precision_decision": {"device": "cuda"}}
+    assert run_precision("auto", elsewhere, CPU) == "bf16"  # trained on a GPU: the rule here
+    assert run_precision("auto", {}, CPU) == "bf16"  # a run from before the decision
+    assert run_precision("bf16", measured, CPU) == "bf16"  # set explicitly: as set
+    bf16_run = {"resolved_precision": "bf16", "precision_decision": {"device": "cpu"}}
+    monkeypatch.setattr(prec, "native_bf16", lambda device: False)
+    assert run_precision("auto", bf16_run, CPU) == "fp32"  # never emulated bfloat16
+
+
+def test_generate_on_an_auto_run_uses_the_run_s_decision(tmp_path, example_h5, one_thread,
+                                                          monkeypatch):
+    import yaml
+
+    from diffaug_genomics.fit import fit
+    from diffaug_genomics.runs import load_run
+    from diffaug_genomics.train import precision as prec
+
+    run = tmp_path / "run"
+    fit(example_h5, run, preset="tiny", overrides=MICRO, seed=0, precision="auto")
+    monkeypatch.setattr(prec, "native_bf16", lambda device: True)  # the rule would say bf16
+    record = yaml.safe_load((run / "config.yaml").read_text())
+    assert record["precision_decision"]["device"] == "cpu"
+    record["resolved_precision"] = "fp32"  # as if measured faster here
+    (run / "config.yaml").write_text(yaml.safe_dump(record))
+    loaded = load_run(run, CPU, with_generator=True)
+    assert loaded.sampler is loaded.denoiser  # fp32: the denoiser itself, no autocast
+    record["precision_decision"]["device"] = "cuda"  # decided on another kind of device
+    (run / "config.yaml").write_text(yaml.safe_dump(record))
+    assert isinstance(load_run(run, CPU, with_generator=True).sampler, Autocast)

@@ -122,6 +122,7 @@ def _decide(cfg: Config, modality: Modality, rows: np.ndarray, device: torch.dev
                     "reason": "kept from the run's config.yaml (resumed)"}
     else:
         precision, decision = choose_precision(scaled, modality, rows, device, ctx.world_size)
+    decision = {**decision, "device": device.type}
     LOG.info("precision: %s (%s on %s: %s)", precision, cfg.precision, device.type,
              decision["reason"])
     return {"resolved_precision": precision, "precision_decision": decision,

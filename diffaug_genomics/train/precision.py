@@ -52,6 +52,19 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return precision
 
 
+def run_precision(precision: str, records: dict[str, Any], device: torch.device) -> str:
+    """``fp32`` or ``bf16``: what a trained run computes in on ``device`` (``generate``'s
+    sampler). As configured; for ``auto``, what the run decided when it trained
+    (``resolved_precision`` in its ``config.yaml`` ``records``: measured, not the rule) if it
+    trained on this kind of device, else :func:`resolve_precision`'s rule."""
+    decision = records.get("precision_decision")
+    if (precision == "auto" and records.get("resolved_precision") in ("fp32", "bf16")
+            and isinstance(decision, dict) and decision.get("device") == device.type
+            and (records["resolved_precision"] == "fp32" or native_bf16(device))):
+        return str(records["resolved_precision"])
+    return resolve_precision(precision, device)
+
+
 def configure_matmul(device: torch.device, precision: str) -> None:
     """TF32 float32 matrix products on CUDA when ``precision`` (resolved, see
     :func:`resolve_precision`) is ``bf16``; PyTorch's defaults are left alone otherwise."""
