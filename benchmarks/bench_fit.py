@@ -466,7 +466,7 @@ def auto_precision_check(rows: np.ndarray, overrides: list[str],
     import os
 
     from diffaug_genomics.fit import fit
-    from diffaug_genomics.io.h5 import OneHotWriter
+    from diffaug_genomics.io.onehot_writer import OneHotWriter
 
     short = [*overrides, "schedule.warmup_epochs=1", "schedule.rounds=1",
              "schedule.epochs_per_round=1", "generator.steps=50"]

@@ -54,7 +54,7 @@ def resampled_chunks(n: int, seed: int = 0) -> Iterator[np.ndarray]:
 
 def write_h5(path: Path, n: int, seed: int = 0) -> Path:
     """``n`` resampled rows as a one-hot HDF5 file (``diffaug encode``'s schema)."""
-    from diffaug_genomics.io.h5 import OneHotWriter
+    from diffaug_genomics.io.onehot_writer import OneHotWriter
 
     eye = np.eye(4, dtype=np.uint8)
     with OneHotWriter(path, LENGTH, {"policy": "center", "source": "resampled"}) as w:

@@ -144,8 +144,8 @@ def test_the_tabular_mlp_starts_at_the_pca_of_its_input():
 
 def test_canonical_kmer_reference_is_strand_symmetric(example_rows):
     from diffaug_genomics.alphabet import reverse_complement
-    from diffaug_genomics.evaluate import baseline_features
     from diffaug_genomics.evaluate_inputs import parse_features
+    from diffaug_genomics.kmers import baseline_features
 
     a = baseline_features(example_rows[:16], "ckmer", 4)
     b = baseline_features(reverse_complement(example_rows[:16]), "ckmer", 4)
