@@ -12,7 +12,8 @@ process ran 18x slower than with one thread). So, in order:
 3. ``OMP_NUM_THREADS`` when it is set (torchrun sets it to 1 for several local ranks);
 4. otherwise the CPUs this process may use (:func:`usable_cpus`: affinity mask, cgroup quota,
    ``SLURM_CPUS_PER_TASK``, divided among ``LOCAL_WORLD_SIZE`` ranks) less those another
-   process kept busy during a 0.1 s look at ``/proc/stat`` (:func:`busy_cpus`), at least 1.
+   process kept busy during a 0.1 s look at ``/proc/stat`` (:func:`busy_cpus`; this process's
+   own threads do not count), at least 1.
 
 When the threads asked for (1-3) exceed the CPUs free, or the automatic choice had to leave
 busy CPUs out, one warning line says so (:func:`apply_threads`). The choice applies to
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import resource
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,17 +140,27 @@ def busy_cpus(look_s: float = LOOK_S, ids: list[int] | None = None) -> float | N
     from ``/proc/stat`` over ``look_s`` seconds while this process sleeps; None where
     ``/proc/stat`` cannot be read (not Linux)."""
     ids = allowed_cpu_ids() if ids is None else ids
+    own0, start = _own_cpu_s(), time.monotonic()
     before = _cpu_times(ids)
     if before is None:
         return None
     time.sleep(look_s)
     after = _cpu_times(ids) or {}
+    own = (_own_cpu_s() - own0) / max(time.monotonic() - start, 1e-9)
     busy = 0.0
     for cpu, (b0, t0) in before.items():
         b1, t1 = after.get(cpu, (b0, t0))
         if t1 > t0:
             busy += (b1 - b0) / (t1 - t0)
-    return busy
+    # this process's own threads (a BLAS / OpenMP pool still spinning after an import) are
+    # not another process: without this, `evaluate` saw 0.6 busy CPUs on an idle machine
+    return max(0.0, busy - own)
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds this process (all its threads) has used."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def choose_threads(threads: int | None = None, *, measure: bool = True) -> ThreadChoice:

@@ -79,6 +79,27 @@ def test_busy_cpus_sees_a_real_competing_process():
     assert idle is not None and idle >= 0.0
 
 
+
+def test_busy_cpus_leaves_out_this_process_s_own_threads():
+    import threading
+
+    ids = threads.allowed_cpu_ids()
+    stop = threading.Event()
+
+    def spin() -> None:  # a pool thread of ours still busy (as after importing a BLAS)
+        while not stop.is_set():
+            pass
+
+    worker = threading.Thread(target=spin, daemon=True)
+    worker.start()
+    try:
+        busy = threads.busy_cpus(0.3, ids)
+    finally:
+        stop.set()
+        worker.join()
+    assert busy is not None and busy < 0.5
+
+
 def test_apply_threads_sets_torch(clean_env):
     before = torch.get_num_threads()
     try:
