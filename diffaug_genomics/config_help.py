@@ -45,7 +45,8 @@ MEANINGS: dict[str, str] = {
     "log_every": "Training steps between rows of metrics.csv.",
     "symmetry.mode": "auto: measure which letter maps (with or without reversal) the training "
                      "rows obey and use them; none: skip the discovery.",
-    "symmetry.gap_ratio": "... when every other candidate scores at least this x its score.",
+    "symmetry.gap_ratio": "Accept only when every other candidate scores at least this x "
+                          "the accepted one.",
     "symmetry.kmer_k": "DNA: length of the k-mers whose distribution the discovery compares.",
     "export.choose": "best: export the encoder state the criterion scores highest (the start "
                      "or a stage's end); final: the last state.",
