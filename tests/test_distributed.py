@@ -215,8 +215,10 @@ def test_sigterm_on_one_rank_checkpoints_and_resume_matches(data, srun_style_run
     assert (run_dir / "checkpoints" / "latest.pt").exists()
     assert not (run_dir / "encoder.pt").exists()
     assert "continue with --resume" in results[0][1]
+    assert "search) for" in results[0][1]  # the neighbours, searched once and cached
     results = finish(start_srun_style(data, run_dir, "--resume"))
     assert [rc for rc, _ in results] == [0, 0], [err[-2000:] for _, err in results]
+    assert "search) for" not in results[0][1]  # resumed: read from the cache, on every rank
     assert_same_weights(run_dir, srun_style_run[0])
     assert [r["loss"] for r in metrics(run_dir)] == [r["loss"] for r in metrics(srun_style_run[0])]
 

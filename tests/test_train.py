@@ -307,3 +307,23 @@ def test_a_checkpoint_from_before_the_discovery_resumes_without_a_symmetry(examp
     assert resumed.models.encoder.group == [0]
     assert "without the discovery" in resumed.progress.symmetry.to_record()["reason"]
     resumed.run()
+
+
+def test_the_run_s_clock_starts_once_it_is_built(example_rows, tmp_path, monkeypatch):
+    """metrics.csv's time_s counts training, not the build (symmetry discovery, PCA start):
+    a resumed run's first row would otherwise add its whole build to a stage's time."""
+    import time
+
+    from diffaug_genomics.train import loop
+
+    real = loop.build_models
+
+    def slow_build(setup):
+        time.sleep(1.0)  # as a PCA start over many rows
+        return real(setup)
+
+    monkeypatch.setattr(loop, "build_models", slow_build)
+    cfg = resolve_config("tiny", overrides=MICRO + ["schedule.rounds=0"])
+    make_trainer(cfg, example_rows[:128], tmp_path / "run").run()
+    first = next(csv.DictReader(open(tmp_path / "run" / "metrics.csv")))
+    assert first["phase"] == "init" and float(first["time_s"]) < 1.0

@@ -56,7 +56,7 @@ def find_neighbours(setup: Setup, encoder: torch.nn.Module, tag: str) -> np.ndar
         meta["search"] = search_method(n)
     path = setup.paths.neighbours(tag)
     cached = load_neighbours(path, meta) if ctx.is_main and path.exists() else None
-    if dist.any_rank(cached is None):
+    if dist.any_rank(ctx.is_main and cached is None):  # rank 0 alone reads the cache
         t = time.perf_counter()
         feats = None
         if space == "embedding":

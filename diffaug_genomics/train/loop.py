@@ -98,7 +98,9 @@ class Trainer:
         self.models, symmetry = build_models(self.setup)
         self.progress = Progress(symmetry=symmetry,
                                  export=ExportChoice(cfg.export.choose, cfg.export.criterion))
-        self._saved_at = time.perf_counter()  # when the last checkpoint was written
+        # the run's clock (metrics.csv's time_s) starts once it is built, as before the
+        # restructuring: a resumed run's first row then holds its training time only
+        self.setup.metrics.t0 = self._saved_at = time.perf_counter()  # and the last checkpoint
 
     # ----------------------------------------------------------------------------- sequencing
     def run(self) -> None:
